@@ -1,0 +1,15 @@
+//! Hourglass diagnostics of SID sets (how concentrated each layer's tokens
+//! are, how sparse the code tree is) and the paper's mitigations.
+
+mod mitigate;
+mod report;
+mod stats;
+mod svg;
+
+pub use mitigate::{MitigateError, Strategy, apply_rule, mitigate};
+pub use report::{
+    CodeCount, DEFAULT_HEAD_SHARE, HeadTail, HourglassReport, LengthCount, MitigationSummary,
+    PathStats, layer_counts,
+};
+pub use stats::{LayerStats, entropy_bits, gini, std_dev};
+pub use svg::render as render_svg;

@@ -1,0 +1,18 @@
+//! sidx — generative retrieval with semantic IDs (SIDs).
+//!
+//! Item embeddings are residual-quantized into SIDs ([`quantize`]), whose
+//! hourglass shape is measured and mitigated ([`hourglass`]); [`sid`] holds the
+//! token types and the SID file format every later stage reads.
+//!
+//! Library modules are free of gRPC and async runtimes; [`proto`] holds the
+//! generated API types for the services.
+
+pub mod fsx;
+pub mod hourglass;
+pub mod npy;
+pub mod pipeline;
+pub mod progress;
+pub mod proto;
+pub mod quantize;
+pub mod sid;
+pub mod synth;

@@ -1,0 +1,221 @@
+//! NumPy `.npy` files of float32 matrices: the format item embeddings arrive in
+//! and codebooks are stored in (`np.load` reads them back).
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::fsx;
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// Errors reading or writing `.npy` files; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum NpyError {
+    #[error("{path}: {msg}")]
+    Format { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Io(#[from] fsx::FsError),
+}
+
+/// A dense row-major float32 array and its shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Array {
+    /// Rows and columns of a rank-2 array.
+    pub fn dims2(&self) -> Option<(usize, usize)> {
+        match self.shape[..] {
+            [n, d] => Some((n, d)),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a float32 `[N, D]` matrix, refusing anything else with a clear message.
+pub fn read_matrix(path: &Path) -> Result<(Vec<f32>, usize, usize), NpyError> {
+    let array = read(path)?;
+    let (n, d) = array.dims2().ok_or_else(|| NpyError::Format {
+        path: path.to_owned(),
+        msg: format!(
+            "expected a rank-2 array [items, dim], got shape {:?}",
+            array.shape
+        ),
+    })?;
+    Ok((array.data, n, d))
+}
+
+/// Reads a C-ordered float32 array of any rank.
+pub fn read(path: &Path) -> Result<Array, NpyError> {
+    let err = |msg: String| NpyError::Format {
+        path: path.to_owned(),
+        msg,
+    };
+    let file = File::open(path).map_err(|e| fsx::FsError::new(path, "open", e))?;
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut r = BufReader::new(file);
+    let mut pre = [0u8; 8];
+    r.read_exact(&mut pre)
+        .map_err(|_| err("too short for a .npy file".into()))?;
+    if &pre[..6] != MAGIC {
+        return Err(err("not a .npy file (bad magic)".into()));
+    }
+    let header_len = match pre[6] {
+        1 => {
+            let mut b = [0u8; 2];
+            r.read_exact(&mut b)
+                .map_err(|_| err("truncated header".into()))?;
+            u16::from_le_bytes(b) as usize
+        }
+        2 | 3 => {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b)
+                .map_err(|_| err("truncated header".into()))?;
+            u32::from_le_bytes(b) as usize
+        }
+        v => return Err(err(format!("unsupported .npy version {v}"))),
+    };
+    let prefix_len = 8 + if pre[6] == 1 { 2 } else { 4 } + header_len;
+    let mut header = vec![0u8; header_len];
+    r.read_exact(&mut header)
+        .map_err(|_| err("truncated header".into()))?;
+    let header = String::from_utf8_lossy(&header);
+    let descr = dict_value(&header, "descr")
+        .and_then(quoted)
+        .ok_or_else(|| err("header lacks a readable 'descr'".into()))?;
+    let swap = match descr {
+        "<f4" | "|f4" => cfg!(target_endian = "big"),
+        ">f4" => cfg!(target_endian = "little"),
+        other => {
+            return Err(err(format!(
+                "dtype {other} is not float32 (<f4); convert with arr.astype('float32')"
+            )));
+        }
+    };
+    if dict_value(&header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
+        return Err(err(
+            "Fortran-ordered arrays are not supported; save np.ascontiguousarray(arr)".into(),
+        ));
+    }
+    let shape = dict_value(&header, "shape")
+        .and_then(parse_shape)
+        .ok_or_else(|| err("header has no readable 'shape'".into()))?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, &s| acc.checked_mul(s))
+        .ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
+    let expected = prefix_len as u64 + count as u64 * 4;
+    if file_len != expected {
+        return Err(err(format!(
+            "file is {file_len} bytes, shape {shape:?} of float32 needs {expected} (truncated or trailing data)"
+        )));
+    }
+    let mut data = vec![0f32; count];
+    r.read_exact(bytemuck::cast_slice_mut(&mut data))
+        .map_err(|e| err(format!("cannot read data: {e}")))?;
+    if swap {
+        for v in &mut data {
+            *v = f32::from_bits(v.to_bits().swap_bytes());
+        }
+    }
+    Ok(Array { shape, data })
+}
+
+/// The text after `'key':` in a header dict, up to the end of the dict.
+fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let at = header
+        .find(&format!("'{key}':"))
+        .or_else(|| header.find(&format!("\"{key}\":")))?;
+    Some(header[at + key.len() + 3..].trim_start())
+}
+
+/// The contents of a leading `'…'` or `"…"` string.
+fn quoted(v: &str) -> Option<&str> {
+    let q = v.chars().next().filter(|&c| c == '\'' || c == '"')?;
+    let rest = &v[1..];
+    Some(&rest[..rest.find(q)?])
+}
+
+fn parse_shape(v: &str) -> Option<Vec<usize>> {
+    let inner = v.strip_prefix('(')?;
+    let inner = &inner[..inner.find(')')?];
+    inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim_end_matches('L').parse().ok())
+        .collect()
+}
+
+/// Writes a C-ordered float32 array (version 1.0 header), atomically.
+pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), NpyError> {
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "shape must match data"
+    );
+    fsx::write_atomic(path, |w| write_to(w, shape, data))?;
+    Ok(())
+}
+
+/// Writes the `.npy` bytes of a float32 array to any writer.
+pub fn write_to(w: &mut dyn Write, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
+    let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
+    let shape_str = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_str}, }}");
+    // Pad so that data starts 64-byte aligned; the header ends with '\n'.
+    let unpadded = MAGIC.len() + 2 + 2 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    w.write_all(MAGIC)?;
+    w.write_all(&[1, 0])?;
+    w.write_all(&(header.len() as u16).to_le_bytes())?;
+    w.write_all(header.as_bytes())?;
+    if cfg!(target_endian = "little") {
+        w.write_all(bytemuck::cast_slice(data))
+    } else {
+        data.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        write(&p, &[2, 3], &[1., 2., 3., 4., 5., 6.]).unwrap();
+        let (data, n, d) = read_matrix(&p).unwrap();
+        assert_eq!((n, d), (2, 3));
+        assert_eq!(data[5], 6.0);
+        let header_len = std::fs::metadata(&p).unwrap().len() - 6 * 4;
+        assert_eq!(header_len % 64, 0, "data is 64-byte aligned");
+
+        write(&p, &[6], &[0.; 6]).unwrap();
+        let e = read_matrix(&p).unwrap_err().to_string();
+        assert!(e.contains("rank-2") && e.contains("a.npy"), "{e}");
+
+        let mut bytes = std::fs::read(dir.path().join("a.npy")).unwrap();
+        bytes.pop();
+        std::fs::write(&p, &bytes).unwrap();
+        let e = read(&p).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+
+        let mut f8 = Vec::new();
+        write_to(&mut f8, &[1, 1], &[0.0]).unwrap();
+        let pos = f8.windows(3).position(|w| w == b"<f4").unwrap();
+        f8[pos + 2] = b'8';
+        std::fs::write(&p, &f8).unwrap();
+        let e = read(&p).unwrap_err().to_string();
+        assert!(e.contains("not float32"), "{e}");
+    }
+}

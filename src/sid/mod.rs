@@ -1,0 +1,213 @@
+//! Semantic IDs: layer-tagged tokens, the layout of quantizer layers, and
+//! tables of items with their (possibly variable-length) SIDs.
+//!
+//! A token is `(layer, code)` with 1-based layers. Layers `1..=L` come from the
+//! residual quantizer; layer `L + 1` holds disambiguation tokens for items that
+//! would otherwise share a SID. Token ids are layer-tagged —
+//! `offset(layer) + code`, offsets being running sums of codebook sizes — so a
+//! SID with layer 2 dropped, `(1:12, 3:7)`, never equals `(1:12, 2:7)`.
+
+mod collisions;
+mod file;
+
+pub use collisions::{CollisionMode, CollisionStats, resolve_collisions, strip_disambiguation};
+pub use file::{HEADER_PREFIX, MitigationRule, SidError, SidHeader};
+
+use std::fmt;
+
+/// One SID token: a code of a 1-based layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Token {
+    /// 1-based layer; `L + 1` is the disambiguation layer.
+    pub layer: u8,
+    /// Code within the layer's codebook.
+    pub code: u32,
+}
+
+impl Token {
+    pub const fn new(layer: u8, code: u32) -> Self {
+        Self { layer, code }
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.layer, self.code)
+    }
+}
+
+/// Writes a SID as space-separated `layer:code` tokens, the file format's form.
+pub struct DisplaySid<'a>(pub &'a [Token]);
+
+impl fmt::Display for DisplaySid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, t) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{t}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The quantizer layers of a SID space: one codebook size per layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    codebook_sizes: Vec<u32>,
+}
+
+impl Layout {
+    /// A layout of `codebook_sizes.len()` quantizer layers (at least one, at most 254).
+    pub fn new(codebook_sizes: Vec<u32>) -> Result<Self, SidError> {
+        if codebook_sizes.is_empty() || codebook_sizes.len() > 254 {
+            return Err(SidError::Layout(format!(
+                "a layout needs 1 to 254 layers, got {}",
+                codebook_sizes.len()
+            )));
+        }
+        if let Some(l) = codebook_sizes.iter().position(|&m| m == 0) {
+            return Err(SidError::Layout(format!(
+                "layer {} has codebook size 0",
+                l + 1
+            )));
+        }
+        Ok(Self { codebook_sizes })
+    }
+
+    /// Number of quantizer layers `L` (the disambiguation layer not counted).
+    pub fn layers(&self) -> usize {
+        self.codebook_sizes.len()
+    }
+
+    /// Codebook sizes of layers `1..=L`.
+    pub fn codebook_sizes(&self) -> &[u32] {
+        &self.codebook_sizes
+    }
+
+    /// Codebook size of a 1-based quantizer layer; `None` for the disambiguation
+    /// layer (open-ended) or a layer outside the layout.
+    pub fn codebook_size(&self, layer: u8) -> Option<u32> {
+        (layer as usize)
+            .checked_sub(1)
+            .and_then(|i| self.codebook_sizes.get(i).copied())
+    }
+
+    /// The 1-based layer that carries disambiguation tokens, `L + 1`.
+    pub fn disambiguation_layer(&self) -> u8 {
+        self.codebook_sizes.len() as u8 + 1
+    }
+
+    /// Layer-tagged token id: `offset(layer) + code`.
+    pub fn token_id(&self, token: Token) -> u32 {
+        let offset: u32 = self.codebook_sizes[..(token.layer as usize - 1).min(self.layers())]
+            .iter()
+            .sum();
+        offset + token.code
+    }
+
+    /// Checks that a token fits the layout (disambiguation codes are unbounded).
+    pub fn check(&self, token: Token) -> Result<(), String> {
+        if token.layer == 0 || token.layer > self.disambiguation_layer() {
+            return Err(format!(
+                "token {token}: layer must be 1..={} (layout has {} layers + disambiguation)",
+                self.disambiguation_layer(),
+                self.layers()
+            ));
+        }
+        match self.codebook_size(token.layer) {
+            Some(m) if token.code >= m => Err(format!(
+                "token {token}: code {} is out of range for layer {} (codebook size {m})",
+                token.code, token.layer
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Items and their SIDs, stored flat (CSR): the tokens of item `i` are
+/// `tokens[offsets[i]..offsets[i + 1]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SidTable {
+    header: SidHeader,
+    ids: Vec<String>,
+    offsets: Vec<u32>,
+    tokens: Vec<Token>,
+}
+
+impl SidTable {
+    /// An empty table carrying `header`.
+    pub fn new(header: SidHeader) -> Self {
+        Self {
+            header,
+            ids: Vec::new(),
+            offsets: vec![0],
+            tokens: Vec::new(),
+        }
+    }
+
+    /// Builds a table of fixed-length SIDs from quantizer codes (`codes[i * L + l]`).
+    pub fn from_codes(header: SidHeader, ids: Vec<String>, codes: &[u32]) -> Self {
+        let layers = header.layout().layers();
+        assert_eq!(
+            codes.len(),
+            ids.len() * layers,
+            "codes must be items × layers"
+        );
+        let tokens = codes
+            .chunks_exact(layers)
+            .flat_map(|row| {
+                row.iter()
+                    .enumerate()
+                    .map(|(l, &c)| Token::new(l as u8 + 1, c))
+            })
+            .collect();
+        let offsets = (0..=ids.len()).map(|i| (i * layers) as u32).collect();
+        Self {
+            header,
+            ids,
+            offsets,
+            tokens,
+        }
+    }
+
+    /// Appends one item; the caller guarantees tokens are layer-ordered and fit the layout.
+    pub fn push(&mut self, id: impl Into<String>, sid: &[Token]) {
+        self.ids.push(id.into());
+        self.tokens.extend_from_slice(sid);
+        self.offsets.push(self.tokens.len() as u32);
+    }
+
+    pub fn header(&self) -> &SidHeader {
+        &self.header
+    }
+
+    pub fn header_mut(&mut self) -> &mut SidHeader {
+        &mut self.header
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.header.layout()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn id(&self, item: usize) -> &str {
+        &self.ids[item]
+    }
+
+    pub fn sid(&self, item: usize) -> &[Token] {
+        &self.tokens[self.offsets[item] as usize..self.offsets[item + 1] as usize]
+    }
+
+    /// `(id, sid)` for every item, in table order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[Token])> + '_ {
+        (0..self.len()).map(|i| (self.id(i), self.sid(i)))
+    }
+}

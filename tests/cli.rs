@@ -1,0 +1,326 @@
+//! The `sidx` binary end to end: outputs on success, clear errors and no
+//! partial output on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sidx::npy;
+use sidx::sid::SidTable;
+use sidx::synth::{self, SynthConfig};
+
+fn sidx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sidx"))
+        .args(["--log", "warn"])
+        .args(args)
+        .output()
+        .expect("sidx runs")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Asserts failure with a message containing every `needle`.
+fn fails_with(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
+    }
+    assert!(!err.contains("panicked"), "a panic: {err}");
+}
+
+fn small_catalog(dir: &Path, items: usize) -> PathBuf {
+    let cfg = SynthConfig {
+        items,
+        dim: 16,
+        clusters: 40,
+        ..SynthConfig::default()
+    };
+    let path = dir.join("emb.npy");
+    npy::write(&path, &[items, cfg.dim], &synth::generate(&cfg)).unwrap();
+    path
+}
+
+#[test]
+fn quantize_hourglass_mitigate_encode() {
+    let dir = tempfile::tempdir().unwrap();
+    let emb = small_catalog(dir.path(), 3000);
+    let ids = dir.path().join("ids.txt");
+    std::fs::write(&ids, synth::ids(3000).join("\n")).unwrap();
+    let out = dir.path().join("q");
+    let o = sidx(&[
+        "quantize",
+        "--embeddings",
+        p(&emb),
+        "--ids",
+        p(&ids),
+        "--layers",
+        "3",
+        "--codebook-size",
+        "32",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [
+        "sids.tsv",
+        "codebooks.npy",
+        "quantizer.json",
+        "hourglass.json",
+        "hourglass.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let table = SidTable::read(&out.join("sids.tsv")).unwrap();
+    assert_eq!(table.len(), 3000);
+    assert_eq!(table.id(7), "item-7");
+    let cb = npy::read(&out.join("codebooks.npy")).unwrap();
+    assert_eq!(cb.shape, vec![3, 32, 16]);
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("hourglass.json")).unwrap()).unwrap();
+    assert_eq!(report["items"], 3000);
+    for key in [
+        "layer",
+        "codebook_size",
+        "used",
+        "utilization",
+        "entropy",
+        "normalized_entropy",
+        "gini",
+        "std",
+        "top1_share",
+    ] {
+        assert!(
+            report["layers"][1].get(key).is_some(),
+            "layers[].{key} missing"
+        );
+    }
+    assert!(report["paths"]["distinct_prefixes"].is_array());
+    assert!(report["paths"]["path_sparsity"].is_array());
+    assert!(report["collisions"]["colliding_items"].is_number());
+    let svg = std::fs::read_to_string(out.join("hourglass.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+
+    let h = sidx(&[
+        "hourglass",
+        "--sids",
+        p(&out.join("sids.tsv")),
+        "--json",
+        "--svg",
+        p(&dir.path().join("h.svg")),
+    ]);
+    assert!(h.status.success());
+    let again: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+    assert_eq!(
+        again["layers"], report["layers"],
+        "hourglass of the file = report of the run"
+    );
+    assert!(dir.path().join("h.svg").is_file());
+
+    let mitigated = dir.path().join("top4.tsv");
+    let m = sidx(&[
+        "mitigate",
+        "--sids",
+        p(&out.join("sids.tsv")),
+        "--out",
+        p(&mitigated),
+        "--strategy",
+        "top-k",
+        "--k",
+        "4",
+    ]);
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    let stdout = String::from_utf8_lossy(&m.stdout);
+    assert!(
+        stdout.contains("before:") && stdout.contains("after top-k"),
+        "{stdout}"
+    );
+    let t = SidTable::read(&mitigated).unwrap();
+    assert_eq!(
+        t.header().mitigation.as_ref().unwrap().dropped_layer2.len(),
+        4
+    );
+    assert!(t.iter().any(|(_, s)| s.iter().all(|tok| tok.layer != 2)));
+
+    let enc = dir.path().join("enc.tsv");
+    let e = sidx(&[
+        "encode",
+        "--codebooks",
+        p(&out.join("codebooks.npy")),
+        "--embeddings",
+        p(&emb),
+        "--ids",
+        p(&ids),
+        "--out",
+        p(&enc),
+    ]);
+    assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    assert_eq!(
+        SidTable::read(&enc).unwrap(),
+        table,
+        "stored codebooks reproduce the SIDs"
+    );
+}
+
+#[test]
+fn bad_embeddings_are_refused_without_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let quantize = |emb: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "quantize",
+            "--embeddings",
+            p(emb),
+            "--codebook-size",
+            "4",
+            "--layers",
+            "2",
+            "--out",
+            p(&out),
+        ];
+        args.extend_from_slice(extra);
+        sidx(&args)
+    };
+
+    // float64 instead of float32.
+    let f8 = dir.path().join("f8.npy");
+    let mut bytes = Vec::new();
+    npy::write_to(&mut bytes, &[2, 2], &[0.0; 4]).unwrap();
+    let at = bytes.windows(3).position(|w| w == b"<f4").unwrap();
+    bytes[at + 2] = b'8';
+    bytes.extend_from_slice(&[0; 16]);
+    std::fs::write(&f8, &bytes).unwrap();
+    fails_with(&quantize(&f8, &[]), &["f8.npy", "not float32"]);
+
+    // Rank 1.
+    let r1 = dir.path().join("r1.npy");
+    npy::write(&r1, &[8], &[0.0; 8]).unwrap();
+    fails_with(&quantize(&r1, &[]), &["r1.npy", "rank-2"]);
+
+    // NaN in row 3.
+    let nan = dir.path().join("nan.npy");
+    let mut x = vec![0.5f32; 10 * 2];
+    x[3 * 2 + 1] = f32::NAN;
+    npy::write(&nan, &[10, 2], &x).unwrap();
+    fails_with(&quantize(&nan, &[]), &["nan.npy", "row 3"]);
+
+    // Ids file with the wrong length, and with a duplicate.
+    let good = dir.path().join("good.npy");
+    npy::write(
+        &good,
+        &[10, 2],
+        &(0..20).map(|v| v as f32).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let ids = dir.path().join("ids.txt");
+    std::fs::write(&ids, "a\nb\nc\n").unwrap();
+    fails_with(
+        &quantize(&good, &["--ids", p(&ids)]),
+        &["ids.txt", "3 ids for 10"],
+    );
+    std::fs::write(&ids, "a\nb\nc\nd\ne\nf\ng\nh\ni\na\n").unwrap();
+    fails_with(
+        &quantize(&good, &["--ids", p(&ids)]),
+        &["ids.txt", "line 10", "duplicate"],
+    );
+
+    // M > N.
+    let o = sidx(&[
+        "quantize",
+        "--embeddings",
+        p(&good),
+        "--codebook-size",
+        "64",
+        "--out",
+        p(&out),
+    ]);
+    fails_with(&o, &["--codebook-size 64", "10 vectors"]);
+
+    // Truncated file.
+    let mut t = std::fs::read(&good).unwrap();
+    t.truncate(t.len() - 3);
+    let trunc = dir.path().join("trunc.npy");
+    std::fs::write(&trunc, t).unwrap();
+    fails_with(&quantize(&trunc, &[]), &["trunc.npy", "truncated"]);
+
+    assert!(!out.exists(), "no partial output directory after failures");
+}
+
+#[test]
+fn dimension_mismatch_with_stored_codebooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let emb = small_catalog(dir.path(), 500);
+    let out = dir.path().join("q");
+    assert!(
+        sidx(&[
+            "quantize",
+            "--embeddings",
+            p(&emb),
+            "--codebook-size",
+            "8",
+            "--out",
+            p(&out)
+        ])
+        .status
+        .success()
+    );
+    let other = dir.path().join("d3.npy");
+    npy::write(&other, &[4, 3], &[0.1; 12]).unwrap();
+    let sids = dir.path().join("new.tsv");
+    let o = sidx(&[
+        "encode",
+        "--codebooks",
+        p(&out.join("codebooks.npy")),
+        "--embeddings",
+        p(&other),
+        "--out",
+        p(&sids),
+    ]);
+    fails_with(&o, &["d3.npy", "dimension 3", "have 16"]);
+    assert!(!sids.exists());
+}
+
+#[test]
+fn malformed_sid_files_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("a\t1:1 2:2\n\nb\t1:0\n", &[":2:", "empty line"]),
+        ("a\t1:1 2:2\nb 1:0\n", &[":2:", "missing TAB"]),
+        ("a\t1:1 x:2\n", &[":1:", "layer \"x\""]),
+        ("a\t2:1 1:2\n", &[":1:", "layers must increase"]),
+        (
+            "a\t1:1\na\t1:2\n",
+            &[":2:", "duplicate item id \"a\"", "line 1"],
+        ),
+        (
+            "#sidx {\"format\":\"sidx-sids\",\"version\":1,\"codebook_sizes\":[4,4],\"collisions\":\"share\"}\na\t1:9\n",
+            &[":2:", "out of range"],
+        ),
+        (
+            "#sidx {\"format\":\"sidx-sids\",\"version\":9,\"codebook_sizes\":[4],\"collisions\":\"share\"}\n",
+            &[":1:", "version 9"],
+        ),
+        ("", &["no items"]),
+    ];
+    for (i, (text, needles)) in cases.iter().enumerate() {
+        let f = dir.path().join(format!("case{i}.tsv"));
+        std::fs::write(&f, text).unwrap();
+        let o = sidx(&["hourglass", "--sids", p(&f)]);
+        let mut all = vec![format!("case{i}.tsv")];
+        all.extend(needles.iter().map(|s| s.to_string()));
+        fails_with(&o, &all.iter().map(String::as_str).collect::<Vec<_>>());
+        let m = sidx(&[
+            "mitigate",
+            "--sids",
+            p(&f),
+            "--out",
+            p(&dir.path().join("m.tsv")),
+            "--strategy",
+            "drop-layer2",
+        ]);
+        assert!(!m.status.success());
+    }
+    assert!(!dir.path().join("m.tsv").exists());
+}

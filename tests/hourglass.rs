@@ -1,0 +1,135 @@
+//! The hourglass on long-tailed data, synthetic and real: layer 2 is more
+//! concentrated than layer 1, and the top-K mitigation spreads what remains.
+
+use std::path::{Path, PathBuf};
+
+use sidx::hourglass::{self, DEFAULT_HEAD_SHARE, HourglassReport, Strategy};
+use sidx::pipeline::{QuantizeJob, SIDS_FILE};
+use sidx::progress::Progress;
+use sidx::quantize::{ResidualQuantizer, TrainConfig};
+use sidx::sid::{CollisionMode, CollisionStats, Layout, SidHeader, SidTable, resolve_collisions};
+use sidx::synth::{self, SynthConfig};
+
+fn assert_hourglass(report: &HourglassReport, what: &str) {
+    let (l1, l2) = (&report.layers[0], &report.layers[1]);
+    assert!(
+        l2.gini > l1.gini,
+        "{what}: layer-2 Gini {} ≤ layer-1 {}",
+        l2.gini,
+        l1.gini
+    );
+    assert!(
+        l2.normalized_entropy < l1.normalized_entropy,
+        "{what}: layer-2 normalised entropy {} ≥ layer-1 {}",
+        l2.normalized_entropy,
+        l1.normalized_entropy
+    );
+}
+
+fn assert_top_k_spreads_layer2(table: &SidTable, before: &HourglassReport, k: usize, what: &str) {
+    let after_table =
+        hourglass::mitigate(table, Strategy::TopK(k), CollisionMode::Disambiguate).unwrap();
+    let after = HourglassReport::measure(&after_table, DEFAULT_HEAD_SHARE);
+    let (b, a) = (&before.layers[1], &after.layers[1]);
+    assert!(
+        a.normalized_entropy > b.normalized_entropy,
+        "{what}: top-{k} layer-2 normalised entropy {} ≤ {}",
+        a.normalized_entropy,
+        b.normalized_entropy
+    );
+    assert!(
+        a.gini < b.gini,
+        "{what}: top-{k} Gini {} ≥ {}",
+        a.gini,
+        b.gini
+    );
+    assert!(
+        a.items < b.items,
+        "{what}: items behind head tokens lose layer 2"
+    );
+    assert_eq!(
+        CollisionStats::measure(&after_table).shared_sids,
+        0,
+        "{what}: collisions resolved"
+    );
+    // Every layer-1 and layer-3 token survives; only layer 2 changes.
+    assert_eq!(after.layers[0], before.layers[0]);
+    assert_eq!(after.layers[2].items, before.layers[2].items);
+}
+
+#[test]
+fn synthetic_catalog_is_hourglass_shaped_and_top_k_helps() {
+    let cfg = SynthConfig {
+        items: 12_000,
+        dim: 32,
+        clusters: 256,
+        ..SynthConfig::default()
+    };
+    let x = synth::generate(&cfg);
+    let train = TrainConfig {
+        layers: 3,
+        codebook_size: 64,
+        train_sample: None,
+        kmeans_iters: 15,
+        ..TrainConfig::default()
+    };
+    let rq = ResidualQuantizer::train(&x, cfg.dim, &train, &Progress::hidden()).unwrap();
+    let codes = rq.encode(&x, 1, &Progress::hidden()).codes;
+    let header = SidHeader::new(
+        &Layout::new(vec![64; 3]).unwrap(),
+        CollisionMode::Disambiguate,
+    );
+    let table = resolve_collisions(
+        &SidTable::from_codes(header, synth::ids(cfg.items), &codes),
+        CollisionMode::Disambiguate,
+    );
+    let report = HourglassReport::measure(&table, DEFAULT_HEAD_SHARE);
+    assert_hourglass(&report, "synthetic");
+    let head = report.layer2_head_tail.as_ref().unwrap();
+    assert!(
+        head.head_token_fraction < 0.2,
+        "a few layer-2 tokens hold half the items"
+    );
+    assert_top_k_spreads_layer2(&table, &report, 6, "synthetic");
+}
+
+fn real_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("SIDX_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+        .join("amazon_scientific");
+    dir.join("emb_all-MiniLM-L6-v2.npy")
+        .is_file()
+        .then_some(dir)
+}
+
+#[test]
+fn real_amazon_embeddings_are_hourglass_shaped_and_top_k_helps() {
+    let Some(data) = real_data() else {
+        eprintln!("NOTE: ../shared/data/amazon_scientific not found; real-data check not run");
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let job = QuantizeJob {
+        embeddings: data.join("emb_all-MiniLM-L6-v2.npy"),
+        ids: Some(data.join("item_ids.txt")),
+        train: TrainConfig {
+            layers: 3,
+            codebook_size: 64,
+            train_sample: None,
+            ..TrainConfig::default()
+        },
+        beam: 1,
+        collisions: CollisionMode::Disambiguate,
+        head_share: DEFAULT_HEAD_SHARE,
+        out: out.path().to_owned(),
+    };
+    let o = job.run(&Progress::hidden()).unwrap();
+    assert_eq!(o.table.len(), 4344);
+    assert_eq!(
+        SidTable::read(&out.path().join(SIDS_FILE)).unwrap(),
+        o.table
+    );
+    assert_hourglass(&o.report, "amazon_scientific");
+    assert_top_k_spreads_layer2(&o.table, &o.report, 6, "amazon_scientific");
+}
