@@ -2,13 +2,15 @@
 //!
 //! Item embeddings are residual-quantized into SIDs ([`quantize`]), whose
 //! hourglass shape is measured and mitigated ([`hourglass`]); [`sid`] holds the
-//! token types and the SID file format every later stage reads.
+//! token types and the SID file format every later stage reads; [`index`]
+//! serves them from memory-mapped, versioned files.
 //!
 //! Library modules are free of gRPC and async runtimes; [`proto`] holds the
 //! generated API types for the services.
 
 pub mod fsx;
 pub mod hourglass;
+pub mod index;
 pub mod npy;
 pub mod pipeline;
 pub mod progress;

@@ -39,6 +39,9 @@ enum Command {
     Hourglass(HourglassArgs),
     /// Apply the paper's fixes: drop layer 2, or drop it behind the top-K / top-P tokens.
     Mitigate(MitigateArgs),
+    /// Build, verify, query and update SID indexes.
+    #[command(subcommand)]
+    Index(cli::index::IndexCommand),
     /// Write a synthetic long-tailed catalog of embeddings (.npy) and its ids.
     Synth(SynthArgs),
     /// Run the whole SID pipeline on a built-in synthetic catalog.
@@ -354,6 +357,7 @@ fn run(command: Command) -> Result<()> {
                 ids_path.display()
             );
         }
+        Command::Index(c) => cli::index::run(c)?,
         Command::Demo(a) => cli::demo::run(&a, &progress)?,
         Command::Bench(b) => cli::bench::run(b, &progress)?,
     }

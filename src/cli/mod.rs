@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod index;
 
 use clap::ValueEnum;
 use sidx::quantize::Init;

@@ -22,7 +22,7 @@ impl Codebook {
     /// A codebook from row-major centroids (`centroids.len()` a multiple of `dim`).
     pub fn new(centroids: Vec<f32>, dim: usize) -> Self {
         assert!(
-            dim > 0 && centroids.len() % dim == 0,
+            dim > 0 && centroids.len().is_multiple_of(dim),
             "centroids must be k × dim"
         );
         let norms = centroids.chunks_exact(dim).map(sq_norm).collect();

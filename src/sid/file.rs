@@ -110,7 +110,7 @@ impl SidHeader {
 }
 
 /// Parses `layer:code` tokens, checking they are in strictly increasing layer order.
-pub(crate) fn parse_tokens(text: &str) -> Result<Vec<Token>, String> {
+pub fn parse_tokens(text: &str) -> Result<Vec<Token>, String> {
     let mut sid = Vec::new();
     for part in text.split_ascii_whitespace() {
         let (layer, code) = part

@@ -11,7 +11,7 @@ mod collisions;
 mod file;
 
 pub use collisions::{CollisionMode, CollisionStats, resolve_collisions, strip_disambiguation};
-pub use file::{HEADER_PREFIX, MitigationRule, SidError, SidHeader};
+pub use file::{HEADER_PREFIX, MitigationRule, SidError, SidHeader, parse_tokens};
 
 use std::fmt;
 
@@ -104,6 +104,23 @@ impl Layout {
             .iter()
             .sum();
         offset + token.code
+    }
+
+    /// Sum of the codebook sizes: the first disambiguation token id.
+    pub fn quantizer_vocab(&self) -> u32 {
+        self.codebook_sizes.iter().sum()
+    }
+
+    /// The token of a layer-tagged id (ids past the last codebook are disambiguation tokens).
+    pub fn token(&self, id: u32) -> Token {
+        let mut offset = 0;
+        for (l, &m) in self.codebook_sizes.iter().enumerate() {
+            if id < offset + m {
+                return Token::new(l as u8 + 1, id - offset);
+            }
+            offset += m;
+        }
+        Token::new(self.disambiguation_layer(), id - offset)
     }
 
     /// Checks that a token fits the layout (disambiguation codes are unbounded).
@@ -209,5 +226,30 @@ impl SidTable {
     /// `(id, sid)` for every item, in table order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[Token])> + '_ {
         (0..self.len()).map(|i| (self.id(i), self.sid(i)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ids_are_layer_tagged_and_invertible() {
+        let l = Layout::new(vec![4, 8, 2]).unwrap();
+        assert_eq!(l.token_id(Token::new(1, 3)), 3);
+        assert_eq!(l.token_id(Token::new(2, 0)), 4);
+        assert_eq!(l.token_id(Token::new(3, 1)), 13);
+        assert_eq!(
+            l.token_id(Token::new(4, 5)),
+            19,
+            "disambiguation after all codebooks"
+        );
+        for id in 0..30 {
+            assert_eq!(l.token_id(l.token(id)), id);
+        }
+        assert_ne!(l.token_id(Token::new(2, 1)), l.token_id(Token::new(3, 1)));
+        assert!(l.check(Token::new(2, 8)).is_err());
+        assert!(l.check(Token::new(5, 0)).is_err());
+        assert!(l.check(Token::new(4, 1000)).is_ok());
     }
 }

@@ -1,0 +1,198 @@
+//! `sidx index …`: build, verify, query and update SID indexes.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use sidx::index::{CatalogUpdate, IndexStore, build_from_table};
+use sidx::pipeline;
+use sidx::sid::SidTable;
+
+#[derive(Subcommand)]
+pub enum IndexCommand {
+    /// Build a new index version from a SID file and publish it.
+    Build(BuildArgs),
+    /// Open the current (or a given) version and verify every checksum and invariant.
+    Verify(VersionArgs),
+    /// Which tokens may follow a prefix, is it complete, which items does it hold.
+    Query(QueryArgs),
+    /// Apply a catalog update (upserts and deletes) and publish the new version.
+    Update(UpdateArgs),
+    /// List published versions and the current one.
+    Versions(RootArg),
+    /// Point CURRENT back at an older, still-kept version.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Args)]
+pub struct RootArg {
+    /// Index root directory (holds CURRENT and versions/).
+    #[arg(long, env = "SIDX_INDEX")]
+    index: PathBuf,
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// SID file (TSV `item_id<TAB>layer:code …`).
+    #[arg(long)]
+    sids: PathBuf,
+    /// Codebooks (codebooks.npy) to store, so updates can encode embeddings.
+    #[arg(long)]
+    codebooks: Option<PathBuf>,
+    /// Index root directory; created if missing.
+    #[arg(long)]
+    out: PathBuf,
+    /// Versions kept for rollback.
+    #[arg(long, default_value_t = 3)]
+    keep: usize,
+}
+
+#[derive(Args)]
+pub struct VersionArgs {
+    #[command(flatten)]
+    root: RootArg,
+    /// A specific version (default: CURRENT).
+    #[arg(long)]
+    version: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    root: RootArg,
+    /// Prefix as `layer:code` tokens, e.g. "1:12 2:7" (empty = the root).
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Items listed at most (those whose SID starts with the prefix).
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    root: RootArg,
+    /// Embeddings (.npy float32 [N, D]) of items to add; encoded with the stored codebooks.
+    #[arg(long, requires = "upsert_ids")]
+    upserts: Option<PathBuf>,
+    /// Ids of the --upserts rows, one per line.
+    #[arg(long, requires = "upserts")]
+    upsert_ids: Option<PathBuf>,
+    /// A SID file of items to add or re-point.
+    #[arg(long)]
+    upsert_sids: Option<PathBuf>,
+    /// Item ids to remove, one per line.
+    #[arg(long)]
+    deletes: Option<PathBuf>,
+    /// Versions kept for rollback.
+    #[arg(long, default_value_t = 3)]
+    keep: usize,
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    root: RootArg,
+    /// Version to serve again.
+    #[arg(long)]
+    version: u64,
+}
+
+pub fn run(cmd: IndexCommand) -> Result<()> {
+    match cmd {
+        IndexCommand::Build(a) => {
+            let table = SidTable::read(&a.sids)?;
+            let store = IndexStore::new(&a.out).with_keep(a.keep);
+            let s = build_from_table(
+                &store,
+                &table,
+                &a.sids.display().to_string(),
+                a.codebooks.as_deref(),
+            )?;
+            println!("{}", serde_json::to_string(&s)?);
+        }
+        IndexCommand::Verify(a) => {
+            let store = IndexStore::new(&a.root.index);
+            let t0 = std::time::Instant::now();
+            let index = match a.version {
+                Some(v) => store.open_version(v)?,
+                None => store.open_current()?,
+            };
+            let m = index.manifest();
+            println!(
+                "{}",
+                json!({"version": m.catalog_version, "ok": true, "sids": m.sids, "items": m.items,
+                       "nodes": m.nodes, "bytes": m.bytes(), "seconds": t0.elapsed().as_secs_f64()})
+            );
+        }
+        IndexCommand::Query(a) => {
+            let index = IndexStore::new(&a.root.index).open_current()?;
+            let tokens = if a.prefix.trim().is_empty() {
+                Vec::new()
+            } else {
+                sidx::sid::parse_tokens(&a.prefix).map_err(|m| anyhow::anyhow!("--prefix: {m}"))?
+            };
+            let mut ids = Vec::new();
+            index.token_ids(&tokens, &mut ids).context("--prefix")?;
+            let next = index.next_tokens(&ids);
+            let show = |t: &[u16]| {
+                t.iter()
+                    .map(|&t| index.token(t).to_string())
+                    .collect::<Vec<_>>()
+            };
+            let items: Vec<_> = index
+                .prefix_items(&ids, a.limit)
+                .into_iter()
+                .map(|(sid, id)| json!({"item": id, "sid": show(&sid).join(" ")}))
+                .collect();
+            println!(
+                "{}",
+                json!({"prefix": a.prefix, "version": index.version(), "valid": next.node.is_some(),
+                       "next": show(next.allowed), "complete": next.complete, "items": items})
+            );
+        }
+        IndexCommand::Update(a) => {
+            let store = IndexStore::new(&a.root.index).with_keep(a.keep);
+            let mut update = CatalogUpdate::default();
+            if let (Some(emb), Some(ids)) = (&a.upserts, &a.upsert_ids) {
+                let (x, n, d) = pipeline::read_embeddings(emb)?;
+                update.upsert_embeddings = Some((x, d, pipeline::read_ids(ids, n)?));
+            }
+            if let Some(p) = &a.upsert_sids {
+                update.upsert_sids = Some(SidTable::read(p)?);
+            }
+            if let Some(p) = &a.deletes {
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+                update.deletes = text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| l.trim().to_owned())
+                    .collect();
+            }
+            if update.upsert_embeddings.is_none()
+                && update.upsert_sids.is_none()
+                && update.deletes.is_empty()
+            {
+                bail!("nothing to update: give --upserts/--upsert-ids, --upsert-sids or --deletes");
+            }
+            let s = update.apply(&store)?;
+            println!("{}", serde_json::to_string(&s)?);
+        }
+        IndexCommand::Versions(a) => {
+            let store = IndexStore::new(&a.index);
+            println!(
+                "{}",
+                json!({"current": store.current()?, "versions": store.versions()?})
+            );
+        }
+        IndexCommand::Rollback(a) => {
+            let store = IndexStore::new(&a.root.index);
+            store.rollback(a.version)?;
+            println!("{}", json!({"current": a.version}));
+        }
+    }
+    Ok(())
+}

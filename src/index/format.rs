@@ -1,0 +1,191 @@
+//! `trie.bin`: the decoding trie and the item table, flat little-endian
+//! arrays behind a checksummed header, read in place from a memory map.
+//!
+//! ```text
+//! header (64 bytes)
+//!   magic "SIDXTRIE", format version u32, flags u32,
+//!   nodes u64, sids u64, items u64, id_bytes u64, depth u32, reserved u32,
+//!   body CRC32C u32, header CRC32C u32 (of the 56 bytes before it)
+//! body, each section 8-byte aligned (zero padding):
+//!   level_sid_start  u64[depth + 2]  first SID ordinal of each SID length 0..=depth(+end)
+//!   first_child      u32[nodes + 1]  children of node n are nodes first_child[n]..first_child[n+1]
+//!   node_token       u16[nodes]      token id on the edge into node n (root: 0)
+//!   terminal_words   u64[W]          bit n: node n ends a SID (W = ceil(nodes / 64))
+//!   terminal_rank    u32[W + 1]      terminal nodes before word w
+//!   sid_item_start   u32[sids + 1]   items of SID s are item ordinals sid_item_start[s]..[s+1]
+//!   id_offsets       u32[items + 1]  item ordinal i's id is id_bytes[id_offsets[i]..[i+1]]
+//!   id_bytes         u8[id_bytes]
+//! ```
+//!
+//! Nodes are numbered breadth-first, children in token order, so a node's
+//! children are one contiguous slice; SID ordinals follow node order (by SID
+//! length, then lexicographically).
+
+use std::io::{self, Write};
+
+/// File magic.
+pub const MAGIC: &[u8; 8] = b"SIDXTRIE";
+/// Format version this build reads and writes.
+pub const VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 64;
+
+/// Counts in the header, from which every section's size follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub nodes: u64,
+    pub sids: u64,
+    pub items: u64,
+    pub id_bytes: u64,
+    pub depth: u32,
+}
+
+/// Byte ranges of the sections in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sections {
+    pub level_sid_start: (usize, usize),
+    pub first_child: (usize, usize),
+    pub node_token: (usize, usize),
+    pub terminal_words: (usize, usize),
+    pub terminal_rank: (usize, usize),
+    pub sid_item_start: (usize, usize),
+    pub id_offsets: (usize, usize),
+    pub id_bytes: (usize, usize),
+    pub file_len: usize,
+}
+
+fn pad8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+impl Counts {
+    pub fn words(&self) -> usize {
+        (self.nodes as usize).div_ceil(64)
+    }
+
+    /// Section layout, or `None` when the counts overflow the address space.
+    pub fn sections(&self) -> Option<Sections> {
+        let mut at = HEADER_LEN;
+        let mut next = |len: usize| -> Option<(usize, usize)> {
+            let start = at;
+            at = at.checked_add(pad8(len))?;
+            Some((start, start + len))
+        };
+        let n = usize::try_from(self.nodes).ok()?;
+        let s = usize::try_from(self.sids).ok()?;
+        let i = usize::try_from(self.items).ok()?;
+        let b = usize::try_from(self.id_bytes).ok()?;
+        let w = self.words();
+        Some(Sections {
+            level_sid_start: next((self.depth as usize + 2).checked_mul(8)?)?,
+            first_child: next(n.checked_add(1)?.checked_mul(4)?)?,
+            node_token: next(n.checked_mul(2)?)?,
+            terminal_words: next(w.checked_mul(8)?)?,
+            terminal_rank: next((w + 1).checked_mul(4)?)?,
+            sid_item_start: next(s.checked_add(1)?.checked_mul(4)?)?,
+            id_offsets: next(i.checked_add(1)?.checked_mul(4)?)?,
+            id_bytes: next(b)?,
+            file_len: at,
+        })
+    }
+}
+
+/// Encodes the header for `counts` and a body checksum.
+pub fn header(counts: &Counts, body_crc: u32) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[0..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&counts.nodes.to_le_bytes());
+    h[24..32].copy_from_slice(&counts.sids.to_le_bytes());
+    h[32..40].copy_from_slice(&counts.items.to_le_bytes());
+    h[40..48].copy_from_slice(&counts.id_bytes.to_le_bytes());
+    h[48..52].copy_from_slice(&counts.depth.to_le_bytes());
+    h[56..60].copy_from_slice(&body_crc.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..60]);
+    h[60..64].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Decodes and checks a header: magic, version, header checksum.
+pub fn parse_header(bytes: &[u8]) -> Result<(Counts, u32), String> {
+    if bytes.len() < HEADER_LEN {
+        return Err(format!(
+            "{} bytes is shorter than the {HEADER_LEN}-byte header (truncated or empty)",
+            bytes.len()
+        ));
+    }
+    if &bytes[0..8] != MAGIC {
+        return Err("bad magic: not a sidx trie file".into());
+    }
+    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
+    let version = u32_at(8);
+    if version != VERSION {
+        return Err(format!(
+            "format version {version}, this build reads version {VERSION}"
+        ));
+    }
+    if crc32c::crc32c(&bytes[..60]) != u32_at(60) {
+        return Err("header checksum mismatch (corrupt header)".into());
+    }
+    let counts = Counts {
+        nodes: u64_at(16),
+        sids: u64_at(24),
+        items: u64_at(32),
+        id_bytes: u64_at(40),
+        depth: u32_at(48),
+    };
+    Ok((counts, u32_at(56)))
+}
+
+/// The arrays of a trie file, in memory, ready to be written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrieArrays {
+    pub level_sid_start: Vec<u64>,
+    pub first_child: Vec<u32>,
+    pub node_token: Vec<u16>,
+    pub terminal_words: Vec<u64>,
+    pub terminal_rank: Vec<u32>,
+    pub sid_item_start: Vec<u32>,
+    pub id_offsets: Vec<u32>,
+    pub id_bytes: Vec<u8>,
+}
+
+impl TrieArrays {
+    pub fn counts(&self) -> Counts {
+        Counts {
+            nodes: self.node_token.len() as u64,
+            sids: self.sid_item_start.len().saturating_sub(1) as u64,
+            items: self.id_offsets.len().saturating_sub(1) as u64,
+            id_bytes: self.id_bytes.len() as u64,
+            depth: self.level_sid_start.len().saturating_sub(2) as u32,
+        }
+    }
+
+    /// Writes header and body; returns the bytes written.
+    pub fn write_to(&self, w: &mut dyn Write) -> io::Result<u64> {
+        let sections: [&[u8]; 8] = [
+            bytemuck::cast_slice(&self.level_sid_start),
+            bytemuck::cast_slice(&self.first_child),
+            bytemuck::cast_slice(&self.node_token),
+            bytemuck::cast_slice(&self.terminal_words),
+            bytemuck::cast_slice(&self.terminal_rank),
+            bytemuck::cast_slice(&self.sid_item_start),
+            bytemuck::cast_slice(&self.id_offsets),
+            &self.id_bytes,
+        ];
+        let zeros = [0u8; 8];
+        let mut crc = 0u32;
+        for s in sections {
+            crc = crc32c::crc32c_append(crc, s);
+            crc = crc32c::crc32c_append(crc, &zeros[..pad8(s.len()) - s.len()]);
+        }
+        w.write_all(&header(&self.counts(), crc))?;
+        let mut total = HEADER_LEN as u64;
+        for s in sections {
+            w.write_all(s)?;
+            w.write_all(&zeros[..pad8(s.len()) - s.len()])?;
+            total += pad8(s.len()) as u64;
+        }
+        Ok(total)
+    }
+}

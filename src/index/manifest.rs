@@ -1,0 +1,152 @@
+//! `manifest.json`: what a version holds and how it was made — enough to
+//! check its files on open and to apply catalog updates the same way.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::IndexError;
+use crate::sid::{CollisionMode, Layout, MitigationRule};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+const FORMAT: &str = "sidx-index";
+const VERSION: u32 = 1;
+
+/// One file of a version, with the size it must have.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub crc32c: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    /// Monotonic version number of the catalog this index serves.
+    pub catalog_version: u64,
+    pub created_unix: u64,
+    /// Where the SIDs came from (a path, or `update of vN`).
+    pub source: String,
+    pub codebook_sizes: Vec<u32>,
+    pub collisions: CollisionMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mitigation: Option<MitigationRule>,
+    /// Whether `codebooks.npy` is stored, so updates may bring embeddings.
+    pub has_codebooks: bool,
+    pub sids: u64,
+    pub items: u64,
+    pub nodes: u64,
+    /// Items per code of each quantizer layer (`layer_counts[l - 1][code]`).
+    pub layer_counts: Vec<Vec<u64>>,
+    pub files: Vec<FileEntry>,
+    /// CRC32C of this manifest's pretty JSON with `checksum` set to 0.
+    #[serde(default)]
+    pub checksum: u32,
+}
+
+impl Manifest {
+    pub fn new(layout: &Layout, collisions: CollisionMode) -> Self {
+        Self {
+            format: FORMAT.into(),
+            format_version: VERSION,
+            catalog_version: 0,
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            source: String::new(),
+            codebook_sizes: layout.codebook_sizes().to_vec(),
+            collisions,
+            mitigation: None,
+            has_codebooks: false,
+            sids: 0,
+            items: 0,
+            nodes: 0,
+            layer_counts: Vec::new(),
+            files: Vec::new(),
+            checksum: 0,
+        }
+    }
+
+    pub fn layout(&self) -> Layout {
+        Layout::new(self.codebook_sizes.clone()).expect("checked when read")
+    }
+
+    /// Reads and checks `dir/manifest.json`.
+    pub fn read(dir: &Path) -> Result<Self, IndexError> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => IndexError::corrupt(&path, "missing"),
+            _ => IndexError::io(&path, e),
+        })?;
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| IndexError::corrupt(&path, format!("unreadable manifest: {e}")))?;
+        if m.format != FORMAT {
+            return Err(IndexError::corrupt(
+                &path,
+                format!("format {:?}, expected {FORMAT:?}", m.format),
+            ));
+        }
+        if m.format_version != VERSION {
+            return Err(IndexError::corrupt(
+                &path,
+                format!(
+                    "format version {}, this build reads {VERSION}",
+                    m.format_version
+                ),
+            ));
+        }
+        let mut zeroed = m.clone();
+        zeroed.checksum = 0;
+        if crc32c::crc32c(&serde_json::to_vec_pretty(&zeroed).expect("serializes")) != m.checksum {
+            return Err(IndexError::corrupt(
+                &path,
+                "checksum mismatch (edited or corrupt)",
+            ));
+        }
+        Layout::new(m.codebook_sizes.clone())
+            .map_err(|e| IndexError::corrupt(&path, e.to_string()))?;
+        Ok(m)
+    }
+
+    /// The manifest's bytes, checksum included.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut m = self.clone();
+        m.checksum = 0;
+        m.checksum = crc32c::crc32c(&serde_json::to_vec_pretty(&m).expect("manifest serializes"));
+        serde_json::to_vec_pretty(&m).expect("manifest serializes")
+    }
+
+    /// Checks that every listed file exists with its recorded size (O(1) per file).
+    pub fn check_sizes(&self, dir: &Path) -> Result<(), IndexError> {
+        for f in &self.files {
+            let path = dir.join(&f.name);
+            let len = std::fs::metadata(&path)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => IndexError::corrupt(&path, "missing"),
+                    _ => IndexError::io(&path, e),
+                })?
+                .len();
+            if len != f.bytes {
+                return Err(IndexError::corrupt(
+                    &path,
+                    format!(
+                        "{len} bytes, the manifest records {} (truncated or replaced)",
+                        f.bytes
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    /// Total bytes of the version's files.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum()
+    }
+}

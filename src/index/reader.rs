@@ -1,0 +1,467 @@
+//! An opened, verified index version and its queries. Every query reads the
+//! memory-mapped arrays in place; stepping a beam (`child`, `children`,
+//! `is_terminal`) allocates nothing and walks nothing from the root.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::format::{self, Counts, Sections};
+use super::manifest::Manifest;
+use super::{IndexError, TokenId, sid_key, unpack_sid};
+use crate::sid::{Layout, Token};
+
+pub const SIDS_FST: &str = "sids.fst";
+pub const ITEMS_FST: &str = "items.fst";
+pub const TRIE_FILE: &str = "trie.bin";
+
+/// A trie node; `Index::root()` is node 0.
+pub type NodeId = u32;
+
+/// One opened version.
+pub struct Index {
+    dir: PathBuf,
+    manifest: Manifest,
+    layout: Layout,
+    trie: Mmap,
+    sections: Sections,
+    sids: fst::Map<Mmap>,
+    items: fst::Map<Mmap>,
+}
+
+/// The answer to a valid-prefix query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextTokens<'a> {
+    /// The prefix's node, `None` when no SID starts with the prefix.
+    pub node: Option<NodeId>,
+    /// Token ids that may follow, ascending.
+    pub allowed: &'a [TokenId],
+    /// The prefix is itself a SID.
+    pub complete: bool,
+}
+
+fn map(path: &Path) -> Result<Mmap, IndexError> {
+    let file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => IndexError::corrupt(path, "missing"),
+        _ => IndexError::io(path, e),
+    })?;
+    // SAFETY: published index files are immutable (written under a temporary
+    // name, synced, renamed into place, never modified or truncated after),
+    // so the mapping cannot change under us; its length was checked against
+    // the manifest before mapping.
+    unsafe { Mmap::map(&file) }.map_err(|e| IndexError::io(path, e))
+}
+
+impl Index {
+    /// Opens a version directory: O(1) checks of every file's presence and
+    /// size, then one full verification (checksums and structure).
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        let manifest = Manifest::read(dir)?;
+        manifest.check_sizes(dir)?;
+        for name in [SIDS_FST, ITEMS_FST, TRIE_FILE] {
+            if manifest.entry(name).is_none() {
+                return Err(IndexError::corrupt(
+                    &dir.join(name),
+                    "not listed in the manifest",
+                ));
+            }
+        }
+        let trie_path = dir.join(TRIE_FILE);
+        let trie = map(&trie_path)?;
+        let (counts, body_crc) =
+            format::parse_header(&trie).map_err(|m| IndexError::corrupt(&trie_path, m))?;
+        let sections = counts
+            .sections()
+            .ok_or_else(|| IndexError::corrupt(&trie_path, "counts overflow"))?;
+        if sections.file_len != trie.len() {
+            return Err(IndexError::corrupt(
+                &trie_path,
+                format!(
+                    "{} bytes, the header's counts need {} (truncated or padded)",
+                    trie.len(),
+                    sections.file_len
+                ),
+            ));
+        }
+        let open_fst = |name: &str| -> Result<fst::Map<Mmap>, IndexError> {
+            let path = dir.join(name);
+            fst::Map::new(map(&path)?).map_err(|e| IndexError::fst(&path, e))
+        };
+        let index = Self {
+            dir: dir.to_owned(),
+            layout: manifest.layout(),
+            manifest,
+            trie,
+            sections,
+            sids: open_fst(SIDS_FST)?,
+            items: open_fst(ITEMS_FST)?,
+        };
+        index.verify(body_crc, &counts)?;
+        Ok(index)
+    }
+
+    /// Full verification: file checksums, FST checksums, trie structure.
+    fn verify(&self, body_crc: u32, counts: &Counts) -> Result<(), IndexError> {
+        let trie_path = self.dir.join(TRIE_FILE);
+        let bad = |m: String| IndexError::corrupt(&trie_path, m);
+        if crc32c::crc32c(&self.trie[format::HEADER_LEN..]) != body_crc {
+            return Err(bad("body checksum mismatch (corrupt data)".into()));
+        }
+        for (name, fst) in [
+            (SIDS_FST, self.sids.as_fst()),
+            (ITEMS_FST, self.items.as_fst()),
+        ] {
+            fst.verify()
+                .map_err(|e| IndexError::corrupt(&self.dir.join(name), format!("checksum: {e}")))?;
+        }
+        for f in &self.manifest.files {
+            if f.name == TRIE_FILE || f.name.ends_with(".fst") {
+                continue; // checked above through their own checksums
+            }
+            let path = self.dir.join(&f.name);
+            let bytes = std::fs::read(&path).map_err(|e| IndexError::io(&path, e))?;
+            if crc32c::crc32c(&bytes) != f.crc32c {
+                return Err(IndexError::corrupt(&path, "checksum mismatch"));
+            }
+        }
+        let m = &self.manifest;
+        if (counts.nodes, counts.sids, counts.items) != (m.nodes, m.sids, m.items) {
+            return Err(bad(format!(
+                "counts (nodes, sids, items) = {:?} disagree with the manifest's {:?}",
+                (counts.nodes, counts.sids, counts.items),
+                (m.nodes, m.sids, m.items)
+            )));
+        }
+        if self.sids.len() as u64 != counts.sids || self.items.len() as u64 != counts.items {
+            return Err(bad("FST sizes disagree with the trie".into()));
+        }
+        self.check_structure(counts).map_err(bad)
+    }
+
+    /// Every invariant the queries index by, so that no query can go out of bounds.
+    fn check_structure(&self, c: &Counts) -> Result<(), String> {
+        let nodes = c.nodes as usize;
+        let fc = self.first_child();
+        if nodes == 0 || fc[0] != 1 {
+            return Err("the root is missing".into());
+        }
+        if fc.windows(2).any(|w| w[0] > w[1]) || fc[nodes] as usize != nodes {
+            return Err("child ranges are not monotone or do not end at the node count".into());
+        }
+        let tokens = self.node_token();
+        for n in 0..nodes {
+            let kids = &tokens[fc[n] as usize..fc[n + 1] as usize];
+            if kids.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("children of node {n} are not strictly ascending"));
+            }
+            if fc[n] as usize <= n {
+                return Err(format!("node {n} points to an earlier node"));
+            }
+        }
+        let words = self.terminal_words();
+        let rank = self.terminal_rank();
+        let mut r = 0u32;
+        for (w, &bits) in words.iter().enumerate() {
+            if rank[w] != r {
+                return Err("terminal ranks are inconsistent".into());
+            }
+            r += bits.count_ones();
+        }
+        if rank[words.len()] != r || r as u64 != c.sids {
+            return Err("terminal count disagrees with the SID count".into());
+        }
+        let starts = self.sid_item_start();
+        if starts[0] != 0
+            || starts.windows(2).any(|w| w[0] > w[1])
+            || starts[c.sids as usize] as u64 != c.items
+        {
+            return Err("item ranges of SIDs are inconsistent".into());
+        }
+        let offs = self.id_offsets();
+        if offs[0] != 0
+            || offs.windows(2).any(|w| w[0] >= w[1])
+            || offs[c.items as usize] as u64 != c.id_bytes
+        {
+            return Err("item id offsets are inconsistent".into());
+        }
+        let ids = self.id_bytes();
+        for w in offs.windows(2) {
+            std::str::from_utf8(&ids[w[0] as usize..w[1] as usize])
+                .map_err(|_| "an item id is not UTF-8".to_string())?;
+        }
+        let levels = self.level_sid_start();
+        if levels.windows(2).any(|w| w[0] > w[1]) || levels[levels.len() - 1] != c.sids {
+            return Err("SID length table is inconsistent".into());
+        }
+        Ok(())
+    }
+
+    fn section<T: bytemuck::Pod>(&self, range: (usize, usize)) -> &[T] {
+        bytemuck::cast_slice(&self.trie[range.0..range.1])
+    }
+
+    fn level_sid_start(&self) -> &[u64] {
+        self.section(self.sections.level_sid_start)
+    }
+    fn first_child(&self) -> &[u32] {
+        self.section(self.sections.first_child)
+    }
+    fn node_token(&self) -> &[TokenId] {
+        self.section(self.sections.node_token)
+    }
+    fn terminal_words(&self) -> &[u64] {
+        self.section(self.sections.terminal_words)
+    }
+    fn terminal_rank(&self) -> &[u32] {
+        self.section(self.sections.terminal_rank)
+    }
+    fn sid_item_start(&self) -> &[u32] {
+        self.section(self.sections.sid_item_start)
+    }
+    fn id_offsets(&self) -> &[u32] {
+        self.section(self.sections.id_offsets)
+    }
+    fn id_bytes(&self) -> &[u8] {
+        &self.trie[self.sections.id_bytes.0..self.sections.id_bytes.1]
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn version(&self) -> u64 {
+        self.manifest.catalog_version
+    }
+
+    /// Number of distinct SIDs.
+    pub fn sid_count(&self) -> u64 {
+        self.manifest.sids
+    }
+
+    pub fn item_count(&self) -> u64 {
+        self.manifest.items
+    }
+
+    // ---- decoding (the beam-search hot path) ----
+
+    pub fn root(&self) -> NodeId {
+        0
+    }
+
+    /// Token ids that may follow `node`, ascending.
+    #[inline]
+    pub fn children(&self, node: NodeId) -> &[TokenId] {
+        let fc = self.first_child();
+        let n = node as usize;
+        &self.node_token()[fc[n] as usize..fc[n + 1] as usize]
+    }
+
+    /// The node reached from `node` by `token`.
+    #[inline]
+    pub fn child(&self, node: NodeId, token: TokenId) -> Option<NodeId> {
+        let fc = self.first_child();
+        let start = fc[node as usize];
+        let kids = &self.node_token()[start as usize..fc[node as usize + 1] as usize];
+        kids.binary_search(&token).ok().map(|i| start + i as u32)
+    }
+
+    /// Whether the path to `node` is a complete SID.
+    #[inline]
+    pub fn is_terminal(&self, node: NodeId) -> bool {
+        let n = node as usize;
+        self.terminal_words()[n / 64] >> (n % 64) & 1 == 1
+    }
+
+    /// Ordinal of the SID ending at `node` (breadth-first order).
+    pub fn sid_ordinal(&self, node: NodeId) -> Option<u64> {
+        if !self.is_terminal(node) {
+            return None;
+        }
+        let n = node as usize;
+        let below = self.terminal_words()[n / 64] & ((1u64 << (n % 64)) - 1);
+        Some(self.terminal_rank()[n / 64] as u64 + below.count_ones() as u64)
+    }
+
+    /// Items whose SID ends at `node` (none for inner nodes).
+    pub fn node_items(&self, node: NodeId) -> impl ExactSizeIterator<Item = &str> + '_ {
+        let range = self
+            .sid_ordinal(node)
+            .map_or(0..0, |s| self.sid_items_range(s));
+        range.map(move |i| self.item_id(i))
+    }
+
+    fn sid_items_range(&self, sid: u64) -> std::ops::Range<u32> {
+        let s = self.sid_item_start();
+        match (s.get(sid as usize), s.get(sid as usize + 1)) {
+            (Some(&a), Some(&b)) => a..b,
+            _ => 0..0,
+        }
+    }
+
+    fn item_id(&self, item: u32) -> &str {
+        let o = self.id_offsets();
+        std::str::from_utf8(
+            &self.id_bytes()[o[item as usize] as usize..o[item as usize + 1] as usize],
+        )
+        .unwrap_or_default()
+    }
+
+    // ---- token conversion ----
+
+    /// The token id of a token, checked against the layout.
+    pub fn token_id(&self, token: Token) -> Result<TokenId, IndexError> {
+        self.layout.check(token).map_err(IndexError::Query)?;
+        TokenId::try_from(self.layout.token_id(token)).map_err(|_| {
+            IndexError::Query(format!("token {token} is beyond this index's vocabulary"))
+        })
+    }
+
+    pub fn token(&self, id: TokenId) -> Token {
+        self.layout.token(id as u32)
+    }
+
+    /// Converts a prefix to token ids, checking the layout and the layer order.
+    pub fn token_ids(&self, prefix: &[Token], out: &mut Vec<TokenId>) -> Result<(), IndexError> {
+        out.clear();
+        for (i, &t) in prefix.iter().enumerate() {
+            if i > 0 && t.layer <= prefix[i - 1].layer {
+                return Err(IndexError::Query(format!(
+                    "token {t} at position {i}: layers must increase along a SID"
+                )));
+            }
+            out.push(self.token_id(t)?);
+        }
+        Ok(())
+    }
+
+    // ---- queries by SID / prefix / item ----
+
+    /// The node of a prefix of token ids, `None` if no SID starts with it.
+    pub fn walk(&self, prefix: &[TokenId]) -> Option<NodeId> {
+        prefix
+            .iter()
+            .try_fold(self.root(), |n, &t| self.child(n, t))
+    }
+
+    /// Which tokens may follow `prefix`, and whether it is a complete SID.
+    pub fn next_tokens(&self, prefix: &[TokenId]) -> NextTokens<'_> {
+        match self.walk(prefix) {
+            Some(node) => NextTokens {
+                node: Some(node),
+                allowed: self.children(node),
+                complete: self.is_terminal(node),
+            },
+            None => NextTokens {
+                node: None,
+                allowed: &[],
+                complete: false,
+            },
+        }
+    }
+
+    /// Items with exactly this SID.
+    pub fn items(&self, sid: &[TokenId]) -> Vec<&str> {
+        let mut key = Vec::with_capacity(sid.len() * 2);
+        sid_key(sid, &mut key);
+        match self.sids.get(&key) {
+            Some(v) => self
+                .sid_items_range(self.global_ordinal(v))
+                .map(|i| self.item_id(i))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn global_ordinal(&self, packed: u64) -> u64 {
+        let (len, ordinal) = unpack_sid(packed);
+        self.level_sid_start().get(len).copied().unwrap_or(0) + ordinal
+    }
+
+    /// The SID of an item, as token ids.
+    pub fn sid(&self, item_id: &str) -> Option<Vec<TokenId>> {
+        let packed = self.items.get(item_id)?;
+        let mut node = self.select_terminal(self.global_ordinal(packed))?;
+        let mut sid = Vec::with_capacity(unpack_sid(packed).0);
+        while node != self.root() {
+            sid.push(self.node_token()[node as usize]);
+            node = self.parent(node);
+        }
+        sid.reverse();
+        Some(sid)
+    }
+
+    /// The parent of a non-root node: the node whose child range holds it.
+    fn parent(&self, node: NodeId) -> NodeId {
+        let fc = self.first_child();
+        (fc.partition_point(|&c| c <= node) - 1) as NodeId
+    }
+
+    /// The terminal node of SID ordinal `sid`.
+    fn select_terminal(&self, sid: u64) -> Option<NodeId> {
+        let rank = self.terminal_rank();
+        let w = rank.partition_point(|&r| r as u64 <= sid).checked_sub(1)?;
+        let mut bits = *self.terminal_words().get(w)?;
+        for _ in 0..(sid - rank[w] as u64) {
+            bits &= bits - 1;
+        }
+        (bits != 0).then(|| (w * 64) as NodeId + bits.trailing_zeros())
+    }
+
+    /// Up to `limit` `(SID, item)` pairs whose SID starts with `prefix`, in SID key order.
+    pub fn prefix_items(&self, prefix: &[TokenId], limit: usize) -> Vec<(Vec<TokenId>, &str)> {
+        use fst::{IntoStreamer, Streamer};
+        let mut key = Vec::new();
+        sid_key(prefix, &mut key);
+        let mut out = Vec::new();
+        let mut stream = self.sids.range().ge(&key).into_stream();
+        while let Some((k, v)) = stream.next() {
+            if !k.starts_with(&key) || out.len() >= limit {
+                break;
+            }
+            let sid: Vec<TokenId> = k
+                .chunks_exact(2)
+                .map(|b| TokenId::from_be_bytes([b[0], b[1]]))
+                .collect();
+            for i in self.sid_items_range(self.global_ordinal(v)) {
+                if out.len() >= limit {
+                    break;
+                }
+                out.push((sid.clone(), self.item_id(i)));
+            }
+        }
+        out
+    }
+
+    /// Every `(SID, item)` pair in SID key order, then item id order.
+    pub fn entries(&self) -> impl Iterator<Item = (Vec<TokenId>, &str)> + '_ {
+        let mut stream = fst::IntoStreamer::into_stream(&self.sids);
+        let mut batch: Vec<(Vec<TokenId>, &str)> = Vec::new();
+        std::iter::from_fn(move || {
+            use fst::Streamer;
+            while batch.is_empty() {
+                let (k, v) = stream.next()?;
+                let sid: Vec<TokenId> = k
+                    .chunks_exact(2)
+                    .map(|b| TokenId::from_be_bytes([b[0], b[1]]))
+                    .collect();
+                let range = self.sid_items_range(self.global_ordinal(v));
+                batch.extend(range.rev().map(|i| (sid.clone(), self.item_id(i))));
+            }
+            batch.pop()
+        })
+    }
+
+    /// Converts token ids back to tokens.
+    pub fn tokens(&self, ids: &[TokenId]) -> Vec<Token> {
+        ids.iter().map(|&t| self.token(t)).collect()
+    }
+}

@@ -1,0 +1,421 @@
+//! Versions on disk and their atomic publication.
+//!
+//! ```text
+//! ROOT/CURRENT                 "v00000003\n": the version readers load
+//! ROOT/LOCK                    held by the one writer (build, update, rollback)
+//! ROOT/versions/v00000003/     manifest.json sids.fst items.fst trie.bin [codebooks.npy]
+//! ROOT/versions/.tmp-…         a build in progress (or left by a crash: removed on open)
+//! ```
+//!
+//! A build writes a temporary directory, syncs its files and itself, renames
+//! it into `versions/`, syncs that, then replaces `CURRENT` (temp + sync +
+//! rename + directory sync). A crash at any point leaves `CURRENT` naming
+//! the last complete version. Published files never change; old versions are
+//! removed past the newest `keep`, never the current one.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::builder::IndexBuilder;
+use super::manifest::{FileEntry, MANIFEST_FILE, Manifest};
+use super::reader::{ITEMS_FST, Index, SIDS_FST, TRIE_FILE};
+use super::{IndexError, TokenId};
+use crate::hourglass::layer_counts;
+use crate::quantize::CODEBOOKS_FILE;
+use crate::sid::SidTable;
+
+pub const CURRENT_FILE: &str = "CURRENT";
+pub const VERSIONS_DIR: &str = "versions";
+const LOCK_FILE: &str = "LOCK";
+const TMP_PREFIX: &str = ".tmp-";
+
+/// Aborts the process at a named point when `SIDX_FAILPOINT` says so — how
+/// the crash tests kill a build half-way (abort runs no destructors, like kill -9).
+fn failpoint(name: &str) {
+    if std::env::var("SIDX_FAILPOINT").is_ok_and(|f| f == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), IndexError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| IndexError::io(dir, e))
+}
+
+/// The versions of one index root.
+#[derive(Clone, Debug)]
+pub struct IndexStore {
+    root: PathBuf,
+    keep: usize,
+}
+
+/// What a build or update published.
+#[derive(Clone, Debug, Serialize)]
+pub struct BuildSummary {
+    pub version: u64,
+    pub sids: u64,
+    pub items: u64,
+    pub nodes: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// The exclusive writer lock of a root, released on drop.
+struct WriterLock(File);
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+impl IndexStore {
+    /// A store rooted at `root`, keeping the newest 3 versions.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+            keep: 3,
+        }
+    }
+
+    /// Keep the newest `keep` versions (at least 1) for rollback.
+    pub fn with_keep(mut self, keep: usize) -> Self {
+        self.keep = keep.max(1);
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn version_dir(&self, version: u64) -> PathBuf {
+        self.root.join(VERSIONS_DIR).join(format!("v{version:08}"))
+    }
+
+    /// Published versions, ascending.
+    pub fn versions(&self) -> Result<Vec<u64>, IndexError> {
+        let dir = self.root.join(VERSIONS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(IndexError::io(&dir, e)),
+        };
+        let mut versions: Vec<u64> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix('v')?.parse().ok())
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    /// The version `CURRENT` names, if any.
+    pub fn current(&self) -> Result<Option<u64>, IndexError> {
+        let path = self.root.join(CURRENT_FILE);
+        match fs::read_to_string(&path) {
+            Ok(s) => s
+                .trim()
+                .strip_prefix('v')
+                .and_then(|v| v.parse().ok())
+                .map(Some)
+                .ok_or_else(|| IndexError::corrupt(&path, format!("unreadable pointer {s:?}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(IndexError::io(&path, e)),
+        }
+    }
+
+    /// Opens and verifies the current version (cleaning up after crashed
+    /// builds first when no writer is running).
+    pub fn open_current(&self) -> Result<Index, IndexError> {
+        if let Some(lock) = self.try_lock()? {
+            self.remove_temporaries()?;
+            drop(lock);
+        }
+        let v = self
+            .current()?
+            .ok_or_else(|| IndexError::NoVersion(self.root.clone()))?;
+        self.open_version(v)
+    }
+
+    pub fn open_version(&self, version: u64) -> Result<Index, IndexError> {
+        Index::open(&self.version_dir(version))
+    }
+
+    fn lock_file(&self) -> Result<File, IndexError> {
+        fs::create_dir_all(&self.root).map_err(|e| IndexError::io(&self.root, e))?;
+        let path = self.root.join(LOCK_FILE);
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| IndexError::io(&path, e))
+    }
+
+    fn lock(&self) -> Result<WriterLock, IndexError> {
+        let f = self.lock_file()?;
+        f.lock()
+            .map_err(|e| IndexError::io(&self.root.join(LOCK_FILE), e))?;
+        Ok(WriterLock(f))
+    }
+
+    fn try_lock(&self) -> Result<Option<WriterLock>, IndexError> {
+        if !self.root.is_dir() {
+            return Ok(None);
+        }
+        let f = self.lock_file()?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(WriterLock(f))),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(IndexError::io(&self.root.join(LOCK_FILE), e)),
+        }
+    }
+
+    /// Removes directories left by builds that never finished (caller holds the lock).
+    fn remove_temporaries(&self) -> Result<(), IndexError> {
+        let dir = self.root.join(VERSIONS_DIR);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                let p = e.path();
+                tracing::warn!(path = %p.display(), "removing the leftovers of an unfinished build");
+                fs::remove_dir_all(&p).map_err(|e| IndexError::io(&p, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds a new version with `build` (which writes its data files into the
+    /// directory it is given and returns the manifest), then publishes it.
+    pub fn publish(
+        &self,
+        build: impl FnOnce(&Path) -> Result<Manifest, IndexError>,
+    ) -> Result<Manifest, IndexError> {
+        let _lock = self.lock()?;
+        self.remove_temporaries()?;
+        let versions_dir = self.root.join(VERSIONS_DIR);
+        fs::create_dir_all(&versions_dir).map_err(|e| IndexError::io(&versions_dir, e))?;
+        let next = self.versions()?.last().map_or(1, |v| v + 1);
+        let tmp = versions_dir.join(format!("{TMP_PREFIX}v{next:08}-{}", std::process::id()));
+        fs::create_dir(&tmp).map_err(|e| IndexError::io(&tmp, e))?;
+        let result = self.fill_and_publish(&tmp, next, build);
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    fn fill_and_publish(
+        &self,
+        tmp: &Path,
+        version: u64,
+        build: impl FnOnce(&Path) -> Result<Manifest, IndexError>,
+    ) -> Result<Manifest, IndexError> {
+        let mut manifest = build(tmp)?;
+        failpoint("after-data");
+        manifest.catalog_version = version;
+        manifest.files = describe_files(tmp)?;
+        let json = manifest.to_bytes();
+        let path = tmp.join(MANIFEST_FILE);
+        fs::write(&path, json)
+            .and_then(|_| File::open(&path)?.sync_all())
+            .map_err(|e| IndexError::io(&path, e))?;
+        sync_dir(tmp)?;
+        failpoint("before-rename");
+        let dst = self.version_dir(version);
+        fs::rename(tmp, &dst).map_err(|e| IndexError::io(&dst, e))?;
+        sync_dir(&self.root.join(VERSIONS_DIR))?;
+        failpoint("before-current");
+        self.write_current(version)?;
+        failpoint("after-current");
+        self.apply_retention(version)?;
+        Ok(manifest)
+    }
+
+    fn write_current(&self, version: u64) -> Result<(), IndexError> {
+        let text = format!("v{version:08}\n");
+        crate::fsx::write_atomic(&self.root.join(CURRENT_FILE), |w| {
+            w.write_all(text.as_bytes())
+        })?;
+        sync_dir(&self.root)
+    }
+
+    /// Points `CURRENT` at an existing version after verifying it.
+    pub fn rollback(&self, version: u64) -> Result<(), IndexError> {
+        let _lock = self.lock()?;
+        self.open_version(version)?;
+        self.write_current(version)
+    }
+
+    /// Deletes versions older than the newest `keep`, never `current`.
+    fn apply_retention(&self, current: u64) -> Result<(), IndexError> {
+        let versions = self.versions()?;
+        let cut = versions.len().saturating_sub(self.keep);
+        for &v in &versions[..cut] {
+            if v != current {
+                let dir = self.version_dir(v);
+                // Readers that mapped these files keep them alive until they unmap.
+                fs::remove_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sizes and checksums of the files in a version directory.
+fn describe_files(dir: &Path) -> Result<Vec<FileEntry>, IndexError> {
+    let mut files = Vec::new();
+    for e in fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))? {
+        let e = e.map_err(|e| IndexError::io(dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == MANIFEST_FILE {
+            continue;
+        }
+        let bytes = fs::read(e.path()).map_err(|err| IndexError::io(&e.path(), err))?;
+        files.push(FileEntry {
+            name,
+            bytes: bytes.len() as u64,
+            crc32c: crc32c::crc32c(&bytes),
+        });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+/// Writes the data files of a version from `(SID, item)` pairs already sorted.
+pub(crate) fn write_version_files(
+    dir: &Path,
+    sorted: impl Iterator<Item = (Vec<TokenId>, String)>,
+) -> Result<super::BuildCounts, IndexError> {
+    let mut builder = IndexBuilder::new(&dir.join(SIDS_FST))?;
+    for (sid, id) in sorted {
+        builder.push(&sid, &id)?;
+    }
+    failpoint("mid-build");
+    let (arrays, counts) = builder.finish(&dir.join(ITEMS_FST))?;
+    let path = dir.join(TRIE_FILE);
+    let mut staging = crate::fsx::Staging::new();
+    staging.write(&path, |w| arrays.write_to(w).map(|_| ()))?;
+    staging.commit()?;
+    Ok(counts)
+}
+
+/// `(token ids, item id)` of every item of a table, checked against its layout.
+pub(crate) fn table_entries(table: &SidTable) -> Result<Vec<(Vec<TokenId>, String)>, IndexError> {
+    let layout = table.layout();
+    table
+        .iter()
+        .map(|(id, sid)| {
+            let ids = sid
+                .iter()
+                .map(|&t| {
+                    TokenId::try_from(layout.token_id(t)).map_err(|_| {
+                        IndexError::Input(format!(
+                            "item {id:?}: token {t} has id {} ≥ 65536, beyond the index's u16 tokens",
+                            layout.token_id(t)
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((ids, id.to_owned()))
+        })
+        .collect()
+}
+
+/// Builds and publishes a version from a SID table (any order), optionally
+/// storing the codebooks that made it.
+pub fn build_from_table(
+    store: &IndexStore,
+    table: &SidTable,
+    source: &str,
+    codebooks: Option<&Path>,
+) -> Result<BuildSummary, IndexError> {
+    let t0 = Instant::now();
+    let mut entries = table_entries(table)?;
+    entries.par_sort_unstable();
+    if let Some(w) = entries.windows(2).find(|w| w[0] == w[1]) {
+        return Err(IndexError::Input(format!(
+            "item {:?} is listed twice",
+            w[0].1
+        )));
+    }
+    let manifest = store.publish(|dir| {
+        let counts = write_version_files(dir, entries.into_iter())?;
+        let has_codebooks = match codebooks {
+            Some(src) => {
+                crate::quantize::ResidualQuantizer::load(src)?;
+                let dst = dir.join(CODEBOOKS_FILE);
+                fs::copy(src, &dst).map_err(|e| IndexError::io(&dst, e))?;
+                true
+            }
+            None => false,
+        };
+        let mut m = Manifest::new(&table.layout(), table.header().collisions);
+        m.source = source.to_owned();
+        m.mitigation = table.header().mitigation.clone();
+        m.has_codebooks = has_codebooks;
+        m.sids = counts.sids;
+        m.items = counts.items;
+        m.nodes = counts.nodes;
+        m.layer_counts = layer_counts(table);
+        Ok(m)
+    })?;
+    Ok(BuildSummary {
+        version: manifest.catalog_version,
+        sids: manifest.sids,
+        items: manifest.items,
+        nodes: manifest.nodes,
+        bytes: manifest.bytes(),
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The version a service serves, swapped atomically: a request holds the
+/// `Arc<Index>` it started with, so a swap never disturbs it, and the old
+/// version is unmapped when its last reader lets go.
+pub struct IndexHandle {
+    store: IndexStore,
+    current: ArcSwap<Index>,
+}
+
+impl IndexHandle {
+    /// Opens the current version of `store`.
+    pub fn open(store: IndexStore) -> Result<Self, IndexError> {
+        let index = store.open_current()?;
+        Ok(Self {
+            store,
+            current: ArcSwap::from_pointee(index),
+        })
+    }
+
+    /// The version to use for one request, from first step to last.
+    pub fn load(&self) -> Arc<Index> {
+        self.current.load_full()
+    }
+
+    pub fn store(&self) -> &IndexStore {
+        &self.store
+    }
+
+    /// Swaps to the version `CURRENT` names if it changed; returns the new version.
+    pub fn reload(&self) -> Result<Option<u64>, IndexError> {
+        let Some(v) = self.store.current()? else {
+            return Ok(None);
+        };
+        if v == self.current.load().version() {
+            return Ok(None);
+        }
+        let index = self.store.open_version(v)?;
+        self.current.store(Arc::new(index));
+        Ok(Some(v))
+    }
+}

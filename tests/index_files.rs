@@ -1,0 +1,331 @@
+//! Index files on disk: corruption is refused cleanly, crashed builds leave
+//! the last good version, readers never see a mixed state during swaps, and
+//! bad build/update input publishes nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use sidx::index::{CatalogUpdate, IndexHandle, IndexStore, build_from_table, format};
+use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
+
+fn catalog(n: usize, prefix: &str) -> SidTable {
+    let layout = Layout::new(vec![16, 16, 16]).unwrap();
+    let mut t = SidTable::new(SidHeader::new(&layout, CollisionMode::Share));
+    for i in 0..n as u32 {
+        let sid = [
+            Token::new(1, i % 16),
+            Token::new(2, (i / 16) % 16),
+            Token::new(3, (i * 7) % 16),
+        ];
+        t.push(format!("{prefix}{i}"), &sid);
+    }
+    t
+}
+
+fn built(n: usize) -> (tempfile::TempDir, IndexStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IndexStore::new(dir.path());
+    build_from_table(&store, &catalog(n, "item-"), "test", None).unwrap();
+    (dir, store)
+}
+
+/// Opening must fail with an error naming `file`; a panic fails the test.
+fn refused(store: &IndexStore, file: &str, what: &str) {
+    match store.open_current() {
+        Ok(_) => panic!("{what}: corrupt {file} was accepted"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(file),
+                "{what}: error does not name {file}: {msg}"
+            );
+        }
+    }
+}
+
+#[test]
+fn corruption_matrix() {
+    let (_dir, store) = built(300);
+    let vdir = store.version_dir(1);
+    let files = ["trie.bin", "sids.fst", "items.fst", "manifest.json"];
+    for file in files {
+        let path = vdir.join(file);
+        let good = std::fs::read(&path).unwrap();
+        // Truncation by 1..=64 bytes, then in large steps down to empty.
+        let mut cuts: Vec<usize> = (1..=64.min(good.len())).collect();
+        cuts.extend((64..good.len()).step_by(good.len() / 16 + 1));
+        cuts.push(good.len());
+        for cut in cuts {
+            std::fs::write(&path, &good[..good.len() - cut]).unwrap();
+            refused(&store, file, &format!("{file} truncated by {cut}"));
+        }
+        // Byte flips across the file.
+        for pos in (0..good.len()).step_by(good.len() / 97 + 1) {
+            let mut bad = good.clone();
+            bad[pos] ^= 0xff;
+            std::fs::write(&path, &bad).unwrap();
+            refused(&store, file, &format!("{file} byte {pos} flipped"));
+        }
+        // Missing.
+        std::fs::remove_file(&path).unwrap();
+        refused(&store, file, &format!("{file} missing"));
+        std::fs::write(&path, &good).unwrap();
+        store.open_current().expect("restored file opens again");
+    }
+
+    // Wrong magic, and a wrong format version with a valid header checksum.
+    let path = vdir.join("trie.bin");
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    bad[0..8].copy_from_slice(b"NOTATRIE");
+    std::fs::write(&path, &bad).unwrap();
+    refused(&store, "trie.bin", "bad magic");
+    let (counts, crc) = format::parse_header(&good).unwrap();
+    let mut v2 = good.clone();
+    v2[..format::HEADER_LEN].copy_from_slice(&format::header(&counts, crc));
+    v2[8] = 2;
+    let hcrc = crc32c::crc32c(&v2[..60]);
+    v2[60..64].copy_from_slice(&hcrc.to_le_bytes());
+    std::fs::write(&path, &v2).unwrap();
+    let e = store.open_current().err().unwrap().to_string();
+    assert!(e.contains("trie.bin") && e.contains("version 2"), "{e}");
+    std::fs::write(&path, &good).unwrap();
+
+    // Manifest of another format version.
+    let mpath = vdir.join("manifest.json");
+    let text = std::fs::read_to_string(&mpath).unwrap();
+    std::fs::write(
+        &mpath,
+        text.replace("\"format_version\": 1", "\"format_version\": 7"),
+    )
+    .unwrap();
+    let e = store.open_current().err().unwrap().to_string();
+    assert!(
+        e.contains("manifest.json") && e.contains("version 7"),
+        "{e}"
+    );
+    std::fs::write(&mpath, &text).unwrap();
+
+    // CURRENT pointing nowhere, and garbage in CURRENT.
+    std::fs::write(store.root().join("CURRENT"), "v00000009\n").unwrap();
+    refused(&store, "v00000009", "CURRENT names a missing version");
+    std::fs::write(store.root().join("CURRENT"), "garbage").unwrap();
+    refused(&store, "CURRENT", "unreadable CURRENT");
+    std::fs::write(store.root().join("CURRENT"), "v00000001\n").unwrap();
+    assert_eq!(store.open_current().unwrap().item_count(), 300);
+}
+
+#[test]
+fn empty_and_missing_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = IndexStore::new(&dir.path().join("nothing"))
+        .open_current()
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("no index version"), "{e}");
+    let (_d, store) = built(10);
+    std::fs::write(store.version_dir(1).join("trie.bin"), b"").unwrap();
+    refused(&store, "trie.bin", "empty trie.bin");
+}
+
+fn sidx() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sidx"));
+    c.args(["--log", "warn"]);
+    c
+}
+
+fn write_sids(dir: &Path, name: &str, table: &SidTable) -> PathBuf {
+    let p = dir.join(name);
+    table.write(&p).unwrap();
+    p
+}
+
+#[test]
+fn a_crashed_build_leaves_the_last_good_version() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("index");
+    let v1 = write_sids(work.path(), "v1.tsv", &catalog(200, "a-"));
+    let v2 = write_sids(work.path(), "v2.tsv", &catalog(250, "b-"));
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let ok = sidx()
+        .args(["index", "build", "--sids", &s(&v1), "--out", &s(&root)])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let store = IndexStore::new(&root);
+
+    for point in ["mid-build", "after-data", "before-rename", "before-current"] {
+        let out = sidx()
+            .args(["index", "build", "--sids", &s(&v2), "--out", &s(&root)])
+            .env("SIDX_FAILPOINT", point)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: the build should have died");
+        let index = store.open_current().unwrap();
+        assert_eq!(
+            index.item_count(),
+            200,
+            "{point}: the last good version serves"
+        );
+        assert!(index.sid("a-7").is_some() && index.sid("b-7").is_none());
+        let leftovers: Vec<_> = std::fs::read_dir(root.join("versions"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{point}: temporaries cleaned on open");
+    }
+    let out = sidx()
+        .args(["index", "build", "--sids", &s(&v2), "--out", &s(&root)])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let index = store.open_current().unwrap();
+    assert_eq!(index.item_count(), 250);
+    assert!(index.version() >= 2);
+}
+
+#[test]
+fn readers_never_see_a_mixed_state_while_versions_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IndexStore::new(dir.path()).with_keep(2);
+    build_from_table(&store, &catalog(100, "v0-"), "test", None).unwrap();
+    let handle = Arc::new(IndexHandle::open(store.clone()).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let checks = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (handle, stop, checks) = (handle.clone(), stop.clone(), checks.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let index = handle.load();
+                    // Version k holds items "v0-*" (100) plus "u{k}-*" for every update ≤ k.
+                    let v = index.version();
+                    assert_eq!(index.item_count(), 100 + 10 * (v - 1), "version {v}");
+                    for u in 2..=v {
+                        let id = format!("u{u}-3");
+                        let sid = index
+                            .sid(&id)
+                            .unwrap_or_else(|| panic!("{id} missing in v{v}"));
+                        assert!(index.items(&sid).contains(&id.as_str()));
+                    }
+                    assert!(index.sid(&format!("u{}-0", v + 1)).is_none());
+                    let next = index.next_tokens(&[]);
+                    assert!(!next.allowed.is_empty());
+                    checks.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for k in 2..=21u64 {
+        let mut t = catalog(10, &format!("u{k}-"));
+        t.header_mut().collisions = CollisionMode::Share;
+        CatalogUpdate {
+            upsert_sids: Some(t),
+            ..CatalogUpdate::default()
+        }
+        .apply(&store)
+        .unwrap();
+        assert_eq!(handle.reload().unwrap(), Some(k));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().expect("a reader failed");
+    }
+    assert!(checks.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        store.versions().unwrap(),
+        vec![20, 21],
+        "old versions removed"
+    );
+}
+
+#[test]
+fn bad_input_publishes_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("index");
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let v1 = write_sids(work.path(), "v1.tsv", &catalog(50, "a-"));
+    assert!(
+        sidx()
+            .args(["index", "build", "--sids", &s(&v1), "--out", &s(&root)])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "bad.tsv",
+            "a-0\t1:1 zz\n",
+            &["bad.tsv:1:", "not layer:code"],
+        ),
+        (
+            "range.tsv",
+            "#sidx {\"format\":\"sidx-sids\",\"version\":1,\"codebook_sizes\":[16,16,16],\"collisions\":\"share\"}\nx\t1:99\n",
+            &["range.tsv:2:", "out of range"],
+        ),
+        (
+            "dup.tsv",
+            "x\t1:1\nx\t1:2\n",
+            &["dup.tsv:2:", "duplicate item id"],
+        ),
+    ];
+    for (name, text, needles) in cases {
+        let p = work.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        for args in [
+            vec![
+                "index",
+                "build",
+                "--sids",
+                p.to_str().unwrap(),
+                "--out",
+                root.to_str().unwrap(),
+            ],
+            vec![
+                "index",
+                "update",
+                "--index",
+                root.to_str().unwrap(),
+                "--upsert-sids",
+                p.to_str().unwrap(),
+            ],
+        ] {
+            let out = sidx().args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success());
+            for n in *needles {
+                assert!(err.contains(n), "{args:?}: {err}");
+            }
+        }
+    }
+    let deletes = work.path().join("deletes.txt");
+    std::fs::write(&deletes, "a-1\nnope\n").unwrap();
+    let out = sidx()
+        .args([
+            "index",
+            "update",
+            "--index",
+            &s(&root),
+            "--deletes",
+            &s(&deletes),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("unknown item id \"nope\"")
+            && err.contains("entry 2"),
+        "{err}"
+    );
+    let store = IndexStore::new(&root);
+    assert_eq!(store.versions().unwrap(), vec![1], "nothing published");
+    assert_eq!(store.open_current().unwrap().item_count(), 50);
+}

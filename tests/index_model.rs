@@ -1,0 +1,207 @@
+//! The index against a naive model: for random variable-length SID sets
+//! (shared SIDs, dropped layers, disambiguation tokens), every query equals
+//! what a `BTreeMap` says, and an update equals a fresh build of the result.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use sidx::index::{CatalogUpdate, Index, IndexStore, TokenId, build_from_table};
+use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
+
+const SIZES: [u32; 3] = [4, 3, 5];
+
+fn layout() -> Layout {
+    Layout::new(SIZES.to_vec()).unwrap()
+}
+
+/// A random SID: layers 1 and 3 always, layer 2 sometimes, a disambiguation token sometimes.
+fn sid_strategy() -> impl Strategy<Value = Vec<Token>> {
+    (
+        0..4u32,
+        prop::option::of(0..3u32),
+        0..5u32,
+        prop::option::weighted(0.2, 0..3u32),
+    )
+        .prop_map(|(a, b, c, d)| {
+            let mut s = vec![Token::new(1, a)];
+            if let Some(b) = b {
+                s.push(Token::new(2, b));
+            }
+            s.push(Token::new(3, c));
+            if let Some(d) = d {
+                s.push(Token::new(4, d));
+            }
+            s
+        })
+}
+
+fn catalog_strategy() -> impl Strategy<Value = Vec<Vec<Token>>> {
+    prop::collection::vec(sid_strategy(), 1..60)
+}
+
+fn table(items: &[(String, Vec<Token>)]) -> SidTable {
+    let mut t = SidTable::new(SidHeader::new(&layout(), CollisionMode::Share));
+    for (id, sid) in items {
+        t.push(id.as_str(), sid);
+    }
+    t
+}
+
+fn ids(l: &Layout, sid: &[Token]) -> Vec<TokenId> {
+    sid.iter().map(|&t| l.token_id(t) as TokenId).collect()
+}
+
+/// SID (token ids) → item ids.
+type Model = BTreeMap<Vec<TokenId>, BTreeSet<String>>;
+
+fn model(items: &[(String, Vec<Token>)]) -> Model {
+    let l = layout();
+    let mut m = Model::new();
+    for (id, sid) in items {
+        m.entry(ids(&l, sid)).or_default().insert(id.clone());
+    }
+    m
+}
+
+fn check_against_model(index: &Index, m: &Model) {
+    // Every prefix of every SID, plus a few that exist nowhere.
+    let mut prefixes: BTreeSet<Vec<TokenId>> = BTreeSet::new();
+    for sid in m.keys() {
+        for k in 0..=sid.len() {
+            prefixes.insert(sid[..k].to_vec());
+        }
+        let mut wrong = sid.clone();
+        wrong.push(60);
+        prefixes.insert(wrong);
+    }
+    prefixes.insert(vec![3, 6]);
+    for p in &prefixes {
+        let next = index.next_tokens(p);
+        let want: BTreeSet<TokenId> = m
+            .keys()
+            .filter(|s| s.len() > p.len() && s.starts_with(p))
+            .map(|s| s[p.len()])
+            .collect();
+        assert_eq!(
+            next.allowed.to_vec(),
+            want.into_iter().collect::<Vec<_>>(),
+            "prefix {p:?}"
+        );
+        assert_eq!(next.complete, m.contains_key(p), "complete {p:?}");
+        assert_eq!(
+            next.node.is_some(),
+            m.keys().any(|s| s.starts_with(p)),
+            "valid {p:?}"
+        );
+        let mut got: Vec<(Vec<TokenId>, String)> = index
+            .prefix_items(p, usize::MAX)
+            .into_iter()
+            .map(|(s, id)| (s, id.to_owned()))
+            .collect();
+        got.sort();
+        let want: Vec<(Vec<TokenId>, String)> = m
+            .iter()
+            .filter(|(s, _)| s.starts_with(p))
+            .flat_map(|(s, items)| items.iter().map(move |i| (s.clone(), i.clone())))
+            .collect();
+        assert_eq!(got, want, "prefix_items {p:?}");
+    }
+    for (sid, items) in m {
+        let got: BTreeSet<String> = index.items(sid).into_iter().map(str::to_owned).collect();
+        assert_eq!(&got, items);
+        for id in items {
+            assert_eq!(index.sid(id).as_ref(), Some(sid), "sid of {id}");
+        }
+        // Stepping node by node reaches the same terminal.
+        let mut node = index.root();
+        for &t in sid {
+            assert!(index.children(node).contains(&t));
+            node = index.child(node, t).unwrap();
+        }
+        assert!(index.is_terminal(node));
+        let at_node: BTreeSet<String> = index.node_items(node).map(str::to_owned).collect();
+        assert_eq!(&at_node, items);
+    }
+    assert!(index.sid("no-such-item").is_none());
+    assert!(index.items(&[3, 6]).is_empty());
+    // The stream gives back the sorted, de-duplicated input.
+    let streamed: Vec<(Vec<TokenId>, String)> =
+        index.entries().map(|(s, id)| (s, id.to_owned())).collect();
+    let want: Vec<(Vec<TokenId>, String)> = m
+        .iter()
+        .flat_map(|(s, items)| items.iter().map(move |i| (s.clone(), i.clone())))
+        .collect();
+    assert_eq!(streamed, want);
+    assert_eq!(index.sid_count() as usize, m.len());
+}
+
+fn named(sids: Vec<Vec<Token>>, prefix: &str) -> Vec<(String, Vec<Token>)> {
+    sids.into_iter()
+        .enumerate()
+        .map(|(i, s)| (format!("{prefix}{i}"), s))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn queries_equal_the_model(sids in catalog_strategy()) {
+        let items = named(sids, "item-");
+        let dir = tempfile::tempdir().unwrap();
+        let store = IndexStore::new(dir.path());
+        build_from_table(&store, &table(&items), "test", None).unwrap();
+        let index = store.open_current().unwrap();
+        check_against_model(&index, &model(&items));
+    }
+
+    #[test]
+    fn update_equals_a_fresh_build(
+        old in catalog_strategy(),
+        new in prop::collection::vec(sid_strategy(), 0..20),
+        moved in prop::collection::vec(sid_strategy(), 0..5),
+        delete_every in 2..6usize,
+    ) {
+        let old_items = named(old, "old-");
+        let dir = tempfile::tempdir().unwrap();
+        let store = IndexStore::new(dir.path());
+        build_from_table(&store, &table(&old_items), "test", None).unwrap();
+
+        // Delete every k-th old item; re-point a few others; add new ones.
+        let deletes: Vec<String> = old_items.iter().step_by(delete_every).map(|(id, _)| id.clone()).collect();
+        let mut upserts = named(new, "new-");
+        let survivors: Vec<&(String, Vec<Token>)> =
+            old_items.iter().filter(|(id, _)| !deletes.contains(id)).collect();
+        for (s, (id, _)) in moved.into_iter().zip(survivors) {
+            upserts.push((id.clone(), s));
+        }
+        let update = CatalogUpdate {
+            upsert_sids: Some(table(&upserts)),
+            deletes: deletes.clone(),
+            ..CatalogUpdate::default()
+        };
+        let summary = update.apply(&store).unwrap();
+        prop_assert_eq!(summary.build.version, 2);
+
+        let mut want: BTreeMap<String, Vec<Token>> = old_items.into_iter().collect();
+        for d in &deletes {
+            want.remove(d);
+        }
+        want.extend(upserts);
+        let want: Vec<(String, Vec<Token>)> = want.into_iter().collect();
+        let updated = store.open_current().unwrap();
+        check_against_model(&updated, &model(&want));
+
+        let fresh_dir = tempfile::tempdir().unwrap();
+        let fresh = IndexStore::new(fresh_dir.path());
+        if !want.is_empty() {
+            build_from_table(&fresh, &table(&want), "test", None).unwrap();
+            let fresh = fresh.open_current().unwrap();
+            let a: Vec<_> = updated.entries().map(|(s, i)| (s, i.to_owned())).collect();
+            let b: Vec<_> = fresh.entries().map(|(s, i)| (s, i.to_owned())).collect();
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(&updated.manifest().layer_counts, &fresh.manifest().layer_counts);
+            prop_assert_eq!(updated.manifest().nodes, fresh.manifest().nodes);
+        }
+    }
+}
