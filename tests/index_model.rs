@@ -107,7 +107,7 @@ fn check_against_model(index: &Index, m: &Model) {
         assert_eq!(got, want, "prefix_items {p:?}");
     }
     for (sid, items) in m {
-        let got: BTreeSet<String> = index.items(sid).into_iter().map(str::to_owned).collect();
+        let got: BTreeSet<String> = index.items(sid).map(str::to_owned).collect();
         assert_eq!(&got, items);
         for id in items {
             assert_eq!(index.sid(id).as_ref(), Some(sid), "sid of {id}");
@@ -123,7 +123,7 @@ fn check_against_model(index: &Index, m: &Model) {
         assert_eq!(&at_node, items);
     }
     assert!(index.sid("no-such-item").is_none());
-    assert!(index.items(&[3, 6]).is_empty());
+    assert_eq!(index.items(&[3, 6]).len(), 0);
     // The stream gives back the sorted, de-duplicated input.
     let streamed: Vec<(Vec<TokenId>, String)> =
         index.entries().map(|(s, id)| (s, id.to_owned())).collect();

@@ -16,6 +16,8 @@ use sidx::synth::{self, SynthConfig};
 pub enum BenchCommand {
     /// RQ training and greedy encoding, sidx against faiss-cpu's ResidualQuantizer.
     Quantize(QuantizeBench),
+    /// Index build, size, open and lookup speed against trie peers.
+    Index(super::bench_index::IndexBench),
 }
 
 #[derive(Args)]
@@ -74,6 +76,7 @@ struct Row {
 pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
     match cmd {
         BenchCommand::Quantize(b) => quantize(&b, progress),
+        BenchCommand::Index(b) => super::bench_index::run(&b, progress),
     }
 }
 

@@ -1,15 +1,19 @@
 //! Builds one index version from `(SID, item)` pairs arriving in SID order:
 //! the trie is laid out level by level as SIDs stream in, `sids.fst` is
-//! written as they come, and the item map is sorted once at the end.
+//! written on its own thread as they come, and at the end the item map is
+//! sorted and written while the trie file is written beside it.
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
-use super::format::TrieArrays;
-use super::{IndexError, TokenId, pack_sid, sid_key};
+use super::format::{ONE_ITEM_PER_SID, TrieArrays};
+use super::{IndexError, TokenId, sid_key};
+use crate::fsx::Staging;
 
 /// Nodes of one depth, in lexicographic (= breadth-first) order.
 #[derive(Default)]
@@ -25,13 +29,106 @@ struct Level {
     id_bytes: Vec<u8>,
 }
 
+/// SID keys handed to the `sids.fst` thread in batches.
+#[derive(Default)]
+struct KeyBatch {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+    values: Vec<u64>,
+}
+
+const BATCH: usize = 1 << 14;
+
+/// Writes `sids.fst` from batches of sorted keys, on its own thread.
+struct FstWriter {
+    tx: Option<SyncSender<KeyBatch>>,
+    thread: Option<JoinHandle<Result<(), IndexError>>>,
+    batch: KeyBatch,
+}
+
+impl FstWriter {
+    fn start(path: &Path) -> Result<Self, IndexError> {
+        let file = File::create(path).map_err(|e| IndexError::io(path, e))?;
+        let mut fst = fst::MapBuilder::new(BufWriter::with_capacity(1 << 20, file))
+            .map_err(|e| IndexError::fst(path, e))?;
+        let (tx, rx): (SyncSender<KeyBatch>, Receiver<KeyBatch>) = sync_channel(4);
+        let fst_path: PathBuf = path.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("sids-fst".into())
+            .spawn(move || {
+                for b in rx {
+                    let mut start = 0;
+                    for (&end, &v) in b.ends.iter().zip(&b.values) {
+                        fst.insert(&b.bytes[start as usize..end as usize], v)
+                            .map_err(|e| IndexError::fst(&fst_path, e))?;
+                        start = end;
+                    }
+                }
+                let file = fst
+                    .into_inner()
+                    .map_err(|e| IndexError::fst(&fst_path, e))?
+                    .into_inner()
+                    .map_err(|e| IndexError::io(&fst_path, e.into_error()))?;
+                file.sync_all().map_err(|e| IndexError::io(&fst_path, e))
+            })
+            .map_err(|e| IndexError::io(path, e))?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+            batch: KeyBatch::default(),
+        })
+    }
+
+    fn insert(&mut self, key: &[u8], value: u64) -> Result<(), IndexError> {
+        self.batch.bytes.extend_from_slice(key);
+        self.batch.ends.push(self.batch.bytes.len() as u32);
+        self.batch.values.push(value);
+        if self.batch.values.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), IndexError> {
+        let batch = std::mem::take(&mut self.batch);
+        if let Some(tx) = &self.tx
+            && tx.send(batch).is_err()
+        {
+            // The writer stopped early: report its error.
+            self.finish()?;
+            return Err(IndexError::Input("the sids.fst writer stopped".into()));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), IndexError> {
+        if let Some(tx) = self.tx.take()
+            && !self.batch.values.is_empty()
+        {
+            let _ = tx.send(std::mem::take(&mut self.batch));
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(IndexError::Input("the sids.fst writer panicked".into()))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for FstWriter {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
 /// Streams sorted `(SID, item id)` pairs into an index version's files.
 pub struct IndexBuilder {
     levels: Vec<Level>,
     prev: Vec<TokenId>,
     prev_id: Vec<u8>,
     started: bool,
-    sids_fst: fst::MapBuilder<BufWriter<File>>,
+    sids_fst: FstWriter,
     key: Vec<u8>,
 }
 
@@ -46,15 +143,12 @@ pub struct BuildCounts {
 impl IndexBuilder {
     /// Starts a build whose `sids.fst` goes to `sids_fst_path`.
     pub fn new(sids_fst_path: &Path) -> Result<Self, IndexError> {
-        let file = File::create(sids_fst_path).map_err(|e| IndexError::io(sids_fst_path, e))?;
-        let sids_fst = fst::MapBuilder::new(BufWriter::with_capacity(1 << 20, file))
-            .map_err(|e| IndexError::fst(sids_fst_path, e))?;
         Ok(Self {
             levels: Vec::new(),
             prev: Vec::new(),
             prev_id: Vec::new(),
             started: false,
-            sids_fst,
+            sids_fst: FstWriter::start(sids_fst_path)?,
             key: Vec::new(),
         })
     }
@@ -82,12 +176,12 @@ impl IndexBuilder {
         let level = &mut self.levels[sid.len() - 1];
         *level.items_per_sid.last_mut().expect("a SID was added") += 1;
         level.id_bytes.extend_from_slice(id.as_bytes());
-        level.id_ends.push(level.id_bytes.len() as u32);
         if level.id_bytes.len() > u32::MAX as usize {
             return Err(IndexError::Input(
                 "item ids of one SID length exceed 4 GiB".into(),
             ));
         }
+        level.id_ends.push(level.id_bytes.len() as u32);
         self.prev_id.clear();
         self.prev_id.extend_from_slice(id.as_bytes());
         self.started = true;
@@ -119,33 +213,33 @@ impl IndexBuilder {
         level.terminals.push(node);
         level.items_per_sid.push(0);
         sid_key(sid, &mut self.key);
-        self.sids_fst
-            .insert(&self.key, pack_sid(sid.len(), ordinal))
-            .map_err(|e| IndexError::Input(format!("sids.fst: {e}")))?;
+        self.sids_fst.insert(&self.key, ordinal)?;
         self.prev.clear();
         self.prev.extend_from_slice(sid);
         Ok(())
     }
 
-    /// Finishes `sids.fst`, writes `items.fst` at `items_fst_path`, and returns the trie arrays.
-    pub fn finish(self, items_fst_path: &Path) -> Result<(TrieArrays, BuildCounts), IndexError> {
-        let writer = self
-            .sids_fst
-            .into_inner()
-            .map_err(|e| IndexError::Input(format!("sids.fst: {e}")))?;
-        let file = writer
-            .into_inner()
-            .map_err(|e| IndexError::Input(format!("sids.fst: {e}")))?;
-        file.sync_all()
-            .map_err(|e| IndexError::Input(format!("sids.fst: sync: {e}")))?;
+    /// Finishes `sids.fst`, then writes `items.fst` and `trie.bin` side by side.
+    pub fn finish(mut self, items_fst: &Path, trie: &Path) -> Result<BuildCounts, IndexError> {
+        self.sids_fst.finish()?;
         let arrays = layout_trie(&self.levels);
-        write_items_fst(&self.levels, &arrays, items_fst_path)?;
-        let counts = BuildCounts {
-            sids: arrays.counts().sids,
-            items: arrays.counts().items,
-            nodes: arrays.counts().nodes,
-        };
-        Ok((arrays, counts))
+        let counts = arrays.counts();
+        drop(std::mem::take(&mut self.levels));
+        let (items, trie) = rayon::join(
+            || write_items_fst(&arrays, items_fst),
+            || -> Result<(), IndexError> {
+                let mut staging = Staging::new();
+                staging.write(trie, |w| arrays.write_to(w).map(|_| ()))?;
+                Ok(staging.commit()?)
+            },
+        );
+        items?;
+        trie?;
+        Ok(BuildCounts {
+            sids: counts.sids,
+            items: counts.items,
+            nodes: counts.nodes,
+        })
     }
 }
 
@@ -186,8 +280,8 @@ fn layout_trie(levels: &[Level]) -> TrieArrays {
 
     let words = nodes.div_ceil(64);
     a.terminal_words = vec![0u64; words];
-    let mut node_base = 1usize;
     a.level_sid_start = vec![0u64; levels.len() + 2];
+    let mut node_base = 1usize;
     let mut sids = 0u64;
     for (d, l) in levels.iter().enumerate() {
         a.level_sid_start[d + 1] = sids;
@@ -198,8 +292,8 @@ fn layout_trie(levels: &[Level]) -> TrieArrays {
         sids += l.terminals.len() as u64;
         node_base += l.tokens.len();
     }
-    a.level_sid_start[0] = 0;
     *a.level_sid_start.last_mut().expect("depth + 2 entries") = sids;
+    a.sids = sids;
     a.terminal_rank = Vec::with_capacity(words + 1);
     let mut rank = 0u32;
     for w in &a.terminal_words {
@@ -208,14 +302,23 @@ fn layout_trie(levels: &[Level]) -> TrieArrays {
     }
     a.terminal_rank.push(rank);
 
-    a.sid_item_start.push(0);
-    a.id_offsets.push(0);
-    let mut items = 0u32;
-    for l in levels {
-        for &n in &l.items_per_sid {
-            items += n;
-            a.sid_item_start.push(items);
+    if levels
+        .iter()
+        .all(|l| l.items_per_sid.iter().all(|&n| n == 1))
+    {
+        a.flags |= ONE_ITEM_PER_SID;
+    } else {
+        a.sid_item_start.push(0);
+        let mut items = 0u32;
+        for l in levels {
+            for &n in &l.items_per_sid {
+                items += n;
+                a.sid_item_start.push(items);
+            }
         }
+    }
+    a.id_offsets.push(0);
+    for l in levels {
         let base = a.id_bytes.len() as u32;
         a.id_offsets.extend(l.id_ends.iter().map(|&e| base + e));
         a.id_bytes.extend_from_slice(&l.id_bytes);
@@ -223,37 +326,50 @@ fn layout_trie(levels: &[Level]) -> TrieArrays {
     a
 }
 
-/// `items.fst`: item id → packed SID ordinal, keys sorted once.
-fn write_items_fst(levels: &[Level], a: &TrieArrays, path: &Path) -> Result<(), IndexError> {
+/// `items.fst`: item id → SID ordinal, keys sorted once.
+fn write_items_fst(a: &TrieArrays, path: &Path) -> Result<(), IndexError> {
     let items = a.id_offsets.len() - 1;
     let id = |i: usize| &a.id_bytes[a.id_offsets[i] as usize..a.id_offsets[i + 1] as usize];
-    let mut order: Vec<u32> = (0..items as u32).collect();
-    order.par_sort_unstable_by(|&x, &y| id(x as usize).cmp(id(y as usize)));
-    // Item ordinal → (SID length, ordinal within that length).
-    let mut packed_of_item = vec![0u64; items];
-    let mut sid = 0usize;
-    for (d, l) in levels.iter().enumerate() {
-        for (k, _) in l.terminals.iter().enumerate() {
-            let (start, end) = (a.sid_item_start[sid], a.sid_item_start[sid + 1]);
-            for i in start..end {
-                packed_of_item[i as usize] = pack_sid(d + 1, k as u64);
-            }
-            sid += 1;
-        }
+    // Sort on (first 8 bytes, item); ties on the prefix fall back to the full id.
+    let prefix = |i: usize| {
+        let b = id(i);
+        let mut p = [0u8; 8];
+        let n = b.len().min(8);
+        p[..n].copy_from_slice(&b[..n]);
+        u64::from_be_bytes(p)
+    };
+    let mut order: Vec<(u64, u32)> = (0..items)
+        .into_par_iter()
+        .map(|i| (prefix(i), i as u32))
+        .collect();
+    order.par_sort_unstable_by(|x, y| {
+        x.0.cmp(&y.0)
+            .then_with(|| id(x.1 as usize).cmp(id(y.1 as usize)))
+    });
+    if let Some(w) = order
+        .windows(2)
+        .find(|w| id(w[0].1 as usize) == id(w[1].1 as usize))
+    {
+        return Err(IndexError::Input(format!(
+            "item {:?} appears with two SIDs",
+            String::from_utf8_lossy(id(w[0].1 as usize))
+        )));
     }
+    // Item ordinal → SID ordinal (items are numbered in SID order).
+    let sid_of_item: Vec<u32> = if a.sid_item_start.is_empty() {
+        (0..items as u32).collect()
+    } else {
+        let mut v = vec![0u32; items];
+        for (s, w) in a.sid_item_start.windows(2).enumerate() {
+            v[w[0] as usize..w[1] as usize].fill(s as u32);
+        }
+        v
+    };
     let file = File::create(path).map_err(|e| IndexError::io(path, e))?;
     let mut b = fst::MapBuilder::new(BufWriter::with_capacity(1 << 20, file))
         .map_err(|e| IndexError::fst(path, e))?;
-    for w in order.windows(2) {
-        if id(w[0] as usize) == id(w[1] as usize) {
-            return Err(IndexError::Input(format!(
-                "item {:?} appears with two SIDs",
-                String::from_utf8_lossy(id(w[0] as usize))
-            )));
-        }
-    }
-    for &i in &order {
-        b.insert(id(i as usize), packed_of_item[i as usize])
+    for &(_, i) in &order {
+        b.insert(id(i as usize), sid_of_item[i as usize] as u64)
             .map_err(|e| IndexError::fst(path, e))?;
     }
     let file = b

@@ -13,6 +13,7 @@
 //!   terminal_words   u64[W]          bit n: node n ends a SID (W = ceil(nodes / 64))
 //!   terminal_rank    u32[W + 1]      terminal nodes before word w
 //!   sid_item_start   u32[sids + 1]   items of SID s are item ordinals sid_item_start[s]..[s+1]
+//!                                    (empty with flag ONE_ITEM_PER_SID: SID s holds item s)
 //!   id_offsets       u32[items + 1]  item ordinal i's id is id_bytes[id_offsets[i]..[i+1]]
 //!   id_bytes         u8[id_bytes]
 //! ```
@@ -28,6 +29,8 @@ pub const MAGIC: &[u8; 8] = b"SIDXTRIE";
 /// Format version this build reads and writes.
 pub const VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 64;
+/// Header flag: every SID holds exactly one item, and `sid_item_start` is omitted.
+pub const ONE_ITEM_PER_SID: u32 = 1;
 
 /// Counts in the header, from which every section's size follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +40,7 @@ pub struct Counts {
     pub items: u64,
     pub id_bytes: u64,
     pub depth: u32,
+    pub flags: u32,
 }
 
 /// Byte ranges of the sections in the file.
@@ -58,6 +62,10 @@ fn pad8(n: usize) -> usize {
 }
 
 impl Counts {
+    pub fn one_item_per_sid(&self) -> bool {
+        self.flags & ONE_ITEM_PER_SID != 0
+    }
+
     pub fn words(&self) -> usize {
         (self.nodes as usize).div_ceil(64)
     }
@@ -81,7 +89,11 @@ impl Counts {
             node_token: next(n.checked_mul(2)?)?,
             terminal_words: next(w.checked_mul(8)?)?,
             terminal_rank: next((w + 1).checked_mul(4)?)?,
-            sid_item_start: next(s.checked_add(1)?.checked_mul(4)?)?,
+            sid_item_start: next(if self.one_item_per_sid() {
+                0
+            } else {
+                s.checked_add(1)?.checked_mul(4)?
+            })?,
             id_offsets: next(i.checked_add(1)?.checked_mul(4)?)?,
             id_bytes: next(b)?,
             file_len: at,
@@ -94,6 +106,7 @@ pub fn header(counts: &Counts, body_crc: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&counts.flags.to_le_bytes());
     h[16..24].copy_from_slice(&counts.nodes.to_le_bytes());
     h[24..32].copy_from_slice(&counts.sids.to_le_bytes());
     h[32..40].copy_from_slice(&counts.items.to_le_bytes());
@@ -133,13 +146,19 @@ pub fn parse_header(bytes: &[u8]) -> Result<(Counts, u32), String> {
         items: u64_at(32),
         id_bytes: u64_at(40),
         depth: u32_at(48),
+        flags: u32_at(12),
     };
+    if counts.flags & !ONE_ITEM_PER_SID != 0 {
+        return Err(format!("unknown flags {:#x}", counts.flags));
+    }
     Ok((counts, u32_at(56)))
 }
 
 /// The arrays of a trie file, in memory, ready to be written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrieArrays {
+    pub sids: u64,
+    pub flags: u32,
     pub level_sid_start: Vec<u64>,
     pub first_child: Vec<u32>,
     pub node_token: Vec<u16>,
@@ -154,10 +173,11 @@ impl TrieArrays {
     pub fn counts(&self) -> Counts {
         Counts {
             nodes: self.node_token.len() as u64,
-            sids: self.sid_item_start.len().saturating_sub(1) as u64,
+            sids: self.sids,
             items: self.id_offsets.len().saturating_sub(1) as u64,
             id_bytes: self.id_bytes.len() as u64,
             depth: self.level_sid_start.len().saturating_sub(2) as u32,
+            flags: self.flags,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The SID index: immutable, versioned, memory-mapped files answering
 //! valid-prefix queries and SID ↔ item lookups.
 //!
-//! A version directory holds `sids.fst` (SID key bytes → SID ordinal),
+//! A version directory holds `sids.fst` (SID key bytes → ordinal among the
+//! SIDs of that length; the key's length gives the length),
 //! `items.fst` (item id → SID ordinal), `trie.bin` (the breadth-first
 //! decoding trie and the item table, see [`format`]) and `manifest.json`.
 //! SID keys are token ids as big-endian `u16`, so byte order is tuple order.
@@ -21,6 +22,7 @@ pub use manifest::{FileEntry, Manifest};
 pub use reader::{Index, NextTokens, NodeId};
 pub use store::{
     BuildSummary, CURRENT_FILE, IndexHandle, IndexStore, VERSIONS_DIR, build_from_table,
+    build_sorted,
 };
 pub use update::{CatalogUpdate, UpdateSummary};
 
@@ -78,18 +80,6 @@ impl IndexError {
             msg: msg.into(),
         }
     }
-}
-
-/// Bits of a packed SID ordinal that hold the ordinal within its length.
-const ORDINAL_BITS: u32 = 40;
-
-/// `(SID length, ordinal among SIDs of that length)` as one FST value.
-pub(crate) fn pack_sid(len: usize, ordinal: u64) -> u64 {
-    ((len as u64) << ORDINAL_BITS) | ordinal
-}
-
-pub(crate) fn unpack_sid(v: u64) -> (usize, u64) {
-    ((v >> ORDINAL_BITS) as usize, v & ((1 << ORDINAL_BITS) - 1))
 }
 
 /// Writes the key bytes of a SID (big-endian token ids) into `out`.

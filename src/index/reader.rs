@@ -9,12 +9,15 @@ use memmap2::Mmap;
 
 use super::format::{self, Counts, Sections};
 use super::manifest::Manifest;
-use super::{IndexError, TokenId, sid_key, unpack_sid};
+use super::{IndexError, TokenId, sid_key};
 use crate::sid::{Layout, Token};
 
 pub const SIDS_FST: &str = "sids.fst";
 pub const ITEMS_FST: &str = "items.fst";
 pub const TRIE_FILE: &str = "trie.bin";
+
+/// Longest SID `items` looks up (longer ones cannot be in an index).
+const MAX_SID_TOKENS: usize = 32;
 
 /// A trie node; `Index::root()` is node 0.
 pub type NodeId = u32;
@@ -26,6 +29,7 @@ pub struct Index {
     layout: Layout,
     trie: Mmap,
     sections: Sections,
+    one_item_per_sid: bool,
     sids: fst::Map<Mmap>,
     items: fst::Map<Mmap>,
 }
@@ -94,6 +98,7 @@ impl Index {
             manifest,
             trie,
             sections,
+            one_item_per_sid: counts.one_item_per_sid(),
             sids: open_fst(SIDS_FST)?,
             items: open_fst(ITEMS_FST)?,
         };
@@ -171,12 +176,18 @@ impl Index {
         if rank[words.len()] != r || r as u64 != c.sids {
             return Err("terminal count disagrees with the SID count".into());
         }
-        let starts = self.sid_item_start();
-        if starts[0] != 0
-            || starts.windows(2).any(|w| w[0] > w[1])
-            || starts[c.sids as usize] as u64 != c.items
-        {
-            return Err("item ranges of SIDs are inconsistent".into());
+        if c.one_item_per_sid() {
+            if c.items != c.sids {
+                return Err("one item per SID, yet item and SID counts differ".into());
+            }
+        } else {
+            let starts = self.sid_item_start();
+            if starts[0] != 0
+                || starts.windows(2).any(|w| w[0] > w[1])
+                || starts[c.sids as usize] as u64 != c.items
+            {
+                return Err("item ranges of SIDs are inconsistent".into());
+            }
         }
         let offs = self.id_offsets();
         if offs[0] != 0
@@ -300,6 +311,13 @@ impl Index {
     }
 
     fn sid_items_range(&self, sid: u64) -> std::ops::Range<u32> {
+        if self.one_item_per_sid {
+            return if sid < self.manifest.sids {
+                sid as u32..sid as u32 + 1
+            } else {
+                0..0
+            };
+        }
         let s = self.sid_item_start();
         match (s.get(sid as usize), s.get(sid as usize + 1)) {
             (Some(&a), Some(&b)) => a..b,
@@ -368,35 +386,65 @@ impl Index {
         }
     }
 
-    /// Items with exactly this SID.
-    pub fn items(&self, sid: &[TokenId]) -> Vec<&str> {
-        let mut key = Vec::with_capacity(sid.len() * 2);
-        sid_key(sid, &mut key);
-        match self.sids.get(&key) {
-            Some(v) => self
-                .sid_items_range(self.global_ordinal(v))
-                .map(|i| self.item_id(i))
-                .collect(),
-            None => Vec::new(),
-        }
+    /// Items with exactly this SID (none if it is not a SID).
+    pub fn items(&self, sid: &[TokenId]) -> impl ExactSizeIterator<Item = &str> + '_ {
+        let mut key = [0u8; 2 * MAX_SID_TOKENS];
+        let range = if sid.len() <= MAX_SID_TOKENS {
+            for (k, t) in key.chunks_exact_mut(2).zip(sid) {
+                k.copy_from_slice(&t.to_be_bytes());
+            }
+            let key = &key[..2 * sid.len()];
+            self.sids
+                .get(key)
+                .map_or(0..0, |v| self.sid_items_range(self.global_ordinal(key, v)))
+        } else {
+            0..0
+        };
+        range.map(move |i| self.item_id(i))
     }
 
-    fn global_ordinal(&self, packed: u64) -> u64 {
-        let (len, ordinal) = unpack_sid(packed);
-        self.level_sid_start().get(len).copied().unwrap_or(0) + ordinal
+    /// The SID ordinal of a `sids.fst` entry: its value counts SIDs of the key's length.
+    fn global_ordinal(&self, key: &[u8], value: u64) -> u64 {
+        self.level_sid_start()
+            .get(key.len() / 2)
+            .copied()
+            .unwrap_or(0)
+            + value
     }
 
     /// The SID of an item, as token ids.
     pub fn sid(&self, item_id: &str) -> Option<Vec<TokenId>> {
-        let packed = self.items.get(item_id)?;
-        let mut node = self.select_terminal(self.global_ordinal(packed))?;
-        let mut sid = Vec::with_capacity(unpack_sid(packed).0);
+        let mut sid = Vec::with_capacity(4);
+        self.sid_into(item_id, &mut sid).then_some(sid)
+    }
+
+    /// Writes the SID of an item into `out`; false if the item is unknown.
+    pub fn sid_into(&self, item_id: &str, out: &mut Vec<TokenId>) -> bool {
+        out.clear();
+        let Some(mut node) = self
+            .items
+            .get(item_id)
+            .and_then(|s| self.select_terminal(s))
+        else {
+            return false;
+        };
         while node != self.root() {
-            sid.push(self.node_token()[node as usize]);
+            out.push(self.node_token()[node as usize]);
             node = self.parent(node);
         }
-        sid.reverse();
-        Some(sid)
+        out.reverse();
+        true
+    }
+
+    /// Concentration statistics of each quantizer layer of the served SIDs.
+    pub fn layer_stats(&self) -> Vec<crate::hourglass::LayerStats> {
+        self.manifest
+            .layer_counts
+            .iter()
+            .zip(self.layout.codebook_sizes())
+            .enumerate()
+            .map(|(l, (c, &m))| crate::hourglass::LayerStats::from_counts(l as u8 + 1, m, c))
+            .collect()
     }
 
     /// The parent of a non-root node: the node whose child range holds it.
@@ -431,7 +479,7 @@ impl Index {
                 .chunks_exact(2)
                 .map(|b| TokenId::from_be_bytes([b[0], b[1]]))
                 .collect();
-            for i in self.sid_items_range(self.global_ordinal(v)) {
+            for i in self.sid_items_range(self.global_ordinal(k, v)) {
                 if out.len() >= limit {
                     break;
                 }
@@ -453,7 +501,7 @@ impl Index {
                     .chunks_exact(2)
                     .map(|b| TokenId::from_be_bytes([b[0], b[1]]))
                     .collect();
-                let range = self.sid_items_range(self.global_ordinal(v));
+                let range = self.sid_items_range(self.global_ordinal(k, v));
                 batch.extend(range.rev().map(|i| (sid.clone(), self.item_id(i))));
             }
             batch.pop()

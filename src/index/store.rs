@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::builder::IndexBuilder;
 use super::manifest::{FileEntry, MANIFEST_FILE, Manifest};
 use super::reader::{ITEMS_FST, Index, SIDS_FST, TRIE_FILE};
-use super::{IndexError, TokenId};
+use super::{BuildCounts, IndexError, TokenId};
 use crate::hourglass::layer_counts;
 use crate::quantize::CODEBOOKS_FILE;
 use crate::sid::SidTable;
@@ -223,7 +223,12 @@ impl IndexStore {
         let mut manifest = build(tmp)?;
         failpoint("after-data");
         manifest.catalog_version = version;
+        let t0 = Instant::now();
         manifest.files = describe_files(tmp)?;
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            "checksummed the version's files"
+        );
         let json = manifest.to_bytes();
         let path = tmp.join(MANIFEST_FILE);
         fs::write(&path, json)
@@ -295,18 +300,65 @@ fn describe_files(dir: &Path) -> Result<Vec<FileEntry>, IndexError> {
 pub(crate) fn write_version_files(
     dir: &Path,
     sorted: impl Iterator<Item = (Vec<TokenId>, String)>,
-) -> Result<super::BuildCounts, IndexError> {
+) -> Result<BuildCounts, IndexError> {
+    write_version_with(dir, |b| {
+        sorted
+            .into_iter()
+            .try_for_each(|(sid, id)| b.push(&sid, &id))
+    })
+}
+
+/// Writes the data files of a version; `fill` pushes the pairs in sorted order.
+fn write_version_with(
+    dir: &Path,
+    fill: impl FnOnce(&mut IndexBuilder) -> Result<(), IndexError>,
+) -> Result<BuildCounts, IndexError> {
+    let t0 = Instant::now();
     let mut builder = IndexBuilder::new(&dir.join(SIDS_FST))?;
-    for (sid, id) in sorted {
-        builder.push(&sid, &id)?;
-    }
+    fill(&mut builder)?;
     failpoint("mid-build");
-    let (arrays, counts) = builder.finish(&dir.join(ITEMS_FST))?;
-    let path = dir.join(TRIE_FILE);
-    let mut staging = crate::fsx::Staging::new();
-    staging.write(&path, |w| arrays.write_to(w).map(|_| ()))?;
-    staging.commit()?;
+    let t1 = Instant::now();
+    let counts = builder.finish(&dir.join(ITEMS_FST), &dir.join(TRIE_FILE))?;
+    tracing::debug!(
+        stream_ms = (t1 - t0).as_millis() as u64,
+        finish_ms = t1.elapsed().as_millis() as u64,
+        "version files written"
+    );
     Ok(counts)
+}
+
+/// Builds and publishes a version from pairs that `fill` pushes in
+/// `(SID, item id)` order — the streaming path for catalogs too large to
+/// hold as a table. `template` carries the layout, rule and layer counts.
+pub fn build_sorted(
+    store: &IndexStore,
+    template: Manifest,
+    fill: impl FnOnce(&mut IndexBuilder) -> Result<(), IndexError>,
+) -> Result<BuildSummary, IndexError> {
+    let t0 = Instant::now();
+    let manifest = store.publish(|dir| {
+        let counts = write_version_with(dir, fill)?;
+        Ok(Manifest {
+            sids: counts.sids,
+            items: counts.items,
+            nodes: counts.nodes,
+            ..template
+        })
+    })?;
+    Ok(BuildSummary::of(&manifest, t0))
+}
+
+impl BuildSummary {
+    pub(crate) fn of(m: &Manifest, started: Instant) -> Self {
+        Self {
+            version: m.catalog_version,
+            sids: m.sids,
+            items: m.items,
+            nodes: m.nodes,
+            bytes: m.bytes(),
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 /// `(token ids, item id)` of every item of a table, checked against its layout.
@@ -348,35 +400,26 @@ pub fn build_from_table(
             w[0].1
         )));
     }
+    let mut template = Manifest::new(&table.layout(), table.header().collisions);
+    template.source = source.to_owned();
+    template.mitigation = table.header().mitigation.clone();
+    template.layer_counts = layer_counts(table);
     let manifest = store.publish(|dir| {
         let counts = write_version_files(dir, entries.into_iter())?;
-        let has_codebooks = match codebooks {
-            Some(src) => {
-                crate::quantize::ResidualQuantizer::load(src)?;
-                let dst = dir.join(CODEBOOKS_FILE);
-                fs::copy(src, &dst).map_err(|e| IndexError::io(&dst, e))?;
-                true
-            }
-            None => false,
-        };
-        let mut m = Manifest::new(&table.layout(), table.header().collisions);
-        m.source = source.to_owned();
-        m.mitigation = table.header().mitigation.clone();
-        m.has_codebooks = has_codebooks;
-        m.sids = counts.sids;
-        m.items = counts.items;
-        m.nodes = counts.nodes;
-        m.layer_counts = layer_counts(table);
-        Ok(m)
+        if let Some(src) = codebooks {
+            crate::quantize::ResidualQuantizer::load(src)?;
+            let dst = dir.join(CODEBOOKS_FILE);
+            fs::copy(src, &dst).map_err(|e| IndexError::io(&dst, e))?;
+            template.has_codebooks = true;
+        }
+        Ok(Manifest {
+            sids: counts.sids,
+            items: counts.items,
+            nodes: counts.nodes,
+            ..template
+        })
     })?;
-    Ok(BuildSummary {
-        version: manifest.catalog_version,
-        sids: manifest.sids,
-        items: manifest.items,
-        nodes: manifest.nodes,
-        bytes: manifest.bytes(),
-        seconds: t0.elapsed().as_secs_f64(),
-    })
+    Ok(BuildSummary::of(&manifest, t0))
 }
 
 /// The version a service serves, swapped atomically: a request holds the

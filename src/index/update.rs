@@ -142,14 +142,7 @@ impl CatalogUpdate {
         })?;
         Ok(UpdateSummary {
             previous_version,
-            build: BuildSummary {
-                version: manifest.catalog_version,
-                sids: manifest.sids,
-                items: manifest.items,
-                nodes: manifest.nodes,
-                bytes: manifest.bytes(),
-                seconds: t0.elapsed().as_secs_f64(),
-            },
+            build: BuildSummary::of(&manifest, t0),
             added,
             replaced,
             kept,

@@ -1,0 +1,404 @@
+//! `sidx bench index`: build, size, open and query speed of the SID index on
+//! synthetic long-tailed 3 × 4096 SIDs, with peers in the same run: the
+//! `constraint-decoding-trie` crate (feature `bench-peers`, fixed-length
+//! SIDs only) and, through `benches/trie_peers.py`, a GENRE-style Python dict
+//! trie and `marisa-trie`.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rand::SeedableRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use serde::Deserialize;
+
+use sidx::index::{IndexStore, Manifest, build_sorted};
+use sidx::progress::Progress;
+use sidx::sid::{CollisionMode, Layout};
+use sidx::synth::{key_tokens, long_tailed_sids};
+
+#[derive(Args)]
+pub struct IndexBench {
+    /// Catalog sizes (SIDs), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+    sids: Vec<usize>,
+    /// Codebook size of each of the 3 layers.
+    #[arg(long, default_value_t = 4096)]
+    codebook_size: u16,
+    /// K of the variable-length variant (drop layer 2 behind the top K codes).
+    #[arg(long, default_value_t = 400)]
+    top_k: usize,
+    /// Random SIDs walked / prefixes queried per measurement.
+    #[arg(long, default_value_t = 200_000)]
+    samples: usize,
+    /// Python with marisa-trie (scripts/setup-python.sh).
+    #[arg(long, env = "SIDX_PYTHON", default_value = ".venv/bin/python")]
+    python: PathBuf,
+    /// The Python side of the benchmark.
+    #[arg(long, default_value = "benches/trie_peers.py")]
+    peers_script: PathBuf,
+    /// Largest catalog the Python peers are run on (dict tries grow large).
+    #[arg(long, default_value_t = 10_000_000)]
+    python_max: usize,
+    /// Skip every peer (sidx only, e.g. for the 100M-SID run).
+    #[arg(long)]
+    no_peers: bool,
+    /// Where the index versions are built (default: a temporary directory).
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+}
+
+/// One row of the table.
+#[derive(Debug, Default, Deserialize)]
+struct Row {
+    name: String,
+    sids: usize,
+    build_seconds: f64,
+    bytes: f64,
+    #[serde(default)]
+    open_ms: Option<f64>,
+    #[serde(default)]
+    ns_per_step: Option<f64>,
+    /// Beam steps of 256 walks advanced in lockstep, as beam search does.
+    #[serde(default)]
+    ns_per_lockstep: Option<f64>,
+    ns_per_next_tokens: f64,
+    /// Bytes per SID of each file (sidx rows).
+    #[serde(skip)]
+    breakdown: String,
+}
+
+pub fn run(b: &IndexBench, progress: &Progress) -> Result<()> {
+    let work = match &b.workdir {
+        Some(w) => w.clone(),
+        None => std::env::temp_dir().join(format!("sidx-bench-index-{}", std::process::id())),
+    };
+    let mut rows = Vec::new();
+    for &n in &b.sids {
+        for variable in [false, true] {
+            let label = if variable {
+                format!("top{}", b.top_k)
+            } else {
+                "fixed".into()
+            };
+            progress.note(&format!("{n} SIDs ({label}): generating"));
+            let keys = long_tailed_sids(n, b.codebook_size, variable.then_some(b.top_k), 7);
+            let sample = sample_keys(&keys, b.samples);
+            rows.push(bench_sidx(
+                &keys,
+                &sample,
+                b,
+                &work.join(format!("{n}-{label}")),
+                &label,
+                progress,
+            )?);
+            if b.no_peers {
+                continue;
+            }
+            #[cfg(feature = "bench-peers")]
+            if !variable {
+                rows.push(peers::static_trie(&keys, &sample, b.codebook_size));
+            }
+            if n <= b.python_max {
+                rows.extend(python_peers(&keys, &sample, b, &work, &label)?);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    println!(
+        "| {:<40} | {:>10} | {:>8} | {:>10} | {:>9} | {:>8} | {:>12} | {:>15} | {:>14} |",
+        "structure",
+        "SIDs",
+        "build s",
+        "SIDs/s",
+        "bytes/SID",
+        "open ms",
+        "ns/beam step",
+        "ns/step batched",
+        "ns/next_tokens"
+    );
+    println!("|{}|", ["---"; 9].join("|"));
+    for r in &rows {
+        println!(
+            "| {:<40} | {:>10} | {:>8.2} | {:>10.0} | {:>9.2} | {:>8} | {:>12} | {:>15} | {:>14.1} |",
+            r.name,
+            r.sids,
+            r.build_seconds,
+            r.sids as f64 / r.build_seconds,
+            r.bytes / r.sids as f64,
+            r.open_ms.map_or("—".into(), |v| format!("{v:.1}")),
+            r.ns_per_step.map_or("—".into(), |v| format!("{v:.1}")),
+            r.ns_per_lockstep.map_or("—".into(), |v| format!("{v:.1}")),
+            r.ns_per_next_tokens
+        );
+    }
+    for r in rows.iter().filter(|r| !r.breakdown.is_empty()) {
+        println!(
+            "{} at {} SIDs, bytes per SID: {}",
+            r.name, r.sids, r.breakdown
+        );
+    }
+    println!("peak RSS of this process: {} MiB", peak_rss_kib() / 1024);
+    Ok(())
+}
+
+fn sample_keys(keys: &[u64], n: usize) -> Vec<u64> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut s: Vec<u64> = keys
+        .choose_multiple(&mut rng, n.min(keys.len()))
+        .copied()
+        .collect();
+    s.shuffle(&mut rng);
+    s
+}
+
+fn bench_sidx(
+    keys: &[u64],
+    sample: &[u64],
+    b: &IndexBench,
+    root: &std::path::Path,
+    label: &str,
+    progress: &Progress,
+) -> Result<Row> {
+    let _ = std::fs::remove_dir_all(root);
+    let store = IndexStore::new(root);
+    let layout = Layout::new(vec![b.codebook_size as u32; 3])?;
+    let mut template = Manifest::new(&layout, CollisionMode::Disambiguate);
+    template.source = format!("synthetic {label}");
+    progress.note(&format!("sidx: building {} SIDs", keys.len()));
+    let summary = build_sorted(&store, template, |builder| {
+        let mut tokens = Vec::with_capacity(4);
+        let mut id = String::new();
+        for (i, &k) in keys.iter().enumerate() {
+            key_tokens(k, &mut tokens);
+            id.clear();
+            std::fmt::Write::write_fmt(&mut id, format_args!("{i}")).expect("to a String");
+            builder.push(&tokens, &id)?;
+        }
+        Ok(())
+    })?;
+    let t0 = Instant::now();
+    let index = store.open_current()?;
+    let open_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let breakdown = index
+        .manifest()
+        .files
+        .iter()
+        .map(|f| format!("{} {:.2}", f.name, f.bytes as f64 / keys.len() as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+        + &format!(
+            "; decoding trie alone (first_child + node_token + terminal bits) {:.2}",
+            index.manifest().nodes as f64 * (4.0 + 2.0 + 0.125 + 0.0625) / keys.len() as f64
+        );
+
+    let mut tokens = Vec::with_capacity(4);
+    let mut steps = 0usize;
+    let t1 = Instant::now();
+    for &k in sample {
+        key_tokens(k, &mut tokens);
+        let mut node = index.root();
+        for &t in &tokens {
+            black_box(index.children(node).len());
+            node = index.child(node, t).context("a sampled SID is missing")?;
+            steps += 1;
+        }
+        black_box(index.is_terminal(node));
+    }
+    let ns_per_step = t1.elapsed().as_nanos() as f64 / steps as f64;
+    let walks: Vec<Vec<u16>> = sample
+        .iter()
+        .map(|&k| {
+            let mut t = Vec::new();
+            key_tokens(k, &mut t);
+            t
+        })
+        .collect();
+    let ns_per_lockstep = lockstep(
+        &walks,
+        index.root(),
+        |n| index.children(n).len(),
+        |n, t| index.child(n, t),
+    )?;
+    let prefixes: Vec<[u16; 2]> = sample
+        .iter()
+        .map(|&k| [(k >> 48) as u16, (k >> 32) as u16])
+        .collect();
+    let t2 = Instant::now();
+    for p in &prefixes {
+        black_box(index.next_tokens(p).allowed.len());
+    }
+    let ns_per_next_tokens = t2.elapsed().as_nanos() as f64 / prefixes.len() as f64;
+    Ok(Row {
+        name: format!("sidx mmap trie+fst ({label})"),
+        sids: keys.len(),
+        build_seconds: summary.seconds,
+        bytes: summary.bytes as f64,
+        open_ms: Some(open_ms),
+        ns_per_step: Some(ns_per_step),
+        ns_per_lockstep: Some(ns_per_lockstep),
+        ns_per_next_tokens,
+        breakdown,
+    })
+}
+
+/// Walks 256 SIDs at a time in lockstep, as beam search steps its beams:
+/// first every beam's allowed tokens (`children`), then every beam's move
+/// (`child`); returns ns per beam step.
+fn lockstep<N: Copy, T: Copy>(
+    walks: &[Vec<T>],
+    root: N,
+    children: impl Fn(N) -> usize,
+    child: impl Fn(N, T) -> Option<N>,
+) -> Result<f64> {
+    let mut steps = 0usize;
+    let t0 = Instant::now();
+    for group in walks.chunks(256) {
+        let mut nodes = vec![root; group.len()];
+        let depth = group.iter().map(Vec::len).max().unwrap_or(0);
+        for d in 0..depth {
+            for (node, w) in nodes.iter().zip(group) {
+                if d < w.len() {
+                    black_box(children(*node));
+                }
+            }
+            for (node, w) in nodes.iter_mut().zip(group) {
+                if let Some(&t) = w.get(d) {
+                    *node = child(*node, t).context("a sampled SID is missing")?;
+                    steps += 1;
+                }
+            }
+        }
+        black_box(&nodes);
+    }
+    Ok(t0.elapsed().as_nanos() as f64 / steps.max(1) as f64)
+}
+
+fn python_peers(
+    keys: &[u64],
+    sample: &[u64],
+    b: &IndexBench,
+    work: &std::path::Path,
+    label: &str,
+) -> Result<Vec<Row>> {
+    std::fs::create_dir_all(work)?;
+    let (kf, sf) = (work.join("keys.u64"), work.join("sample.u64"));
+    std::fs::write(&kf, bytemuck::cast_slice::<u64, u8>(keys))?;
+    std::fs::write(&sf, bytemuck::cast_slice::<u64, u8>(sample))?;
+    let out = Command::new(&b.python)
+        .arg(&b.peers_script)
+        .args([
+            "--keys",
+            &kf.to_string_lossy(),
+            "--sample",
+            &sf.to_string_lossy(),
+            "--label",
+            label,
+        ])
+        .output()
+        .with_context(|| {
+            format!(
+                "running {} {}",
+                b.python.display(),
+                b.peers_script.display()
+            )
+        })?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "python peers failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("peer output {l:?}")))
+        .collect()
+}
+
+/// Peak resident set size of this process (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(feature = "bench-peers")]
+mod peers {
+    use super::*;
+    use constraint_decoding_trie::transition::build_static_index;
+
+    /// The STATIC-style CSR transition matrix, on the quantizer tokens (fixed length 3).
+    pub fn static_trie(keys: &[u64], sample: &[u64], m: u16) -> Row {
+        let codes = |k: u64| -> Vec<u32> {
+            let t = [
+                (k >> 48) as u32,
+                (k >> 32) as u32 & 0xffff,
+                (k >> 16) as u32 & 0xffff,
+            ];
+            vec![t[0], t[1] - m as u32, t[2] - 2 * m as u32]
+        };
+        let mut constraints: Vec<Vec<u32>> = keys.iter().map(|&k| codes(k)).collect();
+        constraints.dedup();
+        let n = constraints.len();
+        let t0 = Instant::now();
+        let index = build_static_index(&constraints, m as u32, 3, 2);
+        let build_seconds = t0.elapsed().as_secs_f64();
+        drop(constraints);
+        let sparse = &index.sparse;
+        let bytes = sparse.row_pointers.len() * 4
+            + sparse.data.len() * 8
+            + index.dense.bits.len() * 8
+            + index.dense.states.len() * 4;
+        let mut steps = 0usize;
+        let t1 = Instant::now();
+        for &k in sample {
+            let mut node = 0u32;
+            for t in codes(k) {
+                black_box(sparse.children(node).len());
+                match sparse.next_node(node, t) {
+                    Some(next) => node = next,
+                    None => break,
+                }
+                steps += 1;
+            }
+        }
+        let ns_per_step = t1.elapsed().as_nanos() as f64 / steps.max(1) as f64;
+        let walks: Vec<Vec<u32>> = sample.iter().map(|&k| codes(k)).collect();
+        let ns_per_lockstep = lockstep(
+            &walks,
+            0u32,
+            |n| sparse.children(n).len(),
+            |n, t| sparse.next_node(n, t),
+        )
+        .unwrap_or(f64::NAN);
+        let t2 = Instant::now();
+        for &k in sample {
+            let c = codes(k);
+            let node = sparse
+                .next_node(0, c[0])
+                .and_then(|n| sparse.next_node(n, c[1]));
+            black_box(node.map(|n| sparse.children(n).len()));
+        }
+        let ns_per_next_tokens = t2.elapsed().as_nanos() as f64 / sample.len() as f64;
+        Row {
+            name: "constraint-decoding-trie 0.1 (fixed)".into(),
+            sids: n,
+            build_seconds,
+            bytes: bytes as f64,
+            open_ms: None,
+            ns_per_step: Some(ns_per_step),
+            ns_per_lockstep: Some(ns_per_lockstep),
+            ns_per_next_tokens,
+            breakdown: String::new(),
+        }
+    }
+}
