@@ -232,6 +232,13 @@ fn bench_sidx(
         black_box(index.next_tokens(p).allowed.len());
     }
     let ns_per_next_tokens = t2.elapsed().as_nanos() as f64 / prefixes.len() as f64;
+    let version_bytes = index.manifest().bytes();
+    drop(index);
+    let update = bench_update(&store, keys.len(), b.codebook_size)?;
+    let breakdown = format!(
+        "{breakdown}; update with {UPDATE_ITEMS} upserts + {UPDATE_ITEMS} deletes: {update:.2} s (a {} MB version rewritten)",
+        version_bytes / 1_000_000
+    );
     Ok(Row {
         name: format!("sidx mmap trie+fst ({label})"),
         sids: keys.len(),
@@ -243,6 +250,42 @@ fn bench_sidx(
         ns_per_next_tokens,
         breakdown,
     })
+}
+
+/// Items upserted and deleted by the update measurement.
+const UPDATE_ITEMS: usize = 10_000;
+
+/// Seconds to apply a catalog update (new SIDs for fresh items, deletes of
+/// existing ones) to the version just built: a full streaming rewrite.
+fn bench_update(store: &IndexStore, n: usize, m: u16) -> Result<f64> {
+    use sidx::index::CatalogUpdate;
+    use sidx::sid::{SidHeader, SidTable, Token};
+    let layout = Layout::new(vec![m as u32; 3])?;
+    let mut upserts = SidTable::new(SidHeader::new(&layout, CollisionMode::Disambiguate));
+    let m = m as u32;
+    for i in 0..UPDATE_ITEMS as u32 {
+        let (a, b, c) = ((i * 7919) % m, (i * 104_729) % m, (i * 15_485_863) % m);
+        // A fourth, disambiguation token keeps these SIDs clear of existing ones.
+        let sid = [
+            Token::new(1, a),
+            Token::new(2, b),
+            Token::new(3, c),
+            Token::new(4, 9_000 + i % 1000),
+        ];
+        upserts.push(format!("new-{i}"), &sid);
+    }
+    let deletes = (0..UPDATE_ITEMS.min(n)).map(|i| ((i * 7919) % n).to_string());
+    let mut deletes: Vec<String> = deletes.collect();
+    deletes.sort();
+    deletes.dedup();
+    let t0 = Instant::now();
+    CatalogUpdate {
+        upsert_sids: Some(upserts),
+        deletes,
+        ..CatalogUpdate::default()
+    }
+    .apply(store)?;
+    Ok(t0.elapsed().as_secs_f64())
 }
 
 /// Walks 256 SIDs at a time in lockstep, as beam search steps its beams:

@@ -114,8 +114,9 @@ impl CatalogUpdate {
             .entries()
             .filter(|(_, id)| !removed.contains(*id))
             .map(|(s, id)| (s, id.to_owned()));
-        for (sid, id) in old.entries() {
-            if removed.contains(id) {
+        let mut sid = Vec::new();
+        for id in &removed {
+            if old.sid_into(id, &mut sid) {
                 count(&old, &mut layer_counts, &sid, -1);
             }
         }
