@@ -110,6 +110,16 @@ impl Manifest {
         Ok(m)
     }
 
+    /// This manifest with the counts of a finished build.
+    pub fn with_counts(self, counts: super::BuildCounts) -> Self {
+        Self {
+            sids: counts.sids,
+            items: counts.items,
+            nodes: counts.nodes,
+            ..self
+        }
+    }
+
     /// The manifest's bytes, checksum included.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut m = self.clone();

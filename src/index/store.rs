@@ -336,15 +336,7 @@ pub fn build_sorted(
     fill: impl FnOnce(&mut IndexBuilder) -> Result<(), IndexError>,
 ) -> Result<BuildSummary, IndexError> {
     let t0 = Instant::now();
-    let manifest = store.publish(|dir| {
-        let counts = write_version_with(dir, fill)?;
-        Ok(Manifest {
-            sids: counts.sids,
-            items: counts.items,
-            nodes: counts.nodes,
-            ..template
-        })
-    })?;
+    let manifest = store.publish(|dir| Ok(template.with_counts(write_version_with(dir, fill)?)))?;
     Ok(BuildSummary::of(&manifest, t0))
 }
 
@@ -412,12 +404,7 @@ pub fn build_from_table(
             fs::copy(src, &dst).map_err(|e| IndexError::io(&dst, e))?;
             template.has_codebooks = true;
         }
-        Ok(Manifest {
-            sids: counts.sids,
-            items: counts.items,
-            nodes: counts.nodes,
-            ..template
-        })
+        Ok(template.with_counts(counts))
     })?;
     Ok(BuildSummary::of(&manifest, t0))
 }

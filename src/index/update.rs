@@ -133,11 +133,8 @@ impl CatalogUpdate {
                 let (src, dst) = (old_dir.join(CODEBOOKS_FILE), dir.join(CODEBOOKS_FILE));
                 std::fs::copy(&src, &dst).map_err(|e| IndexError::io(&dst, e))?;
             }
-            let mut m = old_manifest.clone();
+            let mut m = old_manifest.clone().with_counts(counts);
             m.source = format!("update of v{previous_version:08}");
-            m.sids = counts.sids;
-            m.items = counts.items;
-            m.nodes = counts.nodes;
             m.layer_counts = layer_counts;
             Ok(m)
         })?;
