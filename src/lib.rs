@@ -16,5 +16,6 @@ pub mod pipeline;
 pub mod progress;
 pub mod proto;
 pub mod quantize;
+pub mod server;
 pub mod sid;
 pub mod synth;

@@ -42,6 +42,9 @@ enum Command {
     /// Build, verify, query and update SID indexes.
     #[command(subcommand)]
     Index(cli::index::IndexCommand),
+    /// Run a gRPC service.
+    #[command(subcommand)]
+    Serve(cli::serve::ServeCommand),
     /// Write a synthetic long-tailed catalog of embeddings (.npy) and its ids.
     Synth(SynthArgs),
     /// Run the whole SID pipeline on a built-in synthetic catalog.
@@ -358,6 +361,7 @@ fn run(command: Command) -> Result<()> {
             );
         }
         Command::Index(c) => cli::index::run(c)?,
+        Command::Serve(c) => cli::serve::run(c)?,
         Command::Demo(a) => cli::demo::run(&a, &progress)?,
         Command::Bench(b) => cli::bench::run(b, &progress)?,
     }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_index;
 pub mod demo;
 pub mod index;
+pub mod serve;
 
 use clap::ValueEnum;
 use sidx::quantize::Init;

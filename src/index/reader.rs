@@ -264,6 +264,16 @@ impl Index {
 
     // ---- decoding (the beam-search hot path) ----
 
+    /// Tokens of the longest SID.
+    pub fn max_sid_len(&self) -> usize {
+        self.level_sid_start().len().saturating_sub(2)
+    }
+
+    /// Token ids are below this (they are stored as `u16`).
+    pub fn token_id_limit(&self) -> u32 {
+        TokenId::MAX as u32 + 1
+    }
+
     pub fn root(&self) -> NodeId {
         0
     }

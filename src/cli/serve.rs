@@ -1,0 +1,112 @@
+//! `sidx serve …`: the gRPC services.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use sidx::index::IndexStore;
+use sidx::server::{ServerConfig, TlsConfig, start_index_server, termination};
+
+#[derive(Subcommand)]
+pub enum ServeCommand {
+    /// Serve an index root over gRPC (sidx.v1.IndexService, health, reflection).
+    Index(ServeIndexArgs),
+}
+
+#[derive(Args)]
+pub struct ServeIndexArgs {
+    /// Index root directory (CURRENT + versions/); may be empty until a Rebuild.
+    #[arg(long, env = "SIDX_INDEX")]
+    index: PathBuf,
+    /// gRPC listen address [config: addr; default 127.0.0.1:50051].
+    #[arg(long, env = "SIDX_ADDR")]
+    addr: Option<SocketAddr>,
+    /// TOML file with any ServerConfig keys; flags override it.
+    #[arg(long, env = "SIDX_CONFIG")]
+    config: Option<PathBuf>,
+    /// Prometheus /metrics listen address [config: metrics_addr].
+    #[arg(long, env = "SIDX_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Bearer token required by admin RPCs (≥ 16 chars) [config: admin_token].
+    #[arg(long, env = "SIDX_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Requests served at once before shedding [config: max_concurrent_requests; 256].
+    #[arg(long)]
+    max_concurrent_requests: Option<usize>,
+    /// Server-side deadline per request in ms [config: request_timeout_ms; 5000].
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
+    /// Seconds in-flight requests get after SIGTERM [config: drain_timeout_s; 20].
+    #[arg(long)]
+    drain_timeout_s: Option<u64>,
+    /// PEM certificate chain: serve TLS [config: tls.cert].
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [config: tls.key].
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA: require client certificates it signed (mTLS) [config: tls.client_ca].
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+impl ServeIndexArgs {
+    fn config(&self) -> Result<ServerConfig> {
+        let mut c = match &self.config {
+            Some(p) => ServerConfig::from_file(p).map_err(anyhow::Error::msg)?,
+            None => ServerConfig::default(),
+        };
+        if let Some(a) = self.addr {
+            c.addr = a;
+        }
+        if self.metrics_addr.is_some() {
+            c.metrics_addr = self.metrics_addr;
+        }
+        if self.admin_token.is_some() {
+            c.admin_token = self.admin_token.clone();
+        }
+        if let Some(v) = self.max_concurrent_requests {
+            c.max_concurrent_requests = v;
+        }
+        if let Some(v) = self.request_timeout_ms {
+            c.request_timeout_ms = v;
+        }
+        if let Some(v) = self.drain_timeout_s {
+            c.drain_timeout_s = v;
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            c.tls = Some(TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            });
+        }
+        c.validate().map_err(anyhow::Error::msg)?;
+        Ok(c)
+    }
+}
+
+pub fn run(cmd: ServeCommand) -> Result<()> {
+    match cmd {
+        ServeCommand::Index(a) => {
+            let config = a.config()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("sidx-grpc")
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let server =
+                    start_index_server(IndexStore::new(&a.index), config, termination()).await?;
+                eprintln!(
+                    "sidx index service on {} (metrics: {:?})",
+                    server.addr, server.metrics_addr
+                );
+                server.wait().await?;
+                anyhow::Ok(())
+            })
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! gRPC services over tonic: health (NOT_SERVING until an index is loaded and
+//! verified), reflection (v1 and v1alpha), message-size limits, a server-side
+//! deadline, process-wide load shedding, HTTP/2 keepalive and connection age,
+//! optional TLS/mTLS, an admin token, tracing spans, Prometheus metrics, and
+//! graceful shutdown with a drain deadline.
+
+pub mod config;
+mod index_service;
+mod limits;
+pub mod metrics;
+
+pub use config::{ServerConfig, TlsConfig};
+pub use index_service::{IndexServiceImpl, IndexState, SERVICE_NAME, status};
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
+
+use crate::index::IndexStore;
+use crate::proto::v1::index_service_server::IndexServiceServer;
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A started server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub state: Arc<IndexState>,
+    stop: Option<oneshot::Sender<()>>,
+    join: JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningServer {
+    /// Starts a graceful shutdown and waits for it (bounded by the drain deadline).
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after its shutdown signal).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        self.join
+            .await
+            .map_err(|e| ServeError::Config(format!("server task failed: {e}")))?
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::Io {
+        what: format!("{what} {}", path.display()),
+        source,
+    })
+}
+
+/// Starts the index service on `config.addr` (port 0 picks one) serving the
+/// versions of `store`; stops gracefully when `signal` resolves or
+/// `RunningServer::shutdown` is called.
+pub async fn start_index_server(
+    store: IndexStore,
+    config: ServerConfig,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunningServer, ServeError> {
+    config.validate().map_err(ServeError::Config)?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let store = store.with_keep(config.keep_versions);
+    let state = Arc::new(IndexState::new(store, config.clone(), metrics.clone()));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in ["", SERVICE_NAME] {
+        health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
+    match state.reload().await {
+        Ok(Some(v)) => tracing::info!(version = v, "index loaded and verified"),
+        Ok(None) => tracing::warn!(
+            root = %state.store.root().display(),
+            "no index version published yet: NOT_SERVING until one is (Rebuild or `sidx index build`)"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "the current index version cannot be served: NOT_SERVING")
+        }
+    }
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let index_service = IndexServiceServer::new(IndexServiceImpl::new(state.clone()))
+        .max_decoding_message_size(config.max_request_bytes)
+        .max_encoding_message_size(config.max_response_bytes);
+
+    let mut builder = Server::builder()
+        .timeout(config.request_timeout())
+        .http2_keepalive_interval(
+            (config.keepalive_interval_s > 0)
+                .then(|| Duration::from_secs(config.keepalive_interval_s)),
+        )
+        .http2_keepalive_timeout(Some(Duration::from_secs(config.keepalive_timeout_s.max(1))))
+        .tcp_nodelay(true)
+        .trace_fn(|req| tracing::info_span!("grpc", path = %req.uri().path()));
+    if config.max_connection_age_s > 0 {
+        builder = builder.max_connection_age(Duration::from_secs(config.max_connection_age_s));
+    }
+    if let Some(tls) = &config.tls {
+        let identity = Identity::from_pem(
+            read(&tls.cert, "TLS certificate")?,
+            read(&tls.key, "TLS key")?,
+        );
+        let mut t = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &tls.client_ca {
+            t = t.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
+        }
+        builder = builder.tls_config(t)?;
+    }
+    let router = builder
+        .layer(limits::ShedLayer::new(
+            config.max_concurrent_requests,
+            metrics.clone(),
+        ))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(index_service);
+
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| ServeError::Io {
+            what: format!("binding {}", config.addr),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Io {
+        what: "local address".into(),
+        source,
+    })?;
+
+    // One shutdown: the caller's signal or `RunningServer::shutdown`.
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (begin_tx, begin_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = signal => {}
+            _ = stop_rx => {}
+        }
+        let _ = begin_tx.send(true);
+    });
+    let shutdown_begun = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|&b| b).await;
+    };
+
+    let metrics_addr = match config.metrics_addr {
+        Some(a) => Some(
+            metrics::serve(metrics.clone(), a, shutdown_begun(begin_rx.clone()))
+                .await
+                .map_err(|source| ServeError::Io {
+                    what: format!("binding metrics {a}"),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+
+    // Follow publications by other processes and keep health in step with the state.
+    let watcher_state = state.clone();
+    let watcher_health = health.clone();
+    let mut watcher_stop = begin_rx.clone();
+    let interval = Duration::from_millis(config.reload_interval_ms.max(10));
+    tokio::spawn(async move {
+        let mut versions = watcher_state.subscribe();
+        let mut serving = false;
+        loop {
+            if watcher_state.current().is_some() && !serving {
+                for name in ["", SERVICE_NAME] {
+                    watcher_health
+                        .set_service_status(name, ServingStatus::Serving)
+                        .await;
+                }
+                serving = true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {
+                    if let Err(e) = watcher_state.reload().await {
+                        tracing::warn!(error = %e, "a newly published version was refused; still serving the old one");
+                    }
+                }
+                _ = versions.changed() => {}
+                _ = watcher_stop.changed() => break,
+            }
+        }
+    });
+
+    let drain = Duration::from_secs(config.drain_timeout_s);
+    let serve_health = health.clone();
+    let serve_stop = begin_rx.clone();
+    let join = tokio::spawn(async move {
+        let on_signal = {
+            let rx = serve_stop.clone();
+            async move {
+                shutdown_begun(rx).await;
+                // Tell load balancers first, then stop accepting and drain.
+                for name in ["", SERVICE_NAME] {
+                    serve_health
+                        .set_service_status(name, ServingStatus::NotServing)
+                        .await;
+                }
+                tracing::info!("draining in-flight requests");
+            }
+        };
+        let serve =
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal);
+        tokio::pin!(serve);
+        let deadline = async {
+            shutdown_begun(serve_stop).await;
+            tokio::time::sleep(drain).await;
+        };
+        tokio::select! {
+            r = &mut serve => r.map_err(ServeError::from),
+            _ = deadline => {
+                tracing::warn!(seconds = drain.as_secs(), "drain deadline passed; closing remaining connections");
+                Ok(())
+            }
+        }
+    });
+    tracing::info!(%addr, "index service listening");
+    Ok(RunningServer {
+        addr,
+        metrics_addr,
+        state,
+        stop: Some(stop_tx),
+        join,
+    })
+}

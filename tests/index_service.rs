@@ -1,0 +1,613 @@
+//! The index service over real gRPC on 127.0.0.1: every RPC through the
+//! generated client, health transitions, auth refusals, bad and oversized
+//! requests, load shedding, hot swaps under queries, and graceful shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sidx::index::{IndexStore, build_from_table};
+use sidx::pipeline::QuantizeJob;
+use sidx::progress::Progress;
+use sidx::proto::v1::index_service_client::IndexServiceClient;
+use sidx::proto::v1::*;
+use sidx::quantize::TrainConfig;
+use sidx::server::{RunningServer, ServerConfig, start_index_server};
+use sidx::sid::{CollisionMode, SidTable};
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+/// Quantizes a small synthetic catalog; returns its SID table (codebooks in `dir`).
+fn catalog(dir: &Path) -> SidTable {
+    let cfg = sidx::synth::SynthConfig {
+        items: 1500,
+        dim: 16,
+        clusters: 40,
+        ..Default::default()
+    };
+    let emb = dir.join("emb.npy");
+    sidx::npy::write(&emb, &[cfg.items, cfg.dim], &sidx::synth::generate(&cfg)).unwrap();
+    let job = QuantizeJob {
+        embeddings: emb,
+        ids: None,
+        train: TrainConfig {
+            layers: 3,
+            codebook_size: 16,
+            train_sample: None,
+            kmeans_iters: 10,
+            ..TrainConfig::default()
+        },
+        beam: 1,
+        collisions: CollisionMode::Disambiguate,
+        head_share: 0.5,
+        out: dir.join("q"),
+    };
+    job.run(&Progress::hidden()).unwrap().table
+}
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+        admin_token: Some(TOKEN.into()),
+        max_batch: 300,
+        max_request_bytes: 64 * 1024,
+        reload_interval_ms: 50,
+        drain_timeout_s: 1,
+        ..ServerConfig::default()
+    }
+}
+
+async fn start(root: &Path, config: ServerConfig) -> RunningServer {
+    start_index_server(IndexStore::new(root), config, std::future::pending())
+        .await
+        .unwrap()
+}
+
+async fn client(server: &RunningServer) -> IndexServiceClient<Channel> {
+    IndexServiceClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap()
+}
+
+fn admin<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    r
+}
+
+fn tok(layer: u32, code: u32) -> Token {
+    Token { layer, code }
+}
+
+fn sid_of(table: &SidTable, i: usize) -> Sid {
+    Sid {
+        tokens: table
+            .sid(i)
+            .iter()
+            .map(|t| tok(t.layer as u32, t.code))
+            .collect(),
+    }
+}
+
+async fn health(server: &RunningServer, service: &str) -> i32 {
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut h = HealthClient::new(channel);
+    h.check(HealthCheckRequest {
+        service: service.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .status
+}
+
+async fn wait_for_health(server: &RunningServer, want: ServingStatus) {
+    for _ in 0..100 {
+        if health(server, "").await == want as i32 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("health never became {want:?}");
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = catalog(dir.path());
+    let root = dir.path().join("index");
+    let store = IndexStore::new(&root);
+    build_from_table(
+        &store,
+        &table,
+        "test",
+        Some(&dir.path().join("q/codebooks.npy")),
+    )
+    .unwrap();
+    let server = start(&root, config()).await;
+    wait_for_health(&server, ServingStatus::Serving).await;
+    assert_eq!(
+        health(&server, "sidx.v1.IndexService").await,
+        ServingStatus::Serving as i32
+    );
+    let mut c = client(&server).await;
+    let local = store.open_current().unwrap();
+
+    // NextTokens, by tokens and by ids, equal the in-process index.
+    let prefixes = vec![
+        Sid::default(),
+        Sid {
+            tokens: sid_of(&table, 0).tokens[..1].to_vec(),
+        },
+        sid_of(&table, 1),
+    ];
+    let r = c
+        .next_tokens(NextTokensRequest {
+            prefixes: prefixes.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.version, 1);
+    assert_eq!(r.results.len(), 3);
+    let root_next = local.next_tokens(&[]);
+    assert_eq!(r.results[0].allowed.len(), root_next.allowed.len());
+    assert!(r.results[0].valid && !r.results[0].complete);
+    assert!(r.results[2].complete, "a full SID is complete");
+    let mut ids = Vec::new();
+    local.token_ids(&table.sid(0)[..1], &mut ids).unwrap();
+    let r2 = c
+        .next_tokens(NextTokensRequest {
+            prefix_ids: vec![TokenIds {
+                ids: ids.iter().map(|&t| t as u32).collect(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let want: Vec<u32> = local
+        .next_tokens(&ids)
+        .allowed
+        .iter()
+        .map(|&t| t as u32)
+        .collect();
+    assert_eq!(r2.results[0].allowed_ids, want);
+    assert_eq!(r.results[1].allowed.len(), want.len());
+
+    // Lookup both ways.
+    let r = c
+        .lookup(LookupRequest {
+            sids: vec![sid_of(&table, 5)],
+            item_ids: vec![table.id(7).into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.by_sid[0].item_ids.contains(&table.id(5).to_string()));
+    assert_eq!(r.by_item[0].sid, Some(sid_of(&table, 7)));
+
+    // Stats and versions.
+    let s = c.stats(StatsRequest {}).await.unwrap().into_inner();
+    assert_eq!((s.version, s.items, s.layers.len()), (1, 1500, 3));
+    assert!(s.layers[0].entropy > 0.0);
+    let v = c
+        .list_versions(ListVersionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.versions.len(), 1);
+    assert!(v.versions[0].current);
+
+    let mut watch = c
+        .watch_versions(WatchVersionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().version, 1);
+
+    // Admin RPCs need the token.
+    let change = |c: catalog_change::Change| CatalogChange { change: Some(c) };
+    let changes = vec![
+        change(catalog_change::Change::UpsertEmbedding(UpsertEmbedding {
+            item_id: "new-emb".into(),
+            embedding: vec![0.25; 16],
+        })),
+        change(catalog_change::Change::UpsertSid(ItemSid {
+            item_id: "new-sid".into(),
+            sid: Some(sid_of(&table, 3)),
+        })),
+        change(catalog_change::Change::DeleteItemId(table.id(9).into())),
+    ];
+    let e = c
+        .apply_catalog_update(tokio_stream::iter(changes.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e}");
+    let mut wrong = tonic::Request::new(tokio_stream::iter(changes.clone()));
+    wrong
+        .metadata_mut()
+        .insert("authorization", "Bearer nope".parse().unwrap());
+    assert_eq!(
+        c.apply_catalog_update(wrong).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        c.rollback(RollbackRequest { version: 1 })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+
+    let u = c
+        .apply_catalog_update(admin(tokio_stream::iter(changes)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (u.version, u.previous_version, u.added, u.deleted),
+        (2, 1, 2, 1)
+    );
+    assert_eq!(u.items, 1501);
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().version,
+        2,
+        "watchers learn of the swap"
+    );
+    let r = c
+        .lookup(LookupRequest {
+            item_ids: vec!["new-emb".into(), "new-sid".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.version, 2);
+    let dis = r.by_item[1].sid.as_ref().unwrap();
+    assert_eq!(
+        dis.tokens[..3],
+        sid_of(&table, 3).tokens[..3],
+        "re-used SID kept its quantizer tokens"
+    );
+    let e = c
+        .lookup(LookupRequest {
+            item_ids: vec![table.id(9).into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("item_ids[0]"), "{e}");
+
+    // FetchVersion mirrors a version that opens and verifies elsewhere.
+    let mut files = c
+        .fetch_version(FetchVersionRequest { version: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mirror = dir.path().join("mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    let mut last = false;
+    while let Some(chunk) = files.message().await.unwrap() {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(mirror.join(&chunk.name))
+            .unwrap();
+        assert_eq!(f.metadata().unwrap().len(), chunk.offset);
+        f.write_all(&chunk.data).unwrap();
+        last = chunk.last;
+    }
+    assert!(last);
+    let mirrored = sidx::index::Index::open(&mirror).unwrap();
+    assert_eq!((mirrored.version(), mirrored.item_count()), (2, 1501));
+
+    // Rollback and Rebuild.
+    let rb = c
+        .rollback(admin(RollbackRequest { version: 1 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rb.version, 1);
+    assert_eq!(
+        c.stats(StatsRequest {}).await.unwrap().into_inner().version,
+        1
+    );
+    let sids_path = dir.path().join("q/sids.tsv");
+    let rebuilt = c
+        .rebuild(admin(RebuildRequest {
+            sids_path: sids_path.to_str().unwrap().into(),
+            codebooks_path: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rebuilt.version, 3);
+    assert_eq!(
+        c.rollback(admin(RollbackRequest { version: 99 }))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+
+    // Metrics.
+    let text = http_get(server.metrics_addr.unwrap(), "/metrics").await;
+    assert!(
+        text.contains("sidx_grpc_requests_total{method=\"NextTokens\",code=\"OK\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("code=\"UNAUTHENTICATED\""));
+    assert!(text.contains("sidx_index_version 3"));
+    assert!(text.contains("sidx_grpc_request_seconds_bucket{method=\"Lookup\""));
+
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_name_the_field_and_keep_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = catalog(dir.path());
+    let root = dir.path().join("index");
+    build_from_table(&IndexStore::new(&root), &table, "test", None).unwrap();
+    let server = start(&root, config()).await;
+    wait_for_health(&server, ServingStatus::Serving).await;
+    let mut c = client(&server).await;
+    let ask = |prefixes: Vec<Sid>| NextTokensRequest {
+        prefixes,
+        ..Default::default()
+    };
+    let cases: Vec<(NextTokensRequest, Code, &str)> = vec![
+        (
+            NextTokensRequest::default(),
+            Code::InvalidArgument,
+            "empty batch",
+        ),
+        (
+            ask(vec![Sid {
+                tokens: vec![tok(9, 0)],
+            }]),
+            Code::InvalidArgument,
+            "prefixes[0]",
+        ),
+        (
+            ask(vec![
+                Sid::default(),
+                Sid {
+                    tokens: vec![tok(2, 1), tok(1, 1)],
+                },
+            ]),
+            Code::InvalidArgument,
+            "prefixes[1]",
+        ),
+        (
+            ask(vec![Sid {
+                tokens: vec![tok(1, 99)],
+            }]),
+            Code::InvalidArgument,
+            "out of range",
+        ),
+        (
+            ask(vec![Sid {
+                tokens: vec![tok(1, 0), tok(2, 0), tok(3, 0), tok(4, 0), tok(5, 0)],
+            }]),
+            Code::InvalidArgument,
+            "layer must be",
+        ),
+        (
+            NextTokensRequest {
+                prefix_ids: vec![TokenIds {
+                    ids: vec![1, 17, 33, 49, 50],
+                }],
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "longer than any SID",
+        ),
+        (
+            ask(vec![Sid::default(); 301]),
+            Code::InvalidArgument,
+            "limit of 300",
+        ),
+        (
+            NextTokensRequest {
+                prefix_ids: vec![TokenIds { ids: vec![70_000] }],
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "prefix_ids[0].ids[0]",
+        ),
+        (
+            NextTokensRequest {
+                prefixes: vec![Sid::default()],
+                version: 42,
+                ..Default::default()
+            },
+            Code::FailedPrecondition,
+            "version",
+        ),
+    ];
+    for (req, code, needle) in cases {
+        let e = c.next_tokens(req).await.unwrap_err();
+        assert_eq!(e.code(), code, "{e}");
+        assert!(e.message().contains(needle), "{needle:?} not in {e}");
+    }
+    // Oversized message (> 64 KiB) is refused, and the connection keeps working.
+    let big = Sid {
+        tokens: vec![tok(1, 1); 20_000],
+    };
+    let e = c.next_tokens(ask(vec![big])).await.unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        ),
+        "{e}"
+    );
+    let e = c.lookup(LookupRequest::default()).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let ok = c
+        .next_tokens(ask(vec![Sid::default()]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ok.results[0].valid, "same client still served");
+    // A prefix no SID starts with is not an error: valid = false.
+    let r = c
+        .next_tokens(ask(vec![Sid {
+            tokens: vec![tok(1, 15), tok(2, 15), tok(3, 15)],
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.results[0].allowed.is_empty());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_serving_until_an_index_is_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = catalog(dir.path());
+    let root = dir.path().join("empty");
+    let server = start(&root, config()).await;
+    assert_eq!(health(&server, "").await, ServingStatus::NotServing as i32);
+    let mut c = client(&server).await;
+    let e = c.stats(StatsRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    // Published by another process (here: the library), picked up without a restart.
+    build_from_table(&IndexStore::new(&root), &table, "test", None).unwrap();
+    wait_for_health(&server, ServingStatus::Serving).await;
+    assert_eq!(
+        c.stats(StatsRequest {}).await.unwrap().into_inner().items,
+        1500
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excess_requests_are_shed() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = catalog(dir.path());
+    let root = dir.path().join("index");
+    build_from_table(&IndexStore::new(&root), &table, "test", None).unwrap();
+    let server = start(
+        &root,
+        ServerConfig {
+            max_concurrent_requests: 1,
+            ..config()
+        },
+    )
+    .await;
+    wait_for_health(&server, ServingStatus::Serving).await;
+    let mut c = client(&server).await;
+    // An update stream that stays open holds the only permit.
+    let (tx, rx) = tokio::sync::mpsc::channel::<CatalogChange>(1);
+    let mut holder = c.clone();
+    let held = tokio::spawn(async move {
+        holder
+            .apply_catalog_update(admin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = c.stats(StatsRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
+    assert_eq!(
+        health(&server, "").await,
+        ServingStatus::Serving as i32,
+        "probes are never shed"
+    );
+    drop(tx);
+    let r = held.await.unwrap();
+    assert_eq!(
+        r.unwrap_err().code(),
+        Code::InvalidArgument,
+        "an empty update is refused"
+    );
+    c.stats(StatsRequest {})
+        .await
+        .expect("served again once the permit is back");
+    let text = http_get(server.metrics_addr.unwrap(), "/metrics").await;
+    assert!(
+        text.contains("sidx_grpc_requests_total{method=\"Stats\",code=\"RESOURCE_EXHAUSTED\"} 1"),
+        "{text}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_never_fail_while_versions_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = catalog(dir.path());
+    let root = dir.path().join("index");
+    build_from_table(&IndexStore::new(&root), &table, "test", None).unwrap();
+    let server = start(&root, config()).await;
+    wait_for_health(&server, ServingStatus::Serving).await;
+    let c = client(&server).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let queries: Vec<_> = (0..4)
+        .map(|_| {
+            let (mut c, stop, done) = (c.clone(), stop.clone(), done.clone());
+            let probe = sid_of(&table, 0);
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = c
+                        .next_tokens(NextTokensRequest {
+                            prefixes: vec![Sid::default(), probe.clone()],
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("no query may fail during swaps")
+                        .into_inner();
+                    assert!(r.results[1].complete);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut admin_client = c.clone();
+    for k in 0..10 {
+        let change = CatalogChange {
+            change: Some(catalog_change::Change::UpsertSid(ItemSid {
+                item_id: format!("swap-{k}"),
+                sid: Some(sid_of(&table, k + 10)),
+            })),
+        };
+        let r = admin_client
+            .apply_catalog_update(admin(tokio_stream::iter(vec![change])))
+            .await
+            .unwrap();
+        assert_eq!(r.into_inner().version, k as u64 + 2);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for q in queries {
+        q.await.unwrap();
+    }
+    assert!(done.load(Ordering::Relaxed) > 10);
+    server.shutdown().await.unwrap();
+}
