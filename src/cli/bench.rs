@@ -18,6 +18,8 @@ pub enum BenchCommand {
     Quantize(QuantizeBench),
     /// Index build, size, open and lookup speed against trie peers.
     Index(super::bench_index::IndexBench),
+    /// Load against `sidx serve index`: throughput, latency, overload, swaps under load.
+    Grpc(super::bench_grpc::GrpcBench),
 }
 
 #[derive(Args)]
@@ -77,6 +79,10 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
     match cmd {
         BenchCommand::Quantize(b) => quantize(&b, progress),
         BenchCommand::Index(b) => super::bench_index::run(&b, progress),
+        BenchCommand::Grpc(b) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(super::bench_grpc::run(&b, progress)),
     }
 }
 

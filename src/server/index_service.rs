@@ -274,7 +274,9 @@ impl IndexService for IndexServiceImpl {
                 self.check_batch("prefix_ids", req.prefix_ids.len())?;
                 let vocab = index.token_id_limit();
                 for (i, p) in req.prefix_ids.iter().enumerate() {
-                    check_len(&format!("prefix_ids[{i}]"), p.ids.len(), max_len)?;
+                    if p.ids.len() > max_len {
+                        check_len(&format!("prefix_ids[{i}]"), p.ids.len(), max_len)?;
+                    }
                     ids.clear();
                     for (j, &id) in p.ids.iter().enumerate() {
                         if id >= vocab {

@@ -19,12 +19,14 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::index::IndexStore;
 use crate::proto::v1::index_service_server::IndexServiceServer;
+
+/// Initial HTTP/2 stream window (bytes); connections get four times as much.
+pub const WINDOW: u32 = 4 << 20;
 
 /// Why a server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +151,9 @@ pub async fn start_index_server(
         )
         .http2_keepalive_timeout(Some(Duration::from_secs(config.keepalive_timeout_s.max(1))))
         .tcp_nodelay(true)
+        // Allowed-token lists of a batch can reach megabytes: open the HTTP/2 windows.
+        .initial_stream_window_size(Some(WINDOW))
+        .initial_connection_window_size(Some(4 * WINDOW))
         .trace_fn(|req| tracing::info_span!("grpc", path = %req.uri().path()));
     if config.max_connection_age_s > 0 {
         builder = builder.max_connection_age(Duration::from_secs(config.max_connection_age_s));
@@ -257,8 +262,12 @@ pub async fn start_index_server(
                 tracing::info!("draining in-flight requests");
             }
         };
-        let serve =
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal);
+        // Our own listener (to learn the port before serving): its sockets need
+        // TCP_NODELAY set here, or small responses wait for delayed ACKs (~40 ms).
+        let incoming = tonic::transport::server::TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)));
+        let serve = router.serve_with_incoming_shutdown(incoming, on_signal);
         tokio::pin!(serve);
         let deadline = async {
             shutdown_begun(serve_stop).await;
