@@ -97,9 +97,13 @@ impl Staging {
 
     /// Renames every staged file into place and syncs the directories.
     pub fn commit(mut self) -> Result<(), FsError> {
-        let pending = std::mem::take(&mut self.pending);
-        for (tmp, dst) in &pending {
-            fs::rename(tmp, dst).map_err(|e| FsError::new(dst, "rename into place", e))?;
+        // Entries leave `pending` as they are renamed: on failure, Drop removes the rest.
+        while !self.pending.is_empty() {
+            let (tmp, dst) = self.pending.remove(0);
+            if let Err(e) = fs::rename(&tmp, &dst) {
+                self.pending.insert(0, (tmp, dst.clone()));
+                return Err(FsError::new(&dst, "rename into place", e));
+            }
             if let Some(dir) = dst.parent().filter(|d| !d.as_os_str().is_empty()) {
                 // Durability of the rename; some filesystems refuse to sync a directory.
                 let _ = File::open(dir).and_then(|d| d.sync_all());

@@ -329,3 +329,42 @@ fn bad_input_publishes_nothing() {
     assert_eq!(store.versions().unwrap(), vec![1], "nothing published");
     assert_eq!(store.open_current().unwrap().item_count(), 50);
 }
+
+#[test]
+fn explicit_upserts_of_taken_sids_are_disambiguated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IndexStore::new(dir.path());
+    let layout = Layout::new(vec![16, 16, 16]).unwrap();
+    let mut t = SidTable::new(SidHeader::new(&layout, CollisionMode::Disambiguate));
+    let sid = [Token::new(1, 1), Token::new(2, 2), Token::new(3, 3)];
+    t.push("old", &sid);
+    build_from_table(&store, &t, "test", None).unwrap();
+    let mut up = SidTable::new(SidHeader::new(&layout, CollisionMode::Disambiguate));
+    up.push("new-a", &sid);
+    up.push("new-b", &sid);
+    // A header-less layout would differ ([2, 3, 4]); tokens are read with the index's layout.
+    let s = CatalogUpdate {
+        upsert_sids: Some(up),
+        ..CatalogUpdate::default()
+    }
+    .apply(&store)
+    .unwrap();
+    assert_eq!((s.added, s.disambiguated), (2, 2));
+    let index = store.open_current().unwrap();
+    let ids = |sid: &[Token]| {
+        sid.iter()
+            .map(|&t| layout.token_id(t) as u16)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        index.sid("old").unwrap(),
+        ids(&sid),
+        "existing items keep their SIDs"
+    );
+    let a = index.sid("new-a").unwrap();
+    let b = index.sid("new-b").unwrap();
+    assert_eq!(a[..3], ids(&sid)[..]);
+    assert_ne!(a, b);
+    assert_eq!(index.items(&a).collect::<Vec<_>>(), vec!["new-a"]);
+    assert_eq!(index.items(&ids(&sid)).collect::<Vec<_>>(), vec!["old"]);
+}

@@ -222,6 +222,7 @@ impl IndexBuilder {
     /// Finishes `sids.fst`, then writes `items.fst` and `trie.bin` side by side.
     pub fn finish(mut self, items_fst: &Path, trie: &Path) -> Result<BuildCounts, IndexError> {
         self.sids_fst.finish()?;
+        check_totals(&self.levels)?;
         let arrays = layout_trie(&self.levels);
         let counts = arrays.counts();
         drop(std::mem::take(&mut self.levels));
@@ -241,6 +242,25 @@ impl IndexBuilder {
             nodes: counts.nodes,
         })
     }
+}
+
+/// The trie file addresses nodes, items and id bytes with `u32`: refuse more.
+fn check_totals(levels: &[Level]) -> Result<(), IndexError> {
+    let sum = |f: &dyn Fn(&Level) -> usize| levels.iter().map(f).sum::<usize>();
+    let totals = [
+        ("trie nodes", 1 + sum(&|l| l.tokens.len())),
+        ("items", sum(&|l| l.id_ends.len())),
+        ("bytes of item ids", sum(&|l| l.id_bytes.len())),
+    ];
+    for (what, n) in totals {
+        if n > u32::MAX as usize {
+            return Err(IndexError::Input(format!(
+                "{n} {what} exceed the index format's limit of {} per version",
+                u32::MAX
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Breadth-first arrays from per-level nodes.

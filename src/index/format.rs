@@ -61,6 +61,10 @@ fn pad8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
+fn checked_pad8(n: usize) -> Option<usize> {
+    n.div_ceil(8).checked_mul(8)
+}
+
 impl Counts {
     pub fn one_item_per_sid(&self) -> bool {
         self.flags & ONE_ITEM_PER_SID != 0
@@ -75,7 +79,7 @@ impl Counts {
         let mut at = HEADER_LEN;
         let mut next = |len: usize| -> Option<(usize, usize)> {
             let start = at;
-            at = at.checked_add(pad8(len))?;
+            at = at.checked_add(checked_pad8(len)?)?;
             Some((start, start + len))
         };
         let n = usize::try_from(self.nodes).ok()?;

@@ -16,8 +16,8 @@ pub const SIDS_FST: &str = "sids.fst";
 pub const ITEMS_FST: &str = "items.fst";
 pub const TRIE_FILE: &str = "trie.bin";
 
-/// Longest SID `items` looks up (longer ones cannot be in an index).
-const MAX_SID_TOKENS: usize = 32;
+/// SIDs up to this many tokens are looked up with a key on the stack.
+const MAX_STACK_SID: usize = 16;
 
 /// A trie node; `Index::root()` is node 0.
 pub type NodeId = u32;
@@ -176,6 +176,9 @@ impl Index {
         if rank[words.len()] != r || r as u64 != c.sids {
             return Err("terminal count disagrees with the SID count".into());
         }
+        if !nodes.is_multiple_of(64) && words.last().is_some_and(|&w| w >> (nodes % 64) != 0) {
+            return Err("terminal bits set past the last node".into());
+        }
         if c.one_item_per_sid() {
             if c.items != c.sids {
                 return Err("one item per SID, yet item and SID counts differ".into());
@@ -329,7 +332,10 @@ impl Index {
             };
         }
         let s = self.sid_item_start();
-        match (s.get(sid as usize), s.get(sid as usize + 1)) {
+        let Ok(sid) = usize::try_from(sid) else {
+            return 0..0;
+        };
+        match (s.get(sid), sid.checked_add(1).and_then(|n| s.get(n))) {
             (Some(&a), Some(&b)) => a..b,
             _ => 0..0,
         }
@@ -398,18 +404,21 @@ impl Index {
 
     /// Items with exactly this SID (none if it is not a SID).
     pub fn items(&self, sid: &[TokenId]) -> impl ExactSizeIterator<Item = &str> + '_ {
-        let mut key = [0u8; 2 * MAX_SID_TOKENS];
-        let range = if sid.len() <= MAX_SID_TOKENS {
-            for (k, t) in key.chunks_exact_mut(2).zip(sid) {
+        let mut short = [0u8; 2 * MAX_STACK_SID];
+        let mut long = Vec::new();
+        let key: &[u8] = if sid.len() <= MAX_STACK_SID {
+            for (k, t) in short.chunks_exact_mut(2).zip(sid) {
                 k.copy_from_slice(&t.to_be_bytes());
             }
-            let key = &key[..2 * sid.len()];
-            self.sids
-                .get(key)
-                .map_or(0..0, |v| self.sid_items_range(self.global_ordinal(key, v)))
+            &short[..2 * sid.len()]
         } else {
-            0..0
+            sid_key(sid, &mut long);
+            &long
         };
+        let range = self
+            .sids
+            .get(key)
+            .map_or(0..0, |v| self.sid_items_range(self.global_ordinal(key, v)));
         range.map(move |i| self.item_id(i))
     }
 

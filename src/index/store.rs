@@ -34,6 +34,7 @@ pub const CURRENT_FILE: &str = "CURRENT";
 pub const VERSIONS_DIR: &str = "versions";
 const LOCK_FILE: &str = "LOCK";
 const TMP_PREFIX: &str = ".tmp-";
+const DEL_PREFIX: &str = ".del-";
 
 /// Aborts the process at a named point when `SIDX_FAILPOINT` says so — how
 /// the crash tests kill a build half-way (abort runs no destructors, like kill -9).
@@ -69,7 +70,7 @@ pub struct BuildSummary {
 }
 
 /// The exclusive writer lock of a root, released on drop.
-struct WriterLock(File);
+pub(crate) struct WriterLock(File);
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
@@ -86,9 +87,10 @@ impl IndexStore {
         }
     }
 
-    /// Keep the newest `keep` versions (at least 1) for rollback.
+    /// Keep the newest `keep` versions for rollback (at least 2, so that a
+    /// reader that just read `CURRENT` never finds its version deleted).
     pub fn with_keep(mut self, keep: usize) -> Self {
-        self.keep = keep.max(1);
+        self.keep = keep.max(2);
         self
     }
 
@@ -110,7 +112,11 @@ impl IndexStore {
         };
         let mut versions: Vec<u64> = entries
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix('v')?.parse().ok())
+            .filter_map(|e| {
+                let name = e.file_name();
+                let v: u64 = name.to_str()?.strip_prefix('v')?.parse().ok()?;
+                (name.to_str()? == format!("v{v:08}")).then_some(v)
+            })
             .collect();
         versions.sort_unstable();
         Ok(versions)
@@ -141,6 +147,21 @@ impl IndexStore {
         let v = self
             .current()?
             .ok_or_else(|| IndexError::NoVersion(self.root.clone()))?;
+        match self.open_version(v) {
+            // A writer retired it between our read of CURRENT and the open: read again.
+            Err(e) if !self.version_dir(v).exists() => match self.current()? {
+                Some(now) if now != v => self.open_version(now),
+                _ => Err(e),
+            },
+            r => r,
+        }
+    }
+
+    /// Opens the current version while holding the writer lock (the base of an update).
+    pub(crate) fn open_current_locked(&self, _lock: &WriterLock) -> Result<Index, IndexError> {
+        let v = self
+            .current()?
+            .ok_or_else(|| IndexError::NoVersion(self.root.clone()))?;
         self.open_version(v)
     }
 
@@ -159,18 +180,31 @@ impl IndexStore {
             .map_err(|e| IndexError::io(&path, e))
     }
 
-    fn lock(&self) -> Result<WriterLock, IndexError> {
+    pub(crate) fn lock(&self) -> Result<WriterLock, IndexError> {
         let f = self.lock_file()?;
         f.lock()
             .map_err(|e| IndexError::io(&self.root.join(LOCK_FILE), e))?;
         Ok(WriterLock(f))
     }
 
+    /// The writer lock if free; `None` when taken, or when the root is read-only
+    /// (a reader on a read-only mount then skips the clean-up).
     fn try_lock(&self) -> Result<Option<WriterLock>, IndexError> {
         if !self.root.is_dir() {
             return Ok(None);
         }
-        let f = self.lock_file()?;
+        let f = match self.lock_file() {
+            Ok(f) => f,
+            Err(IndexError::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         match f.try_lock() {
             Ok(()) => Ok(Some(WriterLock(f))),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
@@ -185,7 +219,8 @@ impl IndexStore {
             return Ok(());
         };
         for e in entries.filter_map(|e| e.ok()) {
-            if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TMP_PREFIX) || name.starts_with(DEL_PREFIX) {
                 let p = e.path();
                 tracing::warn!(path = %p.display(), "removing the leftovers of an unfinished build");
                 fs::remove_dir_all(&p).map_err(|e| IndexError::io(&p, e))?;
@@ -200,7 +235,16 @@ impl IndexStore {
         &self,
         build: impl FnOnce(&Path) -> Result<Manifest, IndexError>,
     ) -> Result<Manifest, IndexError> {
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
+        self.publish_locked(&lock, build)
+    }
+
+    /// `publish` for a caller that already holds the writer lock.
+    pub(crate) fn publish_locked(
+        &self,
+        _lock: &WriterLock,
+        build: impl FnOnce(&Path) -> Result<Manifest, IndexError>,
+    ) -> Result<Manifest, IndexError> {
         self.remove_temporaries()?;
         let versions_dir = self.root.join(VERSIONS_DIR);
         fs::create_dir_all(&versions_dir).map_err(|e| IndexError::io(&versions_dir, e))?;
@@ -240,9 +284,18 @@ impl IndexStore {
         fs::rename(tmp, &dst).map_err(|e| IndexError::io(&dst, e))?;
         sync_dir(&self.root.join(VERSIONS_DIR))?;
         failpoint("before-current");
-        self.write_current(version)?;
+        crate::fsx::write_atomic(&self.root.join(CURRENT_FILE), |w| {
+            w.write_all(format!("v{version:08}\n").as_bytes())
+        })?;
         failpoint("after-current");
-        self.apply_retention(version)?;
+        // Published: what follows must not turn success into an error (a retry
+        // would publish twice), so it is only logged.
+        if let Err(e) = sync_dir(&self.root) {
+            tracing::warn!(error = %e, "syncing the index root after publishing");
+        }
+        if let Err(e) = self.apply_retention(version) {
+            tracing::warn!(error = %e, "removing old index versions");
+        }
         Ok(manifest)
     }
 
@@ -267,13 +320,26 @@ impl IndexStore {
         let cut = versions.len().saturating_sub(self.keep);
         for &v in &versions[..cut] {
             if v != current {
+                // Retire by rename first, so a crash mid-delete leaves no half version;
+                // readers that mapped these files keep them alive until they unmap.
                 let dir = self.version_dir(v);
-                // Readers that mapped these files keep them alive until they unmap.
-                fs::remove_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
+                let gone = self
+                    .root
+                    .join(VERSIONS_DIR)
+                    .join(format!("{DEL_PREFIX}v{v:08}-{}", std::process::id()));
+                fs::rename(&dir, &gone).map_err(|e| IndexError::io(&dir, e))?;
+                fs::remove_dir_all(&gone).map_err(|e| IndexError::io(&gone, e))?;
             }
         }
         Ok(())
     }
+}
+
+/// Copies a file and syncs the copy.
+pub(crate) fn copy_synced(src: &Path, dst: &Path) -> Result<(), IndexError> {
+    fs::copy(src, dst)
+        .and_then(|_| File::open(dst)?.sync_all())
+        .map_err(|e| IndexError::io(dst, e))
 }
 
 /// Sizes and checksums of the files in a version directory.
@@ -400,8 +466,7 @@ pub fn build_from_table(
         let counts = write_version_files(dir, entries.into_iter())?;
         if let Some(src) = codebooks {
             crate::quantize::ResidualQuantizer::load(src)?;
-            let dst = dir.join(CODEBOOKS_FILE);
-            fs::copy(src, &dst).map_err(|e| IndexError::io(&dst, e))?;
+            copy_synced(src, &dir.join(CODEBOOKS_FILE))?;
             template.has_codebooks = true;
         }
         Ok(template.with_counts(counts))

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::reader::Index;
-use super::store::{BuildSummary, IndexStore, table_entries, write_version_files};
+use super::store::{BuildSummary, IndexStore, copy_synced, write_version_files};
 use super::{IndexError, TokenId};
 use crate::hourglass::apply_rule;
 use crate::progress::Progress;
@@ -45,7 +45,10 @@ impl CatalogUpdate {
     /// Applies the update to the current version of `store` and publishes the result.
     pub fn apply(self, store: &IndexStore) -> Result<UpdateSummary, IndexError> {
         let t0 = Instant::now();
-        let old = store.open_current()?;
+        // Hold the writer lock from reading the base to publishing, so that no
+        // other writer's version is overwritten by one built from an older base.
+        let lock = store.lock()?;
+        let old = store.open_current_locked(&lock)?;
         let deletes: HashSet<&str> = self.deletes.iter().map(String::as_str).collect();
         for (i, id) in self.deletes.iter().enumerate() {
             if old.sid(id).is_none() {
@@ -59,25 +62,40 @@ impl CatalogUpdate {
         let mut removed: HashSet<String> = deletes.iter().map(|s| s.to_string()).collect();
         let (mut added, mut replaced, mut kept, mut disambiguated) = (0, 0, 0, 0);
 
+        let mut assigner = Disambiguator::new(&old);
         if let Some(table) = &self.upsert_sids {
-            check_layout(&old, table)?;
-            for (sid, id) in table_entries(table)? {
-                if deletes.contains(id.as_str()) {
+            let mut ids = Vec::new();
+            for (id, sid) in table.iter() {
+                old.token_ids(sid, &mut ids)
+                    .map_err(|e| IndexError::Input(format!("upsert SIDs, item {id:?}: {e}")))?;
+                if deletes.contains(id) {
                     return Err(IndexError::Input(format!(
                         "item {id:?} is both upserted and deleted"
                     )));
                 }
-                if old.sid(&id).is_some() {
+                let previous = old.sid(id);
+                let sid = if previous.as_deref() == Some(ids.as_slice()) {
+                    ids.clone() // re-pointed to the SID it has: unchanged
+                } else {
+                    assigner.assign_ids(ids.clone(), &mut disambiguated)?
+                };
+                if previous.is_some() {
                     replaced += 1;
-                    removed.insert(id.clone());
+                    removed.insert(id.to_owned());
                 } else {
                     added += 1;
                 }
-                delta.push((sid, id));
+                delta.push((sid, id.to_owned()));
             }
         }
         if let Some((x, dim, ids)) = &self.upsert_embeddings {
-            let mut assigner = Disambiguator::new(&old, &delta);
+            if x.len() != ids.len() * dim {
+                return Err(IndexError::Input(format!(
+                    "upsert embeddings: {} values for {} ids of dimension {dim}",
+                    x.len(),
+                    ids.len()
+                )));
+            }
             let fresh: Vec<usize> = (0..ids.len())
                 .filter(|&i| old.sid(&ids[i]).is_none() || removed.contains(&ids[i]))
                 .collect();
@@ -90,7 +108,7 @@ impl CatalogUpdate {
                         "item {id:?} is both upserted and deleted"
                     )));
                 }
-                let sid = assigner.assign(sid, &mut disambiguated);
+                let sid = assigner.assign(&sid, &mut disambiguated)?;
                 added += 1;
                 delta.push((sid, id.clone()));
             }
@@ -127,11 +145,10 @@ impl CatalogUpdate {
         let previous_version = old.version();
         let old_dir = old.dir().to_owned();
         let old_manifest = old.manifest().clone();
-        let manifest = store.publish(|dir| {
+        let manifest = store.publish_locked(&lock, |dir| {
             let counts = write_version_files(dir, merged)?;
             if old_manifest.has_codebooks {
-                let (src, dst) = (old_dir.join(CODEBOOKS_FILE), dir.join(CODEBOOKS_FILE));
-                std::fs::copy(&src, &dst).map_err(|e| IndexError::io(&dst, e))?;
+                copy_synced(&old_dir.join(CODEBOOKS_FILE), &dir.join(CODEBOOKS_FILE))?;
             }
             let mut m = old_manifest.clone().with_counts(counts);
             m.source = format!("update of v{previous_version:08}");
@@ -161,21 +178,6 @@ fn count(index: &Index, counts: &mut [Vec<u64>], sid: &[TokenId], delta: i64) {
             *c = c.saturating_add_signed(delta);
         }
     }
-}
-
-fn check_layout(index: &Index, table: &SidTable) -> Result<(), IndexError> {
-    let (ours, theirs) = (index.layout(), table.layout());
-    let tokens_fit = table
-        .iter()
-        .all(|(_, s)| s.iter().all(|&t| ours.check(t).is_ok()));
-    if ours.codebook_sizes() != theirs.codebook_sizes() && !tokens_fit {
-        return Err(IndexError::Input(format!(
-            "upsert SIDs have layout {:?}, the index {:?}",
-            theirs.codebook_sizes(),
-            ours.codebook_sizes()
-        )));
-    }
-    Ok(())
 }
 
 /// Quantizer tokens (mitigation applied) of the rows `rows` of `x`.
@@ -228,58 +230,55 @@ fn encode_new(
         .collect())
 }
 
-/// Hands out the next free disambiguation token under a SID already taken.
+/// Hands out the next free disambiguation token under a SID already taken
+/// (in the index or earlier in this update), in `disambiguate` mode.
 struct Disambiguator<'a> {
     index: &'a Index,
     mode: CollisionMode,
+    /// Next free disambiguation code under each SID this update has handed out.
     taken: HashMap<Vec<TokenId>, u32>,
 }
 
 impl<'a> Disambiguator<'a> {
-    fn new(index: &'a Index, delta: &[(Vec<TokenId>, String)]) -> Self {
-        let mut d = Self {
+    fn new(index: &'a Index) -> Self {
+        Self {
             index,
             mode: index.manifest().collisions,
             taken: HashMap::new(),
-        };
-        for (sid, _) in delta {
-            d.note(sid);
-        }
-        d
-    }
-
-    /// Records an explicit SID so later assignments avoid it.
-    fn note(&mut self, sid: &[TokenId]) {
-        let dis = self.index.layout().disambiguation_layer();
-        if let Some((&last, base)) = sid.split_last() {
-            let t = self.index.token(last);
-            let (base, next) = if t.layer == dis {
-                (base.to_vec(), t.code + 1)
-            } else {
-                (sid.to_vec(), 0)
-            };
-            let e = self.taken.entry(base).or_insert(0);
-            *e = (*e).max(next);
         }
     }
 
-    fn assign(&mut self, sid: Vec<Token>, disambiguated: &mut usize) -> Vec<TokenId> {
-        let ids: Vec<TokenId> = sid
+    /// An encoded SID (quantizer tokens) made unique.
+    fn assign(&mut self, sid: &[Token], count: &mut usize) -> Result<Vec<TokenId>, IndexError> {
+        let ids = sid
             .iter()
-            .map(|&t| {
-                self.index
-                    .token_id(t)
-                    .expect("encoded tokens fit the layout")
-            })
-            .collect();
+            .map(|&t| self.index.token_id(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.assign_ids(ids, count)
+    }
+
+    /// Token ids made unique: a trailing disambiguation token is replaced by
+    /// the next free one when the SID is taken (nothing changes in share mode).
+    fn assign_ids(
+        &mut self,
+        mut ids: Vec<TokenId>,
+        count: &mut usize,
+    ) -> Result<Vec<TokenId>, IndexError> {
         if self.mode == CollisionMode::Share {
-            return ids;
+            return Ok(ids);
         }
         let dis_layer = self.index.layout().disambiguation_layer();
+        let given = ids.clone();
+        if ids
+            .last()
+            .is_some_and(|&t| self.index.token(t).layer == dis_layer)
+        {
+            ids.pop();
+        }
         let node = self.index.walk(&ids);
-        let in_index =
-            node.is_some_and(|n| self.index.is_terminal(n) || !self.index.children(n).is_empty());
-        let from_index = node.map_or(0, |n| {
+        let used_here = |n| self.index.is_terminal(n) || !self.index.children(n).is_empty();
+        let in_index = node.is_some_and(used_here);
+        let next_in_index = node.map_or(0, |n| {
             self.index
                 .children(n)
                 .iter()
@@ -289,22 +288,29 @@ impl<'a> Disambiguator<'a> {
                 .max()
                 .unwrap_or(0)
         });
-        let in_delta = self.taken.contains_key(&ids);
-        if !in_index && !in_delta {
+        let given_free = !self
+            .index
+            .walk(&given)
+            .is_some_and(|n| self.index.is_terminal(n))
+            && !self.taken.contains_key(&given);
+        if !in_index && !self.taken.contains_key(&ids) {
             self.taken.insert(ids.clone(), 0);
-            return ids;
+            return Ok(ids);
+        }
+        if given.len() > ids.len() && given_free {
+            // An explicit disambiguation token that is still free is kept.
+            let code = self.index.token(given[given.len() - 1]).code;
+            let next = self.taken.entry(ids).or_insert(0);
+            *next = (*next).max(code + 1);
+            self.taken.insert(given.clone(), 0);
+            return Ok(given);
         }
         let next = self.taken.entry(ids.clone()).or_insert(0);
-        let code = (*next).max(from_index);
+        let code = (*next).max(next_in_index);
         *next = code + 1;
-        *disambiguated += 1;
-        let mut out = ids;
-        out.push(
-            self.index
-                .token_id(Token::new(dis_layer, code))
-                .expect("disambiguation tokens fit u16"),
-        );
-        out
+        *count += 1;
+        ids.push(self.index.token_id(Token::new(dis_layer, code))?);
+        Ok(ids)
     }
 }
 
