@@ -44,7 +44,7 @@ pub struct BuildArgs {
     /// Index root directory; created if missing.
     #[arg(long)]
     out: PathBuf,
-    /// Versions kept for rollback.
+    /// Versions kept for rollback (at least 2).
     #[arg(long, default_value_t = 3)]
     keep: usize,
 }
@@ -86,7 +86,7 @@ pub struct UpdateArgs {
     /// Item ids to remove, one per line.
     #[arg(long)]
     deletes: Option<PathBuf>,
-    /// Versions kept for rollback.
+    /// Versions kept for rollback (at least 2).
     #[arg(long, default_value_t = 3)]
     keep: usize,
 }

@@ -36,7 +36,7 @@ pub struct ServerConfig {
     pub drain_timeout_s: u64,
     /// How often to look for versions published by other processes (ms).
     pub reload_interval_ms: u64,
-    /// Versions kept for rollback.
+    /// Versions kept for rollback (at least 2).
     pub keep_versions: usize,
     /// Token required (as `authorization: Bearer …`) by admin RPCs; none = admin RPCs refused.
     pub admin_token: Option<String>,
