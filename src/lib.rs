@@ -9,6 +9,7 @@
 //! generated API types for the services.
 
 pub mod fsx;
+pub mod generate;
 pub mod hourglass;
 pub mod index;
 pub mod npy;
