@@ -101,7 +101,7 @@ pub fn beam_search(
             .collect();
         model.log_probs(&prefixes, &mut scores);
         let mut next_live = Vec::with_capacity(live.len());
-        for r in 0..requests {
+        for (r, done) in finished.iter_mut().enumerate() {
             candidates.clear();
             for (i, h) in live.iter().enumerate().filter(|(_, h)| h.request == r) {
                 let row = &scores[i * vocab..(i + 1) * vocab];
@@ -153,7 +153,7 @@ pub fn beam_search(
             for c in &candidates {
                 let h = &live[c.hyp];
                 match c.token {
-                    None => finished[r].push(Generated {
+                    None => done.push(Generated {
                         sid: h.tokens.clone(),
                         score: c.score,
                         node: h.node.filter(|&n| index.is_terminal(n)),
