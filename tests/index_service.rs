@@ -75,6 +75,25 @@ async fn client(server: &RunningServer) -> IndexServiceClient<Channel> {
         .unwrap()
 }
 
+/// A server on a freshly built index of `catalog`, healthy, and a client.
+async fn serving(
+    config: ServerConfig,
+) -> (
+    tempfile::TempDir,
+    SidTable,
+    RunningServer,
+    IndexServiceClient<Channel>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let table = catalog(dir.path());
+    let root = dir.path().join("index");
+    build_from_table(&IndexStore::new(&root), &table, "test", None).unwrap();
+    let server = start(&root, config).await;
+    wait_for_health(&server, ServingStatus::Serving).await;
+    let c = client(&server).await;
+    (dir, table, server, c)
+}
+
 fn admin<T>(msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.metadata_mut()
@@ -371,13 +390,7 @@ async fn every_rpc_over_grpc() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_name_the_field_and_keep_the_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = catalog(dir.path());
-    let root = dir.path().join("index");
-    build_from_table(&IndexStore::new(&root), &table, "test", None).unwrap();
-    let server = start(&root, config()).await;
-    wait_for_health(&server, ServingStatus::Serving).await;
-    let mut c = client(&server).await;
+    let (_dir, _table, server, mut c) = serving(config()).await;
     let ask = |prefixes: Vec<Sid>| NextTokensRequest {
         prefixes,
         ..Default::default()
@@ -511,20 +524,11 @@ async fn not_serving_until_an_index_is_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn excess_requests_are_shed() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = catalog(dir.path());
-    let root = dir.path().join("index");
-    build_from_table(&IndexStore::new(&root), &table, "test", None).unwrap();
-    let server = start(
-        &root,
-        ServerConfig {
-            max_concurrent_requests: 1,
-            ..config()
-        },
-    )
+    let (_dir, _table, server, mut c) = serving(ServerConfig {
+        max_concurrent_requests: 1,
+        ..config()
+    })
     .await;
-    wait_for_health(&server, ServingStatus::Serving).await;
-    let mut c = client(&server).await;
     // An update stream that stays open holds the only permit.
     let (tx, rx) = tokio::sync::mpsc::channel::<CatalogChange>(1);
     let mut holder = c.clone();
@@ -561,13 +565,7 @@ async fn excess_requests_are_shed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_never_fail_while_versions_swap() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = catalog(dir.path());
-    let root = dir.path().join("index");
-    build_from_table(&IndexStore::new(&root), &table, "test", None).unwrap();
-    let server = start(&root, config()).await;
-    wait_for_health(&server, ServingStatus::Serving).await;
-    let c = client(&server).await;
+    let (_dir, table, server, c) = serving(config()).await;
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
     let queries: Vec<_> = (0..4)

@@ -178,9 +178,25 @@ impl IndexServiceImpl {
         r.map(Response::new)
     }
 
-    async fn publish_and_swap(&self) -> Result<Arc<Index>, Status> {
+    /// Runs an admin job on a blocking thread (one at a time), then serves
+    /// what it published. The job's error decides the status code.
+    async fn admin_job<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(IndexStore) -> Result<T, IndexError> + Send + 'static,
+        to_status: fn(IndexError) -> Status,
+    ) -> Result<(T, Arc<Index>), Status> {
+        let _admin = self.state.admin.lock().await;
+        let store = self
+            .state
+            .store
+            .clone()
+            .with_keep(self.state.config.keep_versions);
+        let out = tokio::task::spawn_blocking(move || job(store))
+            .await
+            .map_err(|e| Status::internal(format!("admin task failed: {e}")))?
+            .map_err(to_status)?;
         self.state.reload().await.map_err(status)?;
-        self.index()
+        Ok((out, self.index()?))
     }
 }
 
@@ -549,20 +565,17 @@ impl IndexService for IndexServiceImpl {
                 upsert_embeddings: dim.map(|d| (emb, d, emb_ids)),
                 deletes,
             };
-            let _admin = self.state.admin.lock().await;
-            let store = self
-                .state
-                .store
-                .clone()
-                .with_keep(self.state.config.keep_versions);
-            let s = tokio::task::spawn_blocking(move || update.apply(&store))
-                .await
-                .map_err(|e| Status::internal(format!("update task failed: {e}")))?
-                .map_err(|e| match e {
-                    IndexError::Input(m) if m.contains("unknown item id") => Status::not_found(m),
-                    e => status(e),
-                })?;
-            self.publish_and_swap().await?;
+            let (s, _) = self
+                .admin_job(
+                    move |store| update.apply(&store),
+                    |e| match e {
+                        IndexError::Input(m) if m.contains("unknown item id") => {
+                            Status::not_found(m)
+                        }
+                        e => status(e),
+                    },
+                )
+                .await?;
             Ok(CatalogUpdateResponse {
                 version: s.build.version,
                 previous_version: s.previous_version,
@@ -586,23 +599,17 @@ impl IndexService for IndexServiceImpl {
             if req.sids_path.is_empty() {
                 return Err(Status::invalid_argument("sids_path: required"));
             }
-            let _admin = self.state.admin.lock().await;
-            let store = self
-                .state
-                .store
-                .clone()
-                .with_keep(self.state.config.keep_versions);
-            tokio::task::spawn_blocking(move || {
-                let path = std::path::Path::new(&req.sids_path);
-                let table = SidTable::read(path)?;
-                let codebooks = (!req.codebooks_path.is_empty())
-                    .then(|| std::path::PathBuf::from(&req.codebooks_path));
-                build_from_table(&store, &table, &req.sids_path, codebooks.as_deref())
-            })
-            .await
-            .map_err(|e| Status::internal(format!("rebuild task failed: {e}")))?
-            .map_err(status)?;
-            let index = self.publish_and_swap().await?;
+            let (_, index) = self
+                .admin_job(
+                    move |store| {
+                        let table = SidTable::read(std::path::Path::new(&req.sids_path))?;
+                        let codebooks = (!req.codebooks_path.is_empty())
+                            .then(|| std::path::PathBuf::from(&req.codebooks_path));
+                        build_from_table(&store, &table, &req.sids_path, codebooks.as_deref())
+                    },
+                    status,
+                )
+                .await?;
             Ok(version_info(index.manifest(), true))
         })
         .await
@@ -615,16 +622,12 @@ impl IndexService for IndexServiceImpl {
         self.observed("Rollback", async {
             self.authorize(&req)?;
             let v = req.into_inner().version;
-            let _admin = self.state.admin.lock().await;
             if !self.state.store.versions().map_err(status)?.contains(&v) {
                 return Err(Status::not_found(format!("version: {v} is not kept")));
             }
-            let store = self.state.store.clone();
-            tokio::task::spawn_blocking(move || store.rollback(v))
-                .await
-                .map_err(|e| Status::internal(format!("rollback task failed: {e}")))?
-                .map_err(status)?;
-            let index = self.publish_and_swap().await?;
+            let (_, index) = self
+                .admin_job(move |store| store.rollback(v), status)
+                .await?;
             Ok(version_info(index.manifest(), true))
         })
         .await
