@@ -8,28 +8,14 @@ use std::hint::black_box;
 
 use constraint_decoding_trie::transition::build_static_index;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sidx::index::{IndexStore, Manifest, build_sorted};
-use sidx::sid::{CollisionMode, Layout};
+use sidx::index::IndexStore;
 use sidx::synth::{key_tokens, long_tailed_sids};
 
 const M: u16 = 4096;
 
 fn build(keys: &[u64], root: &std::path::Path) -> IndexStore {
     let store = IndexStore::new(root);
-    let layout = Layout::new(vec![M as u32; 3]).unwrap();
-    build_sorted(
-        &store,
-        Manifest::new(&layout, CollisionMode::Disambiguate),
-        |b| {
-            let mut t = Vec::new();
-            for (i, &k) in keys.iter().enumerate() {
-                key_tokens(k, &mut t);
-                b.push(&t, &i.to_string())?;
-            }
-            Ok(())
-        },
-    )
-    .unwrap();
+    sidx::synth::build_index(&store, keys, M, "bench").unwrap();
     store
 }
 

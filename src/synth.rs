@@ -186,6 +186,32 @@ pub fn key_tokens(key: u64, out: &mut Vec<u16>) {
     out.extend((0..key_len(key)).map(|i| (key >> (48 - 16 * i)) as u16));
 }
 
+/// Builds and publishes an index of packed keys (`long_tailed_sids`) for a
+/// `3 × m` layout; item `i` is named by its decimal position.
+pub fn build_index(
+    store: &crate::index::IndexStore,
+    keys: &[u64],
+    m: u16,
+    source: &str,
+) -> Result<crate::index::BuildSummary, crate::index::IndexError> {
+    use crate::index::{Manifest, build_sorted};
+    use crate::sid::{CollisionMode, Layout};
+    let layout = Layout::new(vec![m as u32; 3])?;
+    let mut template = Manifest::new(&layout, CollisionMode::Disambiguate);
+    template.source = source.to_owned();
+    build_sorted(store, template, |builder| {
+        let mut tokens = Vec::with_capacity(4);
+        let mut id = String::new();
+        for (i, &k) in keys.iter().enumerate() {
+            key_tokens(k, &mut tokens);
+            id.clear();
+            std::fmt::Write::write_fmt(&mut id, format_args!("{i}")).expect("to a String");
+            builder.push(&tokens, &id)?;
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

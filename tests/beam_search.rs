@@ -1,6 +1,9 @@
 //! Constrained beam search against exhaustive scoring, with a deterministic
 //! random model behind the `StepModel` trait, over random variable-length tries.
 
+mod common;
+
+use common::{SIZES, sid_strategy};
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
@@ -48,28 +51,6 @@ impl StepModel for HashModel {
     }
 }
 
-const SIZES: [u32; 3] = [4, 3, 5];
-
-fn sid_strategy() -> impl Strategy<Value = Vec<Token>> {
-    (
-        0..4u32,
-        prop::option::of(0..3u32),
-        0..5u32,
-        prop::option::weighted(0.2, 0..2u32),
-    )
-        .prop_map(|(a, b, c, d)| {
-            let mut s = vec![Token::new(1, a)];
-            if let Some(b) = b {
-                s.push(Token::new(2, b));
-            }
-            s.push(Token::new(3, c));
-            if let Some(d) = d {
-                s.push(Token::new(4, d));
-            }
-            s
-        })
-}
-
 fn build(sids: &[Vec<Token>], dir: &std::path::Path) -> Index {
     let layout = Layout::new(SIZES.to_vec()).unwrap();
     let mut t = SidTable::new(SidHeader::new(&layout, CollisionMode::Share));
@@ -106,7 +87,7 @@ proptest! {
 
     #[test]
     fn wide_constrained_beam_equals_exhaustive_scoring(
-        sids in prop::collection::vec(sid_strategy(), 1..40),
+        sids in prop::collection::vec(sid_strategy(2), 1..40),
         seed in any::<u64>(),
         top_k in 1..6usize,
     ) {
@@ -133,7 +114,7 @@ proptest! {
 
     #[test]
     fn constrained_results_are_always_valid_sids(
-        sids in prop::collection::vec(sid_strategy(), 1..40),
+        sids in prop::collection::vec(sid_strategy(2), 1..40),
         seed in any::<u64>(),
         beam in 1..6usize,
     ) {

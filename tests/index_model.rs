@@ -2,41 +2,21 @@
 //! (shared SIDs, dropped layers, disambiguation tokens), every query equals
 //! what a `BTreeMap` says, and an update equals a fresh build of the result.
 
+mod common;
+
+use common::{SIZES, sid_strategy};
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use sidx::index::{CatalogUpdate, Index, IndexStore, TokenId, build_from_table};
 use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
 
-const SIZES: [u32; 3] = [4, 3, 5];
-
 fn layout() -> Layout {
     Layout::new(SIZES.to_vec()).unwrap()
 }
 
-/// A random SID: layers 1 and 3 always, layer 2 sometimes, a disambiguation token sometimes.
-fn sid_strategy() -> impl Strategy<Value = Vec<Token>> {
-    (
-        0..4u32,
-        prop::option::of(0..3u32),
-        0..5u32,
-        prop::option::weighted(0.2, 0..3u32),
-    )
-        .prop_map(|(a, b, c, d)| {
-            let mut s = vec![Token::new(1, a)];
-            if let Some(b) = b {
-                s.push(Token::new(2, b));
-            }
-            s.push(Token::new(3, c));
-            if let Some(d) = d {
-                s.push(Token::new(4, d));
-            }
-            s
-        })
-}
-
 fn catalog_strategy() -> impl Strategy<Value = Vec<Vec<Token>>> {
-    prop::collection::vec(sid_strategy(), 1..60)
+    prop::collection::vec(sid_strategy(3), 1..60)
 }
 
 fn table(items: &[(String, Vec<Token>)]) -> SidTable {
@@ -158,8 +138,8 @@ proptest! {
     #[test]
     fn update_equals_a_fresh_build(
         old in catalog_strategy(),
-        new in prop::collection::vec(sid_strategy(), 0..20),
-        moved in prop::collection::vec(sid_strategy(), 0..5),
+        new in prop::collection::vec(sid_strategy(3), 0..20),
+        moved in prop::collection::vec(sid_strategy(3), 0..5),
         delete_every in 2..6usize,
     ) {
         let old_items = named(old, "old-");

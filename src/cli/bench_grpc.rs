@@ -18,12 +18,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Mutex, Semaphore};
 use tonic::transport::Channel;
 
-use sidx::index::{IndexStore, Manifest, build_sorted};
+use sidx::index::IndexStore;
 use sidx::progress::Progress;
 use sidx::proto::v1::index_service_client::IndexServiceClient;
 use sidx::proto::v1::*;
 use sidx::server::metrics::code_name;
-use sidx::sid::{CollisionMode, Layout};
 use sidx::synth::{key_tokens, long_tailed_sids};
 
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -245,20 +244,7 @@ pub async fn run(b: &GrpcBench, progress: &Progress) -> Result<()> {
     let _ = std::fs::remove_dir_all(&root);
     progress.note(&format!("building a {}-SID index", b.sids));
     let keys = long_tailed_sids(b.sids, 4096, None, 7);
-    let store = IndexStore::new(&root);
-    let layout = Layout::new(vec![4096; 3])?;
-    build_sorted(
-        &store,
-        Manifest::new(&layout, CollisionMode::Disambiguate),
-        |builder| {
-            let mut t = Vec::new();
-            for (i, &k) in keys.iter().enumerate() {
-                key_tokens(k, &mut t);
-                builder.push(&t, &i.to_string())?;
-            }
-            Ok(())
-        },
-    )?;
+    sidx::synth::build_index(&IndexStore::new(&root), &keys, 4096, "bench grpc")?;
 
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["--log", "warn", "serve", "index", "--index"])

@@ -15,9 +15,8 @@ use rand::SeedableRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde::Deserialize;
 
-use sidx::index::{IndexStore, Manifest, build_sorted};
+use sidx::index::IndexStore;
 use sidx::progress::Progress;
-use sidx::sid::{CollisionMode, Layout};
 use sidx::synth::{key_tokens, long_tailed_sids};
 
 #[derive(Args)]
@@ -165,21 +164,9 @@ fn bench_sidx(
 ) -> Result<Row> {
     let _ = std::fs::remove_dir_all(root);
     let store = IndexStore::new(root);
-    let layout = Layout::new(vec![b.codebook_size as u32; 3])?;
-    let mut template = Manifest::new(&layout, CollisionMode::Disambiguate);
-    template.source = format!("synthetic {label}");
     progress.note(&format!("sidx: building {} SIDs", keys.len()));
-    let summary = build_sorted(&store, template, |builder| {
-        let mut tokens = Vec::with_capacity(4);
-        let mut id = String::new();
-        for (i, &k) in keys.iter().enumerate() {
-            key_tokens(k, &mut tokens);
-            id.clear();
-            std::fmt::Write::write_fmt(&mut id, format_args!("{i}")).expect("to a String");
-            builder.push(&tokens, &id)?;
-        }
-        Ok(())
-    })?;
+    let summary =
+        sidx::synth::build_index(&store, keys, b.codebook_size, &format!("synthetic {label}"))?;
     let t0 = Instant::now();
     let index = store.open_current()?;
     let open_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -259,7 +246,7 @@ const UPDATE_ITEMS: usize = 10_000;
 /// existing ones) to the version just built: a full streaming rewrite.
 fn bench_update(store: &IndexStore, n: usize, m: u16) -> Result<f64> {
     use sidx::index::CatalogUpdate;
-    use sidx::sid::{SidHeader, SidTable, Token};
+    use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
     let layout = Layout::new(vec![m as u32; 3])?;
     let mut upserts = SidTable::new(SidHeader::new(&layout, CollisionMode::Disambiguate));
     let m = m as u32;
