@@ -130,35 +130,33 @@ async fn tls_and_mutual_tls() {
     assert_eq!(s.items, 100);
 
     // Without one: refused by mTLS.
-    let refused = match Channel::from_shared(url.clone())
+    let endpoint = Channel::from_shared(url.clone())
         .unwrap()
         .tls_config(base)
-        .unwrap()
-        .connect()
-        .await
-    {
-        Err(_) => true,
-        Ok(ch) => IndexServiceClient::new(ch)
-            .stats(StatsRequest {})
-            .await
-            .is_err(),
-    };
-    assert!(refused, "a client without a certificate must be refused");
+        .unwrap();
+    assert!(
+        refused(endpoint).await,
+        "a client without a certificate must be refused"
+    );
 
     // Plain text against the TLS port fails too.
-    let plain = match Channel::from_shared(format!("http://127.0.0.1:{}", server.addr.port()))
-        .unwrap()
-        .connect()
-        .await
-    {
+    let plain = Channel::from_shared(format!("http://127.0.0.1:{}", server.addr.port())).unwrap();
+    assert!(
+        refused(plain).await,
+        "plain text against the TLS port must fail"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// Whether connecting through `endpoint`, or the first call over it, fails.
+async fn refused(endpoint: tonic::transport::Endpoint) -> bool {
+    match endpoint.connect().await {
         Err(_) => true,
         Ok(ch) => IndexServiceClient::new(ch)
             .stats(StatsRequest {})
             .await
             .is_err(),
-    };
-    assert!(plain);
-    server.shutdown().await.unwrap();
+    }
 }
 
 #[test]

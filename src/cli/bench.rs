@@ -1,6 +1,6 @@
 //! `sidx bench …`: measurements that print a table, peers in the same run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -138,35 +138,24 @@ fn quantize(b: &QuantizeBench, progress: &Progress) -> Result<()> {
 
     if !b.no_faiss {
         progress.note("faiss: training and encoding");
-        let out = Command::new(&b.python)
-            .arg(&b.faiss_script)
-            .args(["--embeddings", &emb.to_string_lossy()])
-            .args(["--layers", &b.layers.to_string()])
-            .args(["--codebook-size", &b.codebook_size.to_string()])
-            .args(["--train-sample", &b.train_sample.to_string()])
-            .args(["--kmeans-iters", &b.kmeans_iters.to_string()])
-            .args(["--seed", &b.seed.to_string()])
-            .output()
-            .with_context(|| {
-                format!(
-                    "running {} {}",
-                    b.python.display(),
-                    b.faiss_script.display()
-                )
-            })?;
-        if !out.status.success() {
-            bail!(
-                "faiss benchmark failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let last = stdout
-            .lines()
-            .last()
-            .context("faiss benchmark printed nothing")?;
-        rows.push(serde_json::from_str(last).with_context(|| format!("faiss output {last:?}"))?);
+        let args: Vec<String> = [
+            ("--embeddings", emb.to_string_lossy().into_owned()),
+            ("--layers", b.layers.to_string()),
+            ("--codebook-size", b.codebook_size.to_string()),
+            ("--train-sample", b.train_sample.to_string()),
+            ("--kmeans-iters", b.kmeans_iters.to_string()),
+            ("--seed", b.seed.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v])
+        .collect();
+        let faiss: Vec<Row> = python_peer(&b.python, &b.faiss_script, &args)?;
+        rows.push(
+            faiss
+                .into_iter()
+                .last()
+                .context("the faiss benchmark printed nothing")?,
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -199,4 +188,41 @@ fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("sidx-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Runs a Python peer script and returns the JSON objects it printed, one per line.
+pub fn python_peer<T: serde::de::DeserializeOwned>(
+    python: &Path,
+    script: &Path,
+    args: &[String],
+) -> Result<Vec<T>> {
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            serde_json::from_str(l).with_context(|| format!("{} printed {l:?}", script.display()))
+        })
+        .collect()
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`pid` may be `self`), e.g. `VmRSS`.
+pub fn proc_status_kib(pid: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -149,14 +149,7 @@ async fn call(
 }
 
 fn server_rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    super::bench::proc_status_kib(&pid.to_string(), "VmRSS").map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// Closed loop: `tasks` callers back to back for `d`.

@@ -6,7 +6,6 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -140,7 +139,10 @@ pub fn run(b: &IndexBench, progress: &Progress) -> Result<()> {
             r.name, r.sids, r.breakdown
         );
     }
-    println!("peak RSS of this process: {} MiB", peak_rss_kib() / 1024);
+    println!(
+        "peak RSS of this process: {:.0} MiB",
+        super::bench::proc_status_kib("self", "VmHWM").unwrap_or(f64::NAN) / 1024.0
+    );
     Ok(())
 }
 
@@ -318,47 +320,15 @@ fn python_peers(
     let (kf, sf) = (work.join("keys.u64"), work.join("sample.u64"));
     std::fs::write(&kf, bytemuck::cast_slice::<u64, u8>(keys))?;
     std::fs::write(&sf, bytemuck::cast_slice::<u64, u8>(sample))?;
-    let out = Command::new(&b.python)
-        .arg(&b.peers_script)
-        .args([
-            "--keys",
-            &kf.to_string_lossy(),
-            "--sample",
-            &sf.to_string_lossy(),
-            "--label",
-            label,
-        ])
-        .output()
-        .with_context(|| {
-            format!(
-                "running {} {}",
-                b.python.display(),
-                b.peers_script.display()
-            )
-        })?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "python peers failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).with_context(|| format!("peer output {l:?}")))
-        .collect()
-}
-
-/// Peak resident set size of this process (`VmHWM`), in KiB.
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    let args = [
+        "--keys".to_owned(),
+        kf.to_string_lossy().into_owned(),
+        "--sample".to_owned(),
+        sf.to_string_lossy().into_owned(),
+        "--label".to_owned(),
+        label.to_owned(),
+    ];
+    super::bench::python_peer(&b.python, &b.peers_script, &args)
 }
 
 #[cfg(feature = "bench-peers")]
