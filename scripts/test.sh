@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The README's test command: the project venv for the Python client test,
-# then every Rust test (unit, integration, gRPC on loopback, property tests).
+# The README's test command: the project venv for the Python client test, the
+# ONNX Runtime library (.ort/lib, found through .cargo/config.toml), then every
+# Rust test (unit, integration, gRPC on loopback, ONNX models, property tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-python.sh python/requirements-client.txt
+scripts/fetch-onnxruntime.sh cpu
 cargo test --release "$@"

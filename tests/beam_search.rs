@@ -7,7 +7,7 @@ use common::{SIZES, sid_strategy};
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use sidx::generate::{BeamConfig, StepModel, beam_search};
+use sidx::generate::{BeamConfig, ModelError, Row, StepModel, beam_search};
 use sidx::index::{Index, IndexStore, TokenId, build_from_table};
 use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
 
@@ -43,11 +43,15 @@ impl StepModel for HashModel {
     fn eos(&self) -> usize {
         self.vocab - 1
     }
-    fn log_probs(&mut self, prefixes: &[(usize, &[TokenId])], out: &mut Vec<f32>) {
+    fn sid_tokens(&self) -> usize {
+        self.vocab - 1
+    }
+    fn log_probs(&mut self, rows: &[Row<'_>], out: &mut Vec<f32>) -> Result<(), ModelError> {
         out.clear();
-        for &(r, p) in prefixes {
-            out.extend(self.row(r, p));
+        for row in rows {
+            out.extend(self.row(row.request, row.sid));
         }
+        Ok(())
     }
 }
 
@@ -97,7 +101,7 @@ proptest! {
         // Wide enough that nothing is ever pruned: every node plus every ending.
         let beam = 2 * index.manifest().nodes as usize;
         let cfg = BeamConfig { beam, top_k, constrained: true, max_len: 8 };
-        let results = beam_search(&index, &mut model, 2, &cfg);
+        let results = beam_search(&index, &mut model, &[cfg, cfg]).unwrap().results;
         for (r, res) in results.iter().enumerate() {
             let want = exhaustive(&index, &model, r);
             let n = top_k.min(want.len());
@@ -122,7 +126,7 @@ proptest! {
         let index = build(&sids, dir.path());
         let mut model = HashModel { seed, vocab: VOCAB };
         let cfg = BeamConfig { beam, top_k: beam, constrained: true, max_len: 8 };
-        for res in beam_search(&index, &mut model, 3, &cfg) {
+        for res in beam_search(&index, &mut model, &[cfg; 3]).unwrap().results {
             prop_assert!(!res.sids.is_empty());
             for g in &res.sids {
                 prop_assert!(g.node.is_some());
@@ -131,7 +135,7 @@ proptest! {
         }
         // Unconstrained decoding reports exactly the SIDs no item has.
         let cfg = BeamConfig { beam, top_k: beam, constrained: false, max_len: 4 };
-        for res in beam_search(&index, &mut model, 3, &cfg) {
+        for res in beam_search(&index, &mut model, &[cfg; 3]).unwrap().results {
             let invalid = res.sids.iter().filter(|g| index.items(&g.sid).len() == 0).count();
             prop_assert_eq!(res.invalid, invalid);
         }

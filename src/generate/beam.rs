@@ -5,20 +5,43 @@
 //! variable-length SIDs need. Requests are batched: one model call per step
 //! for every live hypothesis of every request.
 
+use std::time::{Duration, Instant};
+
 use crate::index::{Index, NodeId, TokenId};
 
-/// A model that scores next tokens; token ids are the index's layer-tagged ids.
-pub trait StepModel {
-    /// Size of the score rows (SID token ids and the end-of-SID id must be below it).
-    fn vocab(&self) -> usize;
-    /// The end-of-SID token id.
-    fn eos(&self) -> usize;
-    /// Log-probabilities of the next token for each `(request, prefix)`;
-    /// writes `prefixes.len() × vocab()` values, row-major.
-    fn log_probs(&mut self, prefixes: &[(usize, &[TokenId])], out: &mut Vec<f32>);
+/// A model failure during a search (the runtime's own error, boxed).
+pub type ModelError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One hypothesis to score: its request, its row in the previous call (`None`
+/// on the first call, where every request has one row with an empty SID) and
+/// the SID tokens so far. A model with a KV cache follows `parent`; one
+/// without reads `sid`.
+#[derive(Clone, Copy, Debug)]
+pub struct Row<'a> {
+    pub request: usize,
+    pub parent: Option<usize>,
+    pub sid: &'a [TokenId],
 }
 
-/// Width, depth and result size of one search.
+/// A model that scores next tokens for a batch of requests.
+pub trait StepModel {
+    /// Length of one score row.
+    fn vocab(&self) -> usize;
+    /// Position of the end-of-SID token in a row.
+    fn eos(&self) -> usize;
+    /// Position of SID token 0 (the index's layer-tagged ids) in a row.
+    fn sid_offset(&self) -> usize {
+        0
+    }
+    /// How many SID token ids the model knows (from `sid_offset`); the
+    /// unconstrained search chooses among these.
+    fn sid_tokens(&self) -> usize;
+    /// Log-probabilities of the next token for each row; writes
+    /// `rows.len() × vocab()` values, row-major.
+    fn log_probs(&mut self, rows: &[Row<'_>], out: &mut Vec<f32>) -> Result<(), ModelError>;
+}
+
+/// Width, depth and result size of one request's search.
 #[derive(Clone, Copy, Debug)]
 pub struct BeamConfig {
     pub beam: usize,
@@ -48,9 +71,24 @@ pub struct BeamResult {
     pub invalid: usize,
 }
 
+/// Results of a batch, with where the time went.
+#[derive(Clone, Debug, Default)]
+pub struct Search {
+    /// One per request, in request order.
+    pub results: Vec<BeamResult>,
+    /// Model calls made.
+    pub steps: usize,
+    /// Time inside the model.
+    pub model_time: Duration,
+    /// Time in the search itself: trie lookups, candidate selection, bookkeeping.
+    pub search_time: Duration,
+}
+
 #[derive(Clone)]
 struct Hyp {
     request: usize,
+    /// Its row in the previous model call.
+    parent: Option<usize>,
     tokens: Vec<TokenId>,
     /// `None` once off the trie (unconstrained mode only).
     node: Option<NodeId>,
@@ -64,83 +102,114 @@ struct Candidate {
     score: f32,
 }
 
-/// Runs beam search for `requests` (one per request id) against `index`.
+/// Runs beam search for one batch of requests (`configs[r]` is request
+/// `r`'s) against `index`: one model call per step for every live hypothesis.
 pub fn beam_search(
     index: &Index,
     model: &mut dyn StepModel,
-    requests: usize,
-    cfg: &BeamConfig,
-) -> Vec<BeamResult> {
-    let beam = cfg.beam.max(1);
-    let top_k = cfg.top_k.max(1);
+    configs: &[BeamConfig],
+) -> Result<Search, ModelError> {
     let vocab = model.vocab();
     let eos = model.eos();
-    let max_len = if cfg.constrained {
-        index.max_sid_len()
-    } else {
-        cfg.max_len
+    let sid_offset = model.sid_offset();
+    let sid_tokens = model.sid_tokens().min(usize::from(TokenId::MAX) + 1);
+    let max_len = |c: &BeamConfig| {
+        if c.constrained {
+            index.max_sid_len()
+        } else {
+            c.max_len
+        }
     };
-    let mut live: Vec<Hyp> = (0..requests)
+    let steps_bound = configs.iter().map(max_len).max().unwrap_or(0);
+    let mut live: Vec<Hyp> = (0..configs.len())
         .map(|r| Hyp {
             request: r,
+            parent: None,
             tokens: Vec::new(),
             node: Some(index.root()),
             score: 0.0,
         })
         .collect();
-    let mut finished: Vec<Vec<Generated>> = vec![Vec::new(); requests];
+    let mut finished: Vec<Vec<Generated>> = vec![Vec::new(); configs.len()];
     let mut scores = Vec::new();
     let mut candidates: Vec<Candidate> = Vec::new();
-    for _step in 0..=max_len {
+    let mut search = Search::default();
+    for _step in 0..=steps_bound {
         if live.is_empty() {
             break;
         }
-        let prefixes: Vec<(usize, &[TokenId])> = live
+        let rows: Vec<Row> = live
             .iter()
-            .map(|h| (h.request, h.tokens.as_slice()))
+            .map(|h| Row {
+                request: h.request,
+                parent: h.parent,
+                sid: &h.tokens,
+            })
             .collect();
-        model.log_probs(&prefixes, &mut scores);
+        let model_start = Instant::now();
+        model.log_probs(&rows, &mut scores)?;
+        let search_start = Instant::now();
+        search.model_time += search_start - model_start;
+        search.steps += 1;
+        if scores.len() < rows.len() * vocab {
+            return Err(format!(
+                "the model returned {} scores for {} rows of {vocab}",
+                scores.len(),
+                rows.len()
+            )
+            .into());
+        }
         let mut next_live = Vec::with_capacity(live.len());
-        for (r, done) in finished.iter_mut().enumerate() {
+        // Live hypotheses are grouped by request, in request order.
+        let mut first = 0;
+        while first < live.len() {
+            let r = live[first].request;
+            let end = first + live[first..].iter().take_while(|h| h.request == r).count();
+            let cfg = &configs[r];
+            let beam = cfg.beam.max(1);
+            let at_max_len = max_len(cfg);
             candidates.clear();
-            for (i, h) in live.iter().enumerate().filter(|(_, h)| h.request == r) {
+            for (i, h) in live.iter().enumerate().take(end).skip(first) {
                 let row = &scores[i * vocab..(i + 1) * vocab];
-                let at_max = h.tokens.len() >= max_len;
-                if cfg.constrained {
-                    let node = h.node.expect("constrained hypotheses stay on the trie");
-                    if !at_max {
-                        // Only the allowed slice is read.
-                        for &t in index.children(node) {
+                let extend = h.tokens.len() < at_max_len;
+                match h.node.filter(|_| cfg.constrained) {
+                    Some(node) => {
+                        if extend {
+                            // Only the allowed slice is read.
+                            for &t in index.children(node) {
+                                candidates.push(Candidate {
+                                    hyp: i,
+                                    token: Some(t),
+                                    score: h.score + row[sid_offset + usize::from(t)],
+                                });
+                            }
+                        }
+                        if index.is_terminal(node) {
                             candidates.push(Candidate {
                                 hyp: i,
-                                token: Some(t),
-                                score: h.score + row[t as usize],
+                                token: None,
+                                score: h.score + row[eos],
                             });
                         }
                     }
-                    if index.is_terminal(node) {
-                        candidates.push(Candidate {
-                            hyp: i,
-                            token: None,
-                            score: h.score + row[eos],
-                        });
-                    }
-                } else {
-                    if !at_max {
-                        for (t, &lp) in row.iter().enumerate().filter(|&(t, _)| t != eos) {
+                    None => {
+                        if extend {
+                            let sid_row = &row[sid_offset..sid_offset + sid_tokens];
+                            for (t, &lp) in sid_row.iter().enumerate() {
+                                candidates.push(Candidate {
+                                    hyp: i,
+                                    token: Some(t as TokenId),
+                                    score: h.score + lp,
+                                });
+                            }
+                        }
+                        if !h.tokens.is_empty() {
                             candidates.push(Candidate {
                                 hyp: i,
-                                token: Some(t as TokenId),
-                                score: h.score + lp,
+                                token: None,
+                                score: h.score + row[eos],
                             });
                         }
-                    }
-                    if !h.tokens.is_empty() {
-                        candidates.push(Candidate {
-                            hyp: i,
-                            token: None,
-                            score: h.score + row[eos],
-                        });
                     }
                 }
             }
@@ -150,6 +219,7 @@ pub fn beam_search(
                 candidates.truncate(beam);
             }
             candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+            let done = &mut finished[r];
             for c in &candidates {
                 let h = &live[c.hyp];
                 match c.token {
@@ -163,6 +233,7 @@ pub fn beam_search(
                         tokens.push(t);
                         next_live.push(Hyp {
                             request: r,
+                            parent: Some(c.hyp),
                             tokens,
                             node: h.node.and_then(|n| index.child(n, t)),
                             score: c.score,
@@ -170,26 +241,42 @@ pub fn beam_search(
                     }
                 }
             }
-        }
-        // A request is done once its k-th best finished SID beats every live one
-        // (log-probabilities only lower a score).
-        next_live.retain(|h| {
-            let f = &mut finished[h.request];
-            if f.len() < top_k {
-                return true;
+            // Done once the k-th best finished SID beats every live one
+            // (log-probabilities only lower a score).
+            let top_k = cfg.top_k.max(1);
+            if done.len() >= top_k {
+                done.sort_by(|a, b| b.score.total_cmp(&a.score));
+                let kth = done[top_k - 1].score;
+                // This request's hypotheses are the tail of `next_live`.
+                let tail = next_live.len()
+                    - next_live
+                        .iter()
+                        .rev()
+                        .take_while(|h| h.request == r)
+                        .count();
+                let mut kept = tail;
+                for j in tail..next_live.len() {
+                    if next_live[j].score > kth {
+                        next_live.swap(kept, j);
+                        kept += 1;
+                    }
+                }
+                next_live.truncate(kept);
             }
-            f.sort_by(|a, b| b.score.total_cmp(&a.score));
-            h.score > f[top_k - 1].score
-        });
+            first = end;
+        }
         live = next_live;
+        search.search_time += search_start.elapsed();
     }
-    finished
+    search.results = finished
         .into_iter()
-        .map(|mut f| {
+        .zip(configs)
+        .map(|(mut f, cfg)| {
             f.sort_by(|a, b| b.score.total_cmp(&a.score));
-            f.truncate(top_k);
+            f.truncate(cfg.top_k.max(1));
             let invalid = f.iter().filter(|g| g.node.is_none()).count();
             BeamResult { sids: f, invalid }
         })
-        .collect()
+        .collect();
+    Ok(search)
 }

@@ -1,7 +1,57 @@
-//! Generation of SIDs: beam search constrained by the index, behind a model
-//! trait so it is tested without a model runtime. (The ONNX Runtime model and
-//! the generator service build on this.)
+//! Generation of SIDs: beam search constrained by the index behind a model
+//! trait ([`beam`], no runtime dependency), the ONNX Runtime model
+//! ([`onnx`], [`runtime`]) with its sidecar, and the engine that runs the
+//! model on its own thread fed by a bounded queue ([`engine`]).
 
 mod beam;
+pub mod engine;
+pub mod onnx;
+pub mod runtime;
+mod sidecar;
 
-pub use beam::{BeamConfig, BeamResult, Generated, StepModel, beam_search};
+use std::path::PathBuf;
+
+pub use beam::{
+    BeamConfig, BeamResult, Generated, ModelError, Row, Search, StepModel, beam_search,
+};
+pub use engine::{
+    GenerateRequest, GenerateResponse, Generator, GeneratorLimits, History, ResultItem,
+};
+pub use onnx::{Contract, OnnxModel};
+pub use runtime::{Device, RuntimeOptions};
+pub use sidecar::Sidecar;
+
+/// Errors of the generator, each naming what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// The ONNX Runtime library or an execution provider (start-up).
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+    /// The model file or its contract (start-up).
+    #[error("model {path}: {problem}", path = .path.display())]
+    Model { path: PathBuf, problem: String },
+    /// The sidecar file (start-up).
+    #[error("sidecar {path}: {problem}", path = .path.display())]
+    Sidecar { path: PathBuf, problem: String },
+    /// The served index does not fit the model.
+    #[error("the index does not fit the model: {0}")]
+    IndexMismatch(String),
+    /// A request field.
+    #[error("{field}: {problem}")]
+    InvalidArgument {
+        field: &'static str,
+        problem: String,
+    },
+    /// The queue is full.
+    #[error("overloaded: {0} requests already queued")]
+    Overloaded(usize),
+    /// The request's deadline passed before it ran.
+    #[error("deadline exceeded after {0:?} in the queue")]
+    DeadlineExceeded(std::time::Duration),
+    /// The model failed while running.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// The model thread has stopped.
+    #[error("the generator has stopped")]
+    Stopped,
+}

@@ -277,6 +277,14 @@ impl Index {
         TokenId::MAX as u32 + 1
     }
 
+    /// One past the largest token id any SID uses (a scan of the trie, O(nodes)).
+    pub fn used_token_limit(&self) -> u32 {
+        self.node_token()
+            .iter()
+            .max()
+            .map_or(0, |&t| u32::from(t) + 1)
+    }
+
     pub fn root(&self) -> NodeId {
         0
     }

@@ -1,0 +1,428 @@
+//! The generator engine: the model on its own thread, fed by a bounded queue;
+//! requests waiting together run as one batch (one model call per beam step
+//! for all of them). Requests are checked and turned into prompts on the
+//! caller's thread, against the index version they pin; the search uses that
+//! same version from first step to last.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::GenerateError;
+use super::beam::{BeamConfig, Generated, beam_search};
+use super::onnx::OnnxModel;
+use super::runtime::Device;
+use super::sidecar::Sidecar;
+use crate::index::{Index, TokenId};
+
+/// A user's history, oldest first.
+#[derive(Clone, Debug)]
+pub enum History {
+    /// Item ids, mapped to SIDs through the index.
+    Items(Vec<String>),
+    /// The model's own vocabulary ids, used verbatim as the prompt.
+    Tokens(Vec<u32>),
+}
+
+/// One generation request; zero beam/top-k mean the defaults.
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    pub history: History,
+    pub beam: usize,
+    pub top_k: usize,
+    pub constrained: bool,
+    /// Give up if the request has not started by then.
+    pub deadline: Option<Instant>,
+}
+
+/// One returned item (or, unconstrained, an invalid SID with an empty item id).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResultItem {
+    pub item_id: String,
+    pub sid: Vec<TokenId>,
+    pub score: f32,
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug, Default)]
+pub struct GenerateResponse {
+    /// Best first: the items of the top-k SIDs (a shared SID gives all its items).
+    pub items: Vec<ResultItem>,
+    /// Returned SIDs that no item has (unconstrained only).
+    pub invalid_sids: usize,
+    pub index_version: u64,
+    /// Requests in the batch this one ran in.
+    pub batch_size: usize,
+    pub steps: usize,
+    pub queue_time: Duration,
+    pub model_time: Duration,
+    pub search_time: Duration,
+}
+
+/// Defaults and bounds of requests, and the queue.
+#[derive(Clone, Debug)]
+pub struct GeneratorLimits {
+    pub default_beam: usize,
+    pub max_beam: usize,
+    pub default_top_k: usize,
+    pub max_history: usize,
+    /// Longest unconstrained SID.
+    pub max_sid_len: usize,
+    /// Requests waiting for the model beyond which new ones are refused.
+    pub queue: usize,
+    /// Requests run together in one batch at most.
+    pub max_batch: usize,
+}
+
+impl Default for GeneratorLimits {
+    fn default() -> Self {
+        GeneratorLimits {
+            default_beam: 20,
+            max_beam: 512,
+            default_top_k: 10,
+            max_history: 1000,
+            max_sid_len: 8,
+            queue: 256,
+            max_batch: 16,
+        }
+    }
+}
+
+type Reply = Box<dyn FnOnce(Result<GenerateResponse, GenerateError>) + Send>;
+
+struct Job {
+    index: Arc<Index>,
+    prompt: Vec<i64>,
+    config: BeamConfig,
+    enqueued: Instant,
+    deadline: Option<Instant>,
+    reply: Reply,
+}
+
+/// A running generator.
+pub struct Generator {
+    queue: Option<SyncSender<Job>>,
+    waiting: Arc<AtomicUsize>,
+    /// The last index version found to fit the model.
+    checked_version: AtomicU64,
+    thread: Option<JoinHandle<()>>,
+    sidecar: Sidecar,
+    device: Device,
+    limits: GeneratorLimits,
+}
+
+impl Generator {
+    /// Checks `model` against `index`, runs one warm-up search, then starts the
+    /// model thread. Fails here — at start-up — when the two don't fit.
+    pub fn start(
+        mut model: OnnxModel,
+        index: &Index,
+        limits: GeneratorLimits,
+    ) -> Result<Self, GenerateError> {
+        let sidecar = model.sidecar().clone();
+        sidecar
+            .check_index(index)
+            .map_err(GenerateError::IndexMismatch)?;
+        let warmup = BeamConfig {
+            beam: 2,
+            top_k: 1,
+            constrained: true,
+            max_len: 1,
+        };
+        let prompt = vec![i64::from(sidecar.bos_id)];
+        beam_search(index, &mut model.batch(vec![prompt]), &[warmup]).map_err(|e| {
+            GenerateError::Model {
+                path: model.path().to_path_buf(),
+                problem: format!("warm-up search failed: {e}"),
+            }
+        })?;
+        let device = model.device();
+        let (tx, rx) = sync_channel(limits.queue.max(1));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let waiting = Arc::clone(&waiting);
+            let max_batch = limits.max_batch.max(1);
+            std::thread::Builder::new()
+                .name("sidx-generator".into())
+                .spawn(move || run_model(model, rx, waiting, max_batch))
+                .map_err(|e| {
+                    GenerateError::Runtime(format!("cannot start the model thread: {e}"))
+                })?
+        };
+        Ok(Generator {
+            queue: Some(tx),
+            waiting,
+            checked_version: AtomicU64::new(index.version()),
+            thread: Some(thread),
+            sidecar,
+            device,
+            limits,
+        })
+    }
+
+    pub fn sidecar(&self) -> &Sidecar {
+        &self.sidecar
+    }
+
+    /// The provider that runs the model.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn limits(&self) -> &GeneratorLimits {
+        &self.limits
+    }
+
+    /// Requests waiting for or inside the model.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Checks `req` against `index` (pinned for the whole search) and queues
+    /// it; `reply` is called on the model thread with the result. Errors
+    /// about the request itself come back here, before queueing.
+    pub fn submit(
+        &self,
+        index: Arc<Index>,
+        req: GenerateRequest,
+        reply: impl FnOnce(Result<GenerateResponse, GenerateError>) + Send + 'static,
+    ) -> Result<(), GenerateError> {
+        let (prompt, config) = self.prepare(&index, &req)?;
+        let queue = self.queue.as_ref().ok_or(GenerateError::Stopped)?;
+        let job = Job {
+            index,
+            prompt,
+            config,
+            enqueued: Instant::now(),
+            deadline: req.deadline,
+            reply: Box::new(reply),
+        };
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        queue.try_send(job).map_err(|e| {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            match e {
+                TrySendError::Full(_) => GenerateError::Overloaded(self.limits.queue),
+                TrySendError::Disconnected(_) => GenerateError::Stopped,
+            }
+        })
+    }
+
+    /// Runs one request and waits for it.
+    pub fn generate(
+        &self,
+        index: Arc<Index>,
+        req: GenerateRequest,
+    ) -> Result<GenerateResponse, GenerateError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.submit(index, req, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv().map_err(|_| GenerateError::Stopped)?
+    }
+
+    fn prepare(
+        &self,
+        index: &Index,
+        req: &GenerateRequest,
+    ) -> Result<(Vec<i64>, BeamConfig), GenerateError> {
+        let invalid = |field: &'static str, problem: String| GenerateError::InvalidArgument {
+            field,
+            problem,
+        };
+        let l = &self.limits;
+        let beam = if req.beam == 0 {
+            l.default_beam
+        } else {
+            req.beam
+        };
+        if beam > l.max_beam {
+            return Err(invalid(
+                "beam_width",
+                format!("{beam} exceeds the limit {}", l.max_beam),
+            ));
+        }
+        let top_k = if req.top_k == 0 {
+            l.default_top_k.min(beam)
+        } else {
+            req.top_k
+        };
+        if top_k > beam {
+            return Err(invalid(
+                "top_k",
+                format!("{top_k} exceeds beam_width {beam}"),
+            ));
+        }
+        if self.checked_version.load(Ordering::Relaxed) != index.version() {
+            self.sidecar
+                .check_index(index)
+                .map_err(GenerateError::IndexMismatch)?;
+            self.checked_version
+                .store(index.version(), Ordering::Relaxed);
+        }
+        let prompt = match &req.history {
+            History::Items(ids) => {
+                check_history_len("history_item_ids", ids.len(), l.max_history)?;
+                let mut sids = Vec::with_capacity(ids.len());
+                for (i, id) in ids.iter().enumerate() {
+                    let sid = index.sid(id).ok_or_else(|| {
+                        invalid(
+                            "history_item_ids",
+                            format!(
+                                "[{i}] item {id:?} is not in index version {}",
+                                index.version()
+                            ),
+                        )
+                    })?;
+                    sids.push(sid);
+                }
+                self.sidecar
+                    .prompt(sids.iter().map(Vec::as_slice), index.max_sid_len())
+            }
+            History::Tokens(ids) => {
+                check_history_len("history_token_ids", ids.len(), l.max_history)?;
+                let room =
+                    (self.sidecar.max_positions as usize).saturating_sub(index.max_sid_len() + 1);
+                if ids.len() > room {
+                    return Err(invalid(
+                        "history_token_ids",
+                        format!(
+                            "{} tokens leave no room for a SID in max_positions {}",
+                            ids.len(),
+                            self.sidecar.max_positions
+                        ),
+                    ));
+                }
+                if let Some((i, t)) = ids
+                    .iter()
+                    .enumerate()
+                    .find(|(_, t)| **t >= self.sidecar.vocab_size)
+                {
+                    return Err(invalid(
+                        "history_token_ids",
+                        format!(
+                            "[{i}] token {t} is not below the vocabulary size {}",
+                            self.sidecar.vocab_size
+                        ),
+                    ));
+                }
+                ids.iter().map(|&t| i64::from(t)).collect()
+            }
+        };
+        let config = BeamConfig {
+            beam,
+            top_k,
+            constrained: req.constrained,
+            max_len: l.max_sid_len.min(index.max_sid_len().max(1) + 1),
+        };
+        Ok((prompt, config))
+    }
+}
+
+fn check_history_len(field: &'static str, len: usize, max: usize) -> Result<(), GenerateError> {
+    let problem = match len {
+        0 => "is empty".to_string(),
+        n if n > max => format!("has {n} entries, more than the limit {max}"),
+        _ => return Ok(()),
+    };
+    Err(GenerateError::InvalidArgument { field, problem })
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        // Closing the queue ends the model thread once queued requests are answered.
+        self.queue.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The model thread: waits for a request, adds whatever else is queued (up
+/// to `max_batch`), and searches each group that shares an index version.
+fn run_model(mut model: OnnxModel, rx: Receiver<Job>, waiting: Arc<AtomicUsize>, max_batch: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let now = Instant::now();
+        let (expired, live): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|j| j.deadline.is_some_and(|d| d <= now));
+        for j in expired {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            (j.reply)(Err(GenerateError::DeadlineExceeded(now - j.enqueued)));
+        }
+        let mut groups: Vec<Vec<Job>> = Vec::new();
+        for j in live {
+            match groups
+                .iter_mut()
+                .find(|g| Arc::ptr_eq(&g[0].index, &j.index))
+            {
+                Some(g) => g.push(j),
+                None => groups.push(vec![j]),
+            }
+        }
+        for group in groups {
+            let n = group.len();
+            run_group(&mut model, group, now);
+            waiting.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
+
+fn run_group(model: &mut OnnxModel, group: Vec<Job>, started: Instant) {
+    let index = Arc::clone(&group[0].index);
+    let configs: Vec<BeamConfig> = group.iter().map(|j| j.config).collect();
+    let prompts: Vec<Vec<i64>> = group.iter().map(|j| j.prompt.clone()).collect();
+    let searched = beam_search(&index, &mut model.batch(prompts), &configs);
+    match searched {
+        Ok(search) => {
+            for (job, result) in group.into_iter().zip(search.results) {
+                let items = result_items(&index, &result.sids);
+                let response = GenerateResponse {
+                    items,
+                    invalid_sids: result.invalid,
+                    index_version: index.version(),
+                    batch_size: configs.len(),
+                    steps: search.steps,
+                    queue_time: started - job.enqueued,
+                    model_time: search.model_time,
+                    search_time: search.search_time,
+                };
+                (job.reply)(Ok(response));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "generation failed");
+            for job in group {
+                (job.reply)(Err(GenerateError::Inference(e.to_string())));
+            }
+        }
+    }
+}
+
+/// The items of each SID, best SID first; an invalid SID has an empty item id.
+fn result_items(index: &Index, sids: &[Generated]) -> Vec<ResultItem> {
+    let mut out = Vec::new();
+    for g in sids {
+        match g.node {
+            Some(node) => out.extend(index.node_items(node).map(|id| ResultItem {
+                item_id: id.to_string(),
+                sid: g.sid.clone(),
+                score: g.score,
+            })),
+            None => out.push(ResultItem {
+                item_id: String::new(),
+                sid: g.sid.clone(),
+                score: g.score,
+            }),
+        }
+    }
+    out
+}

@@ -1,0 +1,194 @@
+//! The ONNX Runtime library (loaded at run time, `ort`'s `load-dynamic`) and
+//! the execution providers. Everything here fails with an error naming the
+//! library, the device or the model — never a panic at first request.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use ort::environment::Environment;
+use ort::ep;
+use ort::session::Session;
+
+use super::GenerateError;
+
+/// The library `scripts/fetch-onnxruntime.sh` extracts.
+pub const LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
+
+/// Where a model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    /// The CUDA execution provider on this GPU ordinal.
+    Cuda(u32),
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("unknown device {s:?} (expected cpu, cuda or cuda:N)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// How sessions are created.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// The ONNX Runtime library; `None` = `ORT_DYLIB_PATH`, then `lib/` next to
+    /// the executable, then `.ort/lib` in the working directory.
+    pub library: Option<PathBuf>,
+    pub device: Device,
+    /// With CUDA: run on CPU when the CUDA provider can't be registered,
+    /// instead of failing.
+    pub allow_cpu_fallback: bool,
+    /// Intra-op threads (0 = ONNX Runtime's default).
+    pub threads: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            library: None,
+            device: Device::Cpu,
+            allow_cpu_fallback: false,
+            threads: 0,
+        }
+    }
+}
+
+/// The library path: the explicit one, or the first candidate that exists.
+pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, GenerateError> {
+    let mut tried = Vec::new();
+    let candidates = explicit.map(Path::to_path_buf).into_iter().chain(
+        explicit
+            .is_none()
+            .then(default_candidates)
+            .into_iter()
+            .flatten(),
+    );
+    for path in candidates {
+        if path.is_file() {
+            return Ok(path);
+        }
+        tried.push(path.display().to_string());
+    }
+    Err(GenerateError::Runtime(format!(
+        "ONNX Runtime library not found (tried {}); run scripts/fetch-onnxruntime.sh or set ORT_DYLIB_PATH",
+        tried.join(", ")
+    )))
+}
+
+fn default_candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        out.push(PathBuf::from(p));
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        out.push(dir.join("lib").join(LIBRARY_NAME));
+        out.push(dir.join("..").join("lib").join(LIBRARY_NAME));
+    }
+    out.push(PathBuf::from(".ort/lib").join(LIBRARY_NAME));
+    out
+}
+
+/// The process's one ONNX Runtime environment, loading the library on first use.
+pub fn environment(library: Option<&Path>) -> Result<&'static Environment, GenerateError> {
+    static ENV: OnceLock<(PathBuf, Environment)> = OnceLock::new();
+    static INIT: Mutex<()> = Mutex::new(());
+    if let Some((_, env)) = ENV.get() {
+        return Ok(env);
+    }
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, env)) = ENV.get() {
+        return Ok(env);
+    }
+    let path = find_library(library)?;
+    let env = ort::init_from(&path)
+        .map_err(|e| GenerateError::Runtime(format!("{}: {e}", path.display())))?
+        .with_name("sidx")
+        .build()
+        .map_err(|e| GenerateError::Runtime(format!("{}: {e}", path.display())))?;
+    tracing::info!(library = %path.display(), "ONNX Runtime loaded");
+    Ok(&ENV.get_or_init(|| (path, env)).1)
+}
+
+/// Opens `model` on the configured device; returns the session and the
+/// provider that really runs it.
+pub fn open_session(
+    model: &Path,
+    opts: &RuntimeOptions,
+) -> Result<(Session, Device), GenerateError> {
+    let env = environment(opts.library.as_deref())?;
+    let fail = |e: ort::Error| GenerateError::Model {
+        path: model.to_path_buf(),
+        problem: e.to_string(),
+    };
+    let builder = || -> Result<_, ort::Error> {
+        let mut b = Session::builder(env)?;
+        if opts.threads > 0 {
+            b = b.with_intra_threads(opts.threads)?;
+        }
+        Ok(b)
+    };
+    if !model.is_file() {
+        return Err(GenerateError::Model {
+            path: model.to_path_buf(),
+            problem: "no such file".into(),
+        });
+    }
+    match opts.device {
+        Device::Cpu => Ok((
+            builder()
+                .and_then(|mut b| b.commit_from_file(model))
+                .map_err(fail)?,
+            Device::Cpu,
+        )),
+        Device::Cuda(ordinal) => {
+            let cuda = ep::CUDA::default()
+                .with_device_id(ordinal as i32)
+                .build()
+                .error_on_failure();
+            let on_cuda = builder()
+                .and_then(|b| b.with_execution_providers([cuda]).map_err(Into::into))
+                .and_then(|b| b.with_disable_cpu_fallback().map_err(Into::into))
+                .and_then(|mut b| b.commit_from_file(model));
+            match on_cuda {
+                Ok(session) => Ok((session, Device::Cuda(ordinal))),
+                Err(e) if opts.allow_cpu_fallback => {
+                    tracing::warn!(error = %e, "CUDA execution provider unavailable; running on CPU (--allow-cpu-fallback)");
+                    Ok((
+                        builder()
+                            .and_then(|mut b| b.commit_from_file(model))
+                            .map_err(fail)?,
+                        Device::Cpu,
+                    ))
+                }
+                Err(e) => Err(GenerateError::Runtime(format!(
+                    "CUDA execution provider on cuda:{ordinal} unavailable for {}: {e} \
+                     (the provider libraries must sit next to the ONNX Runtime library; \
+                     pass --allow-cpu-fallback to run on CPU instead)",
+                    model.display()
+                ))),
+            }
+        }
+    }
+}
