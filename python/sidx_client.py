@@ -24,8 +24,9 @@ from grpc_tools import protoc
 PROTO_ROOT = Path(__file__).resolve().parent.parent / "proto"
 
 
-def load_stubs():
-    """Compiles proto/sidx/v1/*.proto into a temporary package and imports it."""
+def load_stubs(service="index"):
+    """Compiles proto/sidx/v1/*.proto into a temporary package and imports
+    the messages and stubs of `service` (index or generator)."""
     out = Path(tempfile.mkdtemp(prefix="sidx-stubs-"))
     import grpc_tools
 
@@ -38,8 +39,8 @@ def load_stubs():
     for d in (out / "sidx", out / "sidx" / "v1"):
         (d / "__init__.py").touch()
     sys.path.insert(0, str(out))
-    return (importlib.import_module("sidx.v1.index_pb2"),
-            importlib.import_module("sidx.v1.index_pb2_grpc"))
+    return (importlib.import_module(f"sidx.v1.{service}_pb2"),
+            importlib.import_module(f"sidx.v1.{service}_pb2_grpc"))
 
 
 def main() -> None:

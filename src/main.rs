@@ -45,6 +45,8 @@ enum Command {
     /// Run a gRPC service.
     #[command(subcommand)]
     Serve(cli::serve::ServeCommand),
+    /// Generate items for one user's history with an ONNX generator, constrained by the index.
+    Generate(cli::generate::GenerateArgs),
     /// Write a synthetic long-tailed catalog of embeddings (.npy) and its ids.
     Synth(SynthArgs),
     /// Run the whole SID pipeline on a built-in synthetic catalog.
@@ -362,6 +364,7 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Index(c) => cli::index::run(c)?,
         Command::Serve(c) => cli::serve::run(c)?,
+        Command::Generate(a) => cli::generate::run(&a)?,
         Command::Demo(a) => cli::demo::run(&a, &progress)?,
         Command::Bench(b) => cli::bench::run(b, &progress)?,
     }

@@ -2,6 +2,9 @@
 //! generated client, health transitions, auth refusals, bad and oversized
 //! requests, load shedding, hot swaps under queries, and graceful shutdown.
 
+mod common;
+
+use common::{health, wait_for_health};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,7 +21,6 @@ use sidx::sid::{CollisionMode, SidTable};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
@@ -113,32 +115,6 @@ fn sid_of(table: &SidTable, i: usize) -> Sid {
             .map(|t| tok(t.layer as u32, t.code))
             .collect(),
     }
-}
-
-async fn health(server: &RunningServer, service: &str) -> i32 {
-    let channel = Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut h = HealthClient::new(channel);
-    h.check(HealthCheckRequest {
-        service: service.into(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .status
-}
-
-async fn wait_for_health(server: &RunningServer, want: ServingStatus) {
-    for _ in 0..100 {
-        if health(server, "").await == want as i32 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("health never became {want:?}");
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_grpc;
 pub mod bench_index;
 pub mod demo;
+pub mod generate;
 pub mod index;
 pub mod serve;
 

@@ -6,17 +6,34 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use sidx::index::IndexStore;
-use sidx::server::{ServerConfig, TlsConfig, start_index_server, termination};
+use std::sync::Arc;
+
+use sidx::index::{IndexHandle, IndexStore};
+use sidx::server::{
+    ServerConfig, TlsConfig, start_generator_server, start_index_server, termination,
+};
+
+use super::generate::ModelArgs;
 
 #[derive(Subcommand)]
 pub enum ServeCommand {
     /// Serve an index root over gRPC (sidx.v1.IndexService, health, reflection).
-    Index(ServeIndexArgs),
+    Index(ServerArgs),
+    /// Serve an ONNX generator over gRPC (sidx.v1.GeneratorService, health,
+    /// reflection), decoding against the index root's current version.
+    Generator(ServeGeneratorArgs),
 }
 
 #[derive(Args)]
-pub struct ServeIndexArgs {
+pub struct ServeGeneratorArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args)]
+pub struct ServerArgs {
     /// Index root directory (CURRENT + versions/); may be empty until a Rebuild.
     #[arg(long, env = "SIDX_INDEX")]
     index: PathBuf,
@@ -52,7 +69,7 @@ pub struct ServeIndexArgs {
     tls_client_ca: Option<PathBuf>,
 }
 
-impl ServeIndexArgs {
+impl ServerArgs {
     fn config(&self) -> Result<ServerConfig> {
         let mut c = match &self.config {
             Some(p) => ServerConfig::from_file(p).map_err(anyhow::Error::msg)?,
@@ -88,21 +105,49 @@ impl ServeIndexArgs {
     }
 }
 
+fn async_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sidx-grpc")
+        .build()
+        .context("starting the async runtime")
+}
+
 pub fn run(cmd: ServeCommand) -> Result<()> {
     match cmd {
         ServeCommand::Index(a) => {
             let config = a.config()?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("sidx-grpc")
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(async {
+            async_runtime()?.block_on(async {
                 let server =
                     start_index_server(IndexStore::new(&a.index), config, termination()).await?;
                 eprintln!(
                     "sidx index service on {} (metrics: {:?})",
                     server.addr, server.metrics_addr
+                );
+                server.wait().await?;
+                anyhow::Ok(())
+            })
+        }
+        ServeCommand::Generator(a) => {
+            let config = a.server.config()?;
+            // The model and the index must fit before the port opens.
+            let store = IndexStore::new(&a.server.index);
+            let handle = IndexHandle::open(store.clone()).with_context(|| {
+                format!(
+                    "the generator needs a published index version in {}",
+                    a.server.index.display()
+                )
+            })?;
+            let generator = Arc::new(a.model.start(&handle.load())?);
+            async_runtime()?.block_on(async {
+                let server =
+                    start_generator_server(store, config, Arc::clone(&generator), termination())
+                        .await?;
+                eprintln!(
+                    "sidx generator service on {} ({} execution provider; metrics: {:?})",
+                    server.addr,
+                    generator.device(),
+                    server.metrics_addr
                 );
                 server.wait().await?;
                 anyhow::Ok(())

@@ -34,7 +34,7 @@ pub struct IndexState {
     /// The last version that failed to load, not retried until CURRENT moves.
     refused: std::sync::Mutex<Option<u64>>,
     pub metrics: Arc<Metrics>,
-    config: ServerConfig,
+    pub config: ServerConfig,
 }
 
 impl IndexState {
@@ -219,7 +219,7 @@ fn token_msg(index: &Index, id: TokenId) -> Token {
     }
 }
 
-fn sid_msg(index: &Index, ids: &[TokenId]) -> Sid {
+pub(super) fn sid_msg(index: &Index, ids: &[TokenId]) -> Sid {
     Sid {
         tokens: ids.iter().map(|&t| token_msg(index, t)).collect(),
     }

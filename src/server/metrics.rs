@@ -32,6 +32,14 @@ pub struct Metrics {
     pub index_items: AtomicU64,
     pub index_bytes: AtomicU64,
     pub swaps: AtomicU64,
+    /// Generator: SIDs returned, invalid ones (unconstrained), decoding steps,
+    /// and nanoseconds spent queued, in the model, and in the constrained search.
+    pub generated_sids: AtomicU64,
+    pub generated_invalid_sids: AtomicU64,
+    pub generator_steps: AtomicU64,
+    pub generator_queue_ns: AtomicU64,
+    pub generator_model_ns: AtomicU64,
+    pub generator_search_ns: AtomicU64,
 }
 
 /// The name of a gRPC code as Prometheus labels spell it.
@@ -147,6 +155,36 @@ impl Metrics {
                 "sidx_index_swaps_total",
                 "Index versions swapped in since start.",
                 &self.swaps,
+            ),
+            (
+                "sidx_generated_sids_total",
+                "SIDs returned by Generate.",
+                &self.generated_sids,
+            ),
+            (
+                "sidx_generated_invalid_sids_total",
+                "Returned SIDs no item has (unconstrained decoding).",
+                &self.generated_invalid_sids,
+            ),
+            (
+                "sidx_generator_steps_total",
+                "Beam-search steps (model calls) run.",
+                &self.generator_steps,
+            ),
+            (
+                "sidx_generator_queue_nanoseconds_total",
+                "Time requests waited for the model thread.",
+                &self.generator_queue_ns,
+            ),
+            (
+                "sidx_generator_model_nanoseconds_total",
+                "Time inside the ONNX model.",
+                &self.generator_model_ns,
+            ),
+            (
+                "sidx_generator_search_nanoseconds_total",
+                "Time in the constrained search (trie lookups, selection).",
+                &self.generator_search_ns,
             ),
         ];
         for (name, help, v) in gauges {

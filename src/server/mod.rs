@@ -5,11 +5,13 @@
 //! graceful shutdown with a drain deadline.
 
 pub mod config;
+mod generator_service;
 mod index_service;
 mod limits;
 pub mod metrics;
 
 pub use config::{ServerConfig, TlsConfig};
+pub use generator_service::{GENERATOR_SERVICE_NAME, GeneratorServiceImpl, generate_status};
 pub use index_service::{IndexServiceImpl, IndexState, SERVICE_NAME, status};
 
 use std::future::Future;
@@ -22,7 +24,9 @@ use tokio::task::JoinHandle;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+use crate::generate::Generator;
 use crate::index::IndexStore;
+use crate::proto::v1::generator_service_server::GeneratorServiceServer;
 use crate::proto::v1::index_service_server::IndexServiceServer;
 
 /// Initial HTTP/2 stream window (bytes); connections get four times as much.
@@ -109,13 +113,42 @@ pub async fn start_index_server(
     config: ServerConfig,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunningServer, ServeError> {
+    start_server(store, config, None, signal).await
+}
+
+/// Starts the generator service: `generator` decodes against the versions
+/// of `store` (read in-process, swapped as they are published). Otherwise
+/// as [`start_index_server`].
+pub async fn start_generator_server(
+    store: IndexStore,
+    config: ServerConfig,
+    generator: Arc<Generator>,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunningServer, ServeError> {
+    start_server(store, config, Some(generator), signal).await
+}
+
+/// One process serves either the index service or, with a generator, the
+/// generator service; both with health, reflection, limits and metrics.
+async fn start_server(
+    store: IndexStore,
+    config: ServerConfig,
+    generator: Option<Arc<Generator>>,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunningServer, ServeError> {
     config.validate().map_err(ServeError::Config)?;
+    let role = if generator.is_some() {
+        GENERATOR_SERVICE_NAME
+    } else {
+        SERVICE_NAME
+    };
+    let health_names = ["", role];
     let metrics = Arc::new(metrics::Metrics::default());
     let store = store.with_keep(config.keep_versions);
     let state = Arc::new(IndexState::new(store, config.clone(), metrics.clone()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    for name in ["", SERVICE_NAME] {
+    for name in health_names {
         health
             .set_service_status(name, ServingStatus::NotServing)
             .await;
@@ -139,9 +172,16 @@ pub async fn start_index_server(
         .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let index_service = IndexServiceServer::new(IndexServiceImpl::new(state.clone()))
-        .max_decoding_message_size(config.max_request_bytes)
-        .max_encoding_message_size(config.max_response_bytes);
+    let index_service = generator.is_none().then(|| {
+        IndexServiceServer::new(IndexServiceImpl::new(state.clone()))
+            .max_decoding_message_size(config.max_request_bytes)
+            .max_encoding_message_size(config.max_response_bytes)
+    });
+    let generator_service = generator.map(|g| {
+        GeneratorServiceServer::new(GeneratorServiceImpl::new(state.clone(), g))
+            .max_decoding_message_size(config.max_request_bytes)
+            .max_encoding_message_size(config.max_response_bytes)
+    });
 
     let mut builder = Server::builder()
         .timeout(config.request_timeout())
@@ -177,7 +217,8 @@ pub async fn start_index_server(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(index_service);
+        .add_optional_service(index_service)
+        .add_optional_service(generator_service);
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -226,7 +267,7 @@ pub async fn start_index_server(
         let mut serving = false;
         loop {
             if watcher_state.current().is_some() && !serving {
-                for name in ["", SERVICE_NAME] {
+                for name in health_names {
                     watcher_health
                         .set_service_status(name, ServingStatus::Serving)
                         .await;
@@ -254,7 +295,7 @@ pub async fn start_index_server(
             async move {
                 shutdown_begun(rx).await;
                 // Tell load balancers first, then stop accepting and drain.
-                for name in ["", SERVICE_NAME] {
+                for name in health_names {
                     serve_health
                         .set_service_status(name, ServingStatus::NotServing)
                         .await;
@@ -281,7 +322,7 @@ pub async fn start_index_server(
             }
         }
     });
-    tracing::info!(%addr, "index service listening");
+    tracing::info!(%addr, service = role, "listening");
     Ok(RunningServer {
         addr,
         metrics_addr,

@@ -1,4 +1,6 @@
-//! Shared by the property tests: random variable-length SIDs over a small layout.
+//! Shared by the tests: random variable-length SIDs over a small layout (the
+//! property tests), and health checks of a running server (the gRPC tests).
+#![allow(dead_code)]
 
 use proptest::prelude::*;
 use sidx::sid::Token;
@@ -26,4 +28,38 @@ pub fn sid_strategy(dis_codes: u32) -> impl Strategy<Value = Vec<Token>> {
             }
             s
         })
+}
+
+use std::time::Duration;
+
+use sidx::server::RunningServer;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// The serving status a server reports for `service` ("" = the whole server).
+pub async fn health(server: &RunningServer, service: &str) -> i32 {
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut h = HealthClient::new(channel);
+    h.check(HealthCheckRequest {
+        service: service.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .status
+}
+
+pub async fn wait_for_health(server: &RunningServer, want: ServingStatus) {
+    for _ in 0..100 {
+        if health(server, "").await == want as i32 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("health never became {want:?}");
 }
