@@ -7,7 +7,7 @@ and exports it to ONNX for `sidx serve generator` / `sidx generate`.
 Writes DIR/model.onnx (no KV cache), DIR/model_kv.onnx (with KV cache),
 DIR/generator.json (the sidecar) and DIR/train.json (what was trained on and
 the losses). `--epochs 0` exports an untrained model of the given size (for
-benchmarks).
+benchmarks; `--layout 2048,2048,2048` then replaces `--sids`).
 
 The model is GPT-2 shaped (pre-LayerNorm blocks, learned positions, GELU MLP,
 tied output embedding), written out in ~50 lines of torch rather than taken
@@ -258,7 +258,10 @@ def verify_exports(model, vocab, layers, out):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sids", required=True, help="sidx SID file (sids.tsv) the catalog is indexed with")
+    p.add_argument("--sids", help="sidx SID file (sids.tsv) the catalog is indexed with")
+    p.add_argument("--layout", help="instead of --sids with --epochs 0: codebook sizes, e.g. 2048,2048,2048")
+    p.add_argument("--disambiguation", type=int, default=256,
+                   help="with --layout: disambiguation tokens the model knows")
     p.add_argument("--sequences", help="user_idx item item ... per line (required unless --epochs 0)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--layers", type=int, default=2)
@@ -278,7 +281,13 @@ def main():
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    sids, sizes, token_limit = read_sids(args.sids)
+    if args.sids:
+        sids, sizes, token_limit = read_sids(args.sids)
+    elif args.layout and args.epochs == 0:
+        sids, sizes = {}, [int(x) for x in args.layout.split(",")]
+        token_limit = sum(sizes) + args.disambiguation
+    else:
+        sys.exit("give --sids (or --layout with --epochs 0 for an untrained benchmark model)")
     vocab = OFFSET + token_limit
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

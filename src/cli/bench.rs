@@ -20,6 +20,8 @@ pub enum BenchCommand {
     Index(super::bench_index::IndexBench),
     /// Load against `sidx serve index`: throughput, latency, overload, swaps under load.
     Grpc(super::bench_grpc::GrpcBench),
+    /// Constrained beam search: the constraint's cost per step, and end to end with an ONNX generator.
+    Generate(super::bench_generate::GenerateBench),
 }
 
 #[derive(Args)]
@@ -79,6 +81,7 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
     match cmd {
         BenchCommand::Quantize(b) => quantize(&b, progress),
         BenchCommand::Index(b) => super::bench_index::run(&b, progress),
+        BenchCommand::Generate(b) => super::bench_generate::run(&b, progress),
         BenchCommand::Grpc(b) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

@@ -1,6 +1,7 @@
 //! Subcommands with more than a few lines of glue.
 
 pub mod bench;
+pub mod bench_generate;
 pub mod bench_grpc;
 pub mod bench_index;
 pub mod demo;
