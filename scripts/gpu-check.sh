@@ -34,7 +34,7 @@ export SIDX_LOG=${SIDX_LOG:-warn}
 for f in "$BIN" "$ORT_DYLIB_PATH" "$MODEL"; do
   [ -e "$f" ] || { echo "gpu-check: $f is missing (see the header of $0)" >&2; exit 2; }
 done
-if py=$(command -v python3) && nv=$("$py" -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' 2>/dev/null); then
+if py=$(command -v python3) && nv=$("$py" -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null); then
   for d in "$nv"/nvidia/*/lib; do LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; done
   export LD_LIBRARY_PATH
   echo "CUDA libraries from PyTorch's packages: $nv/nvidia/*/lib"

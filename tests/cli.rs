@@ -324,3 +324,79 @@ fn malformed_sid_files_name_the_line() {
     }
     assert!(!dir.path().join("m.tsv").exists());
 }
+
+#[test]
+fn generate_runs_one_request_and_fails_clearly_on_bad_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generator");
+    let index = dir.path().join("index");
+    let built = sidx(&[
+        "index",
+        "build",
+        "--sids",
+        p(&fixtures.join("sids.tsv")),
+        "--out",
+        p(&index),
+    ]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let model = fixtures.join("model_kv.onnx");
+    let args = |history: &str| {
+        vec![
+            "generate".to_string(),
+            "--index".into(),
+            p(&index).into(),
+            "--model".into(),
+            p(&model).into(),
+            "--history".into(),
+            history.into(),
+            "--beam".into(),
+            "10".into(),
+            "--top-k".into(),
+            "3".into(),
+            "--json".into(),
+        ]
+    };
+    let run = |a: Vec<String>| sidx(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(args("9,10,11,12"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["device"], "cpu");
+    assert_eq!(v["invalid_sids"], 0);
+    assert!(v["items"].as_array().unwrap().len() >= 3);
+
+    fails_with(&run(args("9,nope")), &["history_item_ids", "nope"]);
+    let mut zero = args("9");
+    zero[8] = "0".into();
+    fails_with(&run(zero), &["beam_width"]);
+    // A missing ONNX Runtime library is a start-up error, not a panic.
+    let out = Command::new(env!("CARGO_BIN_EXE_sidx"))
+        .args(["--log", "warn"])
+        .args(args("9"))
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    fails_with(
+        &out,
+        &[
+            "ONNX Runtime library not found",
+            "/nonexistent/libonnxruntime.so",
+            "fetch-onnxruntime.sh",
+        ],
+    );
+    // A model that is not a decoder.
+    let mut bad = args("9");
+    bad[4] = p(&fixtures.join("bad_contract.onnx")).into();
+    bad.extend([
+        "--sidecar".into(),
+        p(&fixtures.join("generator.json")).into(),
+    ]);
+    fails_with(&run(bad), &["bad_contract.onnx", "decoder contract"]);
+}

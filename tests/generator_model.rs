@@ -202,8 +202,8 @@ fn engine_answers_batched_requests_and_refuses_bad_ones() {
         Generator::start(model("model_kv.onnx"), &index, GeneratorLimits::default()).unwrap();
     let req = |history: History| GenerateRequest {
         history,
-        beam: 10,
-        top_k: 5,
+        beam: Some(10),
+        top_k: Some(5),
         constrained: true,
         deadline: None,
     };
@@ -258,21 +258,15 @@ fn engine_answers_batched_requests_and_refuses_bad_ones() {
     refused(req(items(&[])), "history_item_ids");
     refused(req(History::Tokens(vec![])), "history_token_ids");
     refused(req(History::Tokens(vec![1, 999_999])), "history_token_ids");
-    refused(
-        GenerateRequest {
-            beam: 100_000,
-            ..req(items(&["0"]))
-        },
-        "beam_width",
-    );
-    refused(
-        GenerateRequest {
-            beam: 4,
-            top_k: 5,
-            ..req(items(&["0"]))
-        },
-        "top_k",
-    );
+    let sized = |beam: usize, top_k: usize| GenerateRequest {
+        beam: Some(beam),
+        top_k: Some(top_k),
+        ..req(items(&["0"]))
+    };
+    refused(sized(100_000, 5), "beam_width");
+    refused(sized(0, 1), "beam_width");
+    refused(sized(4, 5), "top_k");
+    refused(sized(4, 0), "top_k");
     let late = GenerateRequest {
         deadline: Some(std::time::Instant::now()),
         ..req(items(&["0"]))

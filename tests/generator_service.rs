@@ -68,8 +68,8 @@ async fn serve(
 fn request(history: &[&str], beam: u32, top_k: u32, constrained: bool) -> GenerateRequest {
     GenerateRequest {
         history_item_ids: history.iter().map(|s| s.to_string()).collect(),
-        beam_width: beam,
-        top_k,
+        beam_width: Some(beam),
+        top_k: Some(top_k),
         constrained: Some(constrained),
         ..GenerateRequest::default()
     }

@@ -89,12 +89,12 @@ pub struct GenerateArgs {
     /// ...or as the model's vocabulary ids, used verbatim as the prompt.
     #[arg(long, value_delimiter = ',', conflicts_with = "history")]
     history_tokens: Vec<u32>,
-    /// Beam width (0 = --default-beam).
-    #[arg(long, default_value_t = 0)]
-    beam: usize,
-    /// SIDs to return (0 = --default-top-k).
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
+    /// Beam width [default: --default-beam].
+    #[arg(long)]
+    beam: Option<usize>,
+    /// SIDs to return [default: --default-top-k].
+    #[arg(long)]
+    top_k: Option<usize>,
     /// Decode without the index constraint and count invalid SIDs.
     #[arg(long)]
     unconstrained: bool,

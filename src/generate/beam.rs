@@ -89,10 +89,41 @@ struct Hyp {
     request: usize,
     /// Its row in the previous model call.
     parent: Option<usize>,
-    tokens: Vec<TokenId>,
+    tokens: SidBuf,
     /// `None` once off the trie (unconstrained mode only).
     node: Option<NodeId>,
     score: f32,
+}
+
+/// Longest SID a search builds (hypotheses keep their tokens inline).
+pub const MAX_SID_LEN: usize = 15;
+
+/// A SID prefix stored inline: copying one is 32 bytes, never an allocation.
+#[derive(Clone, Copy, Default)]
+struct SidBuf {
+    len: u8,
+    tokens: [TokenId; MAX_SID_LEN],
+}
+
+impl SidBuf {
+    fn as_slice(&self) -> &[TokenId] {
+        &self.tokens[..usize::from(self.len)]
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// This prefix plus `t` (callers keep the length below `MAX_SID_LEN`).
+    fn with(mut self, t: TokenId) -> Self {
+        self.tokens[usize::from(self.len)] = t;
+        self.len += 1;
+        self
+    }
 }
 
 /// Candidate continuation: the hypothesis, and the token or `None` = end here.
@@ -100,6 +131,55 @@ struct Candidate {
     hyp: usize,
     token: Option<TokenId>,
     score: f32,
+}
+
+/// The best `beam` candidates of one request, kept without storing them all:
+/// whenever the pool holds `8 × beam + 256`, it is cut back to the best
+/// `beam`, and the worst of those becomes the floor a new candidate must beat
+/// (one comparison rejects most candidates).
+struct Pool<'a> {
+    items: &'a mut Vec<Candidate>,
+    beam: usize,
+    /// Candidates at or below this cannot make the beam.
+    floor: f32,
+}
+
+impl<'a> Pool<'a> {
+    fn new(items: &'a mut Vec<Candidate>, beam: usize) -> Self {
+        items.clear();
+        Pool {
+            items,
+            beam,
+            floor: f32::NEG_INFINITY,
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, hyp: usize, token: Option<TokenId>, score: f32) {
+        if score <= self.floor {
+            return;
+        }
+        self.items.push(Candidate { hyp, token, score });
+        if self.items.len() >= 8 * self.beam + 256 {
+            self.cut();
+            self.floor = self.items[self.beam - 1].score;
+        }
+    }
+
+    fn cut(&mut self) {
+        if self.items.len() > self.beam {
+            self.items
+                .select_nth_unstable_by(self.beam - 1, |a, b| b.score.total_cmp(&a.score));
+            self.items.truncate(self.beam);
+        }
+    }
+
+    /// The best `beam`, best first.
+    fn best(mut self) -> &'a [Candidate] {
+        self.cut();
+        self.items.sort_by(|a, b| b.score.total_cmp(&a.score));
+        self.items
+    }
 }
 
 /// Runs beam search for one batch of requests (`configs[r]` is request
@@ -113,11 +193,18 @@ pub fn beam_search(
     let eos = model.eos();
     let sid_offset = model.sid_offset();
     let sid_tokens = model.sid_tokens().min(usize::from(TokenId::MAX) + 1);
+    if index.max_sid_len() > MAX_SID_LEN {
+        return Err(format!(
+            "the index holds SIDs of {} tokens; beam search builds at most {MAX_SID_LEN}",
+            index.max_sid_len()
+        )
+        .into());
+    }
     let max_len = |c: &BeamConfig| {
         if c.constrained {
             index.max_sid_len()
         } else {
-            c.max_len
+            c.max_len.min(MAX_SID_LEN)
         }
     };
     let steps_bound = configs.iter().map(max_len).max().unwrap_or(0);
@@ -125,7 +212,7 @@ pub fn beam_search(
         .map(|r| Hyp {
             request: r,
             parent: None,
-            tokens: Vec::new(),
+            tokens: SidBuf::default(),
             node: Some(index.root()),
             score: 0.0,
         })
@@ -143,7 +230,7 @@ pub fn beam_search(
             .map(|h| Row {
                 request: h.request,
                 parent: h.parent,
-                sid: &h.tokens,
+                sid: h.tokens.as_slice(),
             })
             .collect();
         let model_start = Instant::now();
@@ -168,7 +255,7 @@ pub fn beam_search(
             let cfg = &configs[r];
             let beam = cfg.beam.max(1);
             let at_max_len = max_len(cfg);
-            candidates.clear();
+            let mut pool = Pool::new(&mut candidates, beam);
             for (i, h) in live.iter().enumerate().take(end).skip(first) {
                 let row = &scores[i * vocab..(i + 1) * vocab];
                 let extend = h.tokens.len() < at_max_len;
@@ -177,60 +264,45 @@ pub fn beam_search(
                         if extend {
                             // Only the allowed slice is read.
                             for &t in index.children(node) {
-                                candidates.push(Candidate {
-                                    hyp: i,
-                                    token: Some(t),
-                                    score: h.score + row[sid_offset + usize::from(t)],
-                                });
+                                let score = h.score + row[sid_offset + usize::from(t)];
+                                if score > pool.floor {
+                                    pool.offer(i, Some(t), score);
+                                }
                             }
                         }
                         if index.is_terminal(node) {
-                            candidates.push(Candidate {
-                                hyp: i,
-                                token: None,
-                                score: h.score + row[eos],
-                            });
+                            pool.offer(i, None, h.score + row[eos]);
                         }
                     }
                     None => {
                         if extend {
                             let sid_row = &row[sid_offset..sid_offset + sid_tokens];
                             for (t, &lp) in sid_row.iter().enumerate() {
-                                candidates.push(Candidate {
-                                    hyp: i,
-                                    token: Some(t as TokenId),
-                                    score: h.score + lp,
-                                });
+                                let score = h.score + lp;
+                                if score > pool.floor {
+                                    pool.offer(i, Some(t as TokenId), score);
+                                }
                             }
                         }
                         if !h.tokens.is_empty() {
-                            candidates.push(Candidate {
-                                hyp: i,
-                                token: None,
-                                score: h.score + row[eos],
-                            });
+                            pool.offer(i, None, h.score + row[eos]);
                         }
                     }
                 }
             }
-            // The best `beam` continuations of this request (ties: earlier first).
-            if candidates.len() > beam {
-                candidates.select_nth_unstable_by(beam - 1, |a, b| b.score.total_cmp(&a.score));
-                candidates.truncate(beam);
-            }
-            candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+            // The best `beam` continuations of this request.
+            let candidates = pool.best();
             let done = &mut finished[r];
-            for c in &candidates {
+            for c in candidates.iter() {
                 let h = &live[c.hyp];
                 match c.token {
                     None => done.push(Generated {
-                        sid: h.tokens.clone(),
+                        sid: h.tokens.as_slice().to_vec(),
                         score: c.score,
                         node: h.node.filter(|&n| index.is_terminal(n)),
                     }),
                     Some(t) => {
-                        let mut tokens = h.tokens.clone();
-                        tokens.push(t);
+                        let tokens = h.tokens.with(t);
                         next_live.push(Hyp {
                             request: r,
                             parent: Some(c.hyp),

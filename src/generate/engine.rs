@@ -26,12 +26,12 @@ pub enum History {
     Tokens(Vec<u32>),
 }
 
-/// One generation request; zero beam/top-k mean the defaults.
+/// One generation request; no beam / top-k means the defaults.
 #[derive(Clone, Debug)]
 pub struct GenerateRequest {
     pub history: History,
-    pub beam: usize,
-    pub top_k: usize,
+    pub beam: Option<usize>,
+    pub top_k: Option<usize>,
     pub constrained: bool,
     /// Give up if the request has not started by then.
     pub deadline: Option<Instant>,
@@ -232,26 +232,18 @@ impl Generator {
             problem,
         };
         let l = &self.limits;
-        let beam = if req.beam == 0 {
-            l.default_beam
-        } else {
-            req.beam
-        };
-        if beam > l.max_beam {
+        let beam = req.beam.unwrap_or(l.default_beam);
+        if beam == 0 || beam > l.max_beam {
             return Err(invalid(
                 "beam_width",
-                format!("{beam} exceeds the limit {}", l.max_beam),
+                format!("{beam} is not in 1..={}", l.max_beam),
             ));
         }
-        let top_k = if req.top_k == 0 {
-            l.default_top_k.min(beam)
-        } else {
-            req.top_k
-        };
-        if top_k > beam {
+        let top_k = req.top_k.unwrap_or(l.default_top_k.min(beam));
+        if top_k == 0 || top_k > beam {
             return Err(invalid(
                 "top_k",
-                format!("{top_k} exceeds beam_width {beam}"),
+                format!("{top_k} is not in 1..=beam_width ({beam})"),
             ));
         }
         if self.checked_version.load(Ordering::Relaxed) != index.version() {

@@ -50,8 +50,8 @@ impl std::fmt::Display for Device {
 /// How sessions are created.
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
-    /// The ONNX Runtime library; `None` = `ORT_DYLIB_PATH`, then `lib/` next to
-    /// the executable, then `.ort/lib` in the working directory.
+    /// The ONNX Runtime library; `None` = `ORT_DYLIB_PATH` when set, else
+    /// `lib/` next to the executable, else `.ort/lib` in the working directory.
     pub library: Option<PathBuf>,
     pub device: Device,
     /// With CUDA: run on CPU when the CUDA provider can't be registered,
@@ -72,33 +72,29 @@ impl Default for RuntimeOptions {
     }
 }
 
-/// The library path: the explicit one, or the first candidate that exists.
+/// The library path: the explicit one, else `ORT_DYLIB_PATH` when set (either
+/// must exist), else the first default location that does.
 pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, GenerateError> {
-    let mut tried = Vec::new();
-    let candidates = explicit.map(Path::to_path_buf).into_iter().chain(
-        explicit
-            .is_none()
-            .then(default_candidates)
-            .into_iter()
-            .flatten(),
-    );
-    for path in candidates {
-        if path.is_file() {
-            return Ok(path);
-        }
-        tried.push(path.display().to_string());
+    let chosen = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
+    let candidates = match chosen {
+        Some(p) => vec![p],
+        None => default_candidates(),
+    };
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
     }
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
     Err(GenerateError::Runtime(format!(
         "ONNX Runtime library not found (tried {}); run scripts/fetch-onnxruntime.sh or set ORT_DYLIB_PATH",
         tried.join(", ")
     )))
 }
 
+/// `lib/` beside the executable (a container image), then `.ort/lib` (a checkout).
 fn default_candidates() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        out.push(PathBuf::from(p));
-    }
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
@@ -167,9 +163,11 @@ pub fn open_session(
                 .with_device_id(ordinal as i32)
                 .build()
                 .error_on_failure();
+            // `error_on_failure`: no silent fallback when the provider can't be
+            // registered. (Shape arithmetic nodes still run on CPU by ONNX
+            // Runtime's own placement, so CPU fallback of nodes stays allowed.)
             let on_cuda = builder()
                 .and_then(|b| b.with_execution_providers([cuda]).map_err(Into::into))
-                .and_then(|b| b.with_disable_cpu_fallback().map_err(Into::into))
                 .and_then(|mut b| b.commit_from_file(model));
             match on_cuda {
                 Ok(session) => Ok((session, Device::Cuda(ordinal))),

@@ -71,8 +71,8 @@ impl GeneratorServiceImpl {
         };
         let req = GenerateRequest {
             history,
-            beam: msg.beam_width as usize,
-            top_k: msg.top_k as usize,
+            beam: msg.beam_width.map(|b| b as usize),
+            top_k: msg.top_k.map(|k| k as usize),
             constrained: msg.constrained.unwrap_or(true),
             deadline: Some(Instant::now() + wait),
         };
