@@ -35,9 +35,12 @@ pub struct GenerateBench {
     /// Requests per batch, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2,8")]
     batches: Vec<usize>,
-    /// Batches timed per configuration (after one warm-up).
+    /// Batches timed per configuration end to end (after one warm-up).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// Batches timed per configuration of the search alone (after one warm-up).
+    #[arg(long, default_value_t = 200)]
+    search_repeats: usize,
     /// Items in each synthetic user history.
     #[arg(long, default_value_t = 5)]
     history: usize,
@@ -185,7 +188,7 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
                     seed: b.seed,
                 };
                 let cfgs = configs(batch, beam, constrained);
-                let t = time_batches(b.repeats, || beam_search(&index, &mut m, &cfgs))?;
+                let t = time_batches(b.search_repeats, || beam_search(&index, &mut m, &cfgs))?;
                 row.push(t.search_ms * 1e3 / t.steps.max(1.0));
             }
             println!(

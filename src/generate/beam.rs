@@ -36,8 +36,8 @@ pub trait StepModel {
     /// How many SID token ids the model knows (from `sid_offset`); the
     /// unconstrained search chooses among these.
     fn sid_tokens(&self) -> usize;
-    /// Log-probabilities of the next token for each row; writes
-    /// `rows.len() × vocab()` values, row-major.
+    /// Log-probabilities (≤ 0, the search relies on it) of the next token
+    /// for each row; writes `rows.len() × vocab()` values, row-major.
     fn log_probs(&mut self, rows: &[Row<'_>], out: &mut Vec<f32>) -> Result<(), ModelError>;
 }
 
@@ -258,6 +258,11 @@ pub fn beam_search(
             let mut pool = Pool::new(&mut candidates, beam);
             for (i, h) in live.iter().enumerate().take(end).skip(first) {
                 let row = &scores[i * vocab..(i + 1) * vocab];
+                // Log-probabilities are ≤ 0: no continuation of a hypothesis
+                // already at or below the floor can enter the beam.
+                if h.score <= pool.floor {
+                    continue;
+                }
                 let extend = h.tokens.len() < at_max_len;
                 match h.node.filter(|_| cfg.constrained) {
                     Some(node) => {
