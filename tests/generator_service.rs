@@ -119,12 +119,13 @@ async fn generate_over_grpc_constrained_unconstrained_and_bad_requests() {
         assert_eq!(empty as u32, r.invalid_sids);
         invalid_seen += empty;
     }
-    // The defaults apply when beam and top-k are 0.
-    let r = client
-        .generate(request(&["5"], 0, 0, true))
-        .await
-        .unwrap()
-        .into_inner();
+    // The defaults apply when beam and top-k are unset.
+    let defaults = GenerateRequest {
+        beam_width: None,
+        top_k: None,
+        ..request(&["5"], 1, 1, true)
+    };
+    let r = client.generate(defaults).await.unwrap().into_inner();
     assert!(r.items.len() >= GeneratorLimits::default().default_top_k);
     eprintln!("invalid SIDs seen unconstrained: {invalid_seen}");
 
@@ -150,6 +151,10 @@ async fn generate_over_grpc_constrained_unconstrained_and_bad_requests() {
         (Code::InvalidArgument, true),
         "{m}"
     );
+    for (beam, top_k, field) in [(0, 1, "beam_width"), (5, 0, "top_k")] {
+        let (c, m) = code(client.generate(request(&["0"], beam, top_k, true)).await);
+        assert_eq!((c, m.contains(field)), (Code::InvalidArgument, true), "{m}");
+    }
     let (c, m) = code(client.generate(request(&["0"], 5, 6, true)).await);
     assert_eq!(
         (c, m.contains("top_k")),
