@@ -265,3 +265,76 @@ async fn python_generate_client_example() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// `sidx serve generator --mirror-from`: the real binary copies the index
+/// from an index service, serves Generate, and exits cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_generator_binary_mirrors_the_index_and_drains_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let source = IndexStore::new(&dir.path().join("source"));
+    publish(&source, usize::MAX);
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        drain_timeout_s: 1,
+        ..ServerConfig::default()
+    };
+    let index_server = sidx::server::start_index_server(source, config, std::future::pending())
+        .await
+        .unwrap();
+    let local = dir.path().join("local");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sidx"))
+        .args([
+            "--log",
+            "info",
+            "serve",
+            "generator",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--index", local.to_str().unwrap(), "--drain-timeout-s", "2"])
+        .args(["--model", fixture("model_kv.onnx").to_str().unwrap()])
+        .args(["--mirror-from", &format!("http://{}", index_server.addr)])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "server exited early");
+        if let Some(rest) = line.split("sidx generator service on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    assert!(line.contains("cpu execution provider"), "{line}");
+    let mut client = GeneratorServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let r = client
+        .generate(request(&["9", "10"], 10, 5, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.index_version, 1);
+    assert!(r.items.len() >= 5);
+    assert_eq!(IndexStore::new(&local).current().unwrap(), Some(1));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let t0 = std::time::Instant::now();
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "graceful exit, got {exit}");
+    index_server.shutdown().await.unwrap();
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
+use sidx::server::mirror::Mirror;
 
 use sidx::index::{CatalogUpdate, IndexStore, build_from_table};
 use sidx::pipeline;
@@ -24,6 +25,21 @@ pub enum IndexCommand {
     Versions(RootArg),
     /// Point CURRENT back at an older, still-kept version.
     Rollback(RollbackArgs),
+    /// Copy the version `sidx serve index` serves into a local root (once, or following swaps).
+    Mirror(MirrorArgs),
+}
+
+#[derive(Args)]
+pub struct MirrorArgs {
+    /// The index service, e.g. http://sidx-index:50051.
+    #[arg(long, env = "SIDX_MIRROR_FROM")]
+    from: String,
+    /// Local index root; created if missing.
+    #[arg(long, env = "SIDX_INDEX")]
+    index: PathBuf,
+    /// Keep following the served version (until SIGTERM) instead of copying it once.
+    #[arg(long)]
+    follow: bool,
 }
 
 #[derive(Args)]
@@ -102,6 +118,21 @@ pub struct RollbackArgs {
 
 pub fn run(cmd: IndexCommand) -> Result<()> {
     match cmd {
+        IndexCommand::Mirror(a) => {
+            sidx::server::mirror::prepare_root(&a.index)?;
+            let mirror = Mirror::new(a.from, IndexStore::new(&a.index));
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let v = mirror.sync_once().await?;
+                println!("{}", serde_json::json!({ "version": v }));
+                if a.follow {
+                    mirror.run(sidx::server::termination()).await;
+                }
+                anyhow::Ok(())
+            })?;
+        }
         IndexCommand::Build(a) => {
             let table = SidTable::read(&a.sids)?;
             let store = IndexStore::new(&a.out).with_keep(a.keep);

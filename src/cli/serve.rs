@@ -14,6 +14,7 @@ use sidx::server::{
 };
 
 use super::generate::ModelArgs;
+use sidx::server::mirror::Mirror;
 
 #[derive(Subcommand)]
 pub enum ServeCommand {
@@ -30,6 +31,10 @@ pub struct ServeGeneratorArgs {
     server: ServerArgs,
     #[command(flatten)]
     model: ModelArgs,
+    /// Mirror the index from this index service (e.g. http://sidx-index:50051)
+    /// into --index, following its version swaps; start once the first copy is here.
+    #[arg(long, env = "SIDX_MIRROR_FROM")]
+    mirror_from: Option<String>,
 }
 
 #[derive(Args)]
@@ -130,16 +135,25 @@ pub fn run(cmd: ServeCommand) -> Result<()> {
         }
         ServeCommand::Generator(a) => {
             let config = a.server.config()?;
-            // The model and the index must fit before the port opens.
             let store = IndexStore::new(&a.server.index);
-            let handle = IndexHandle::open(store.clone()).with_context(|| {
-                format!(
-                    "the generator needs a published index version in {}",
-                    a.server.index.display()
-                )
-            })?;
-            let generator = Arc::new(a.model.start(&handle.load())?);
             async_runtime()?.block_on(async {
+                let mirror = match &a.mirror_from {
+                    Some(source) => {
+                        sidx::server::mirror::prepare_root(&a.server.index)?;
+                        let mirror = Mirror::new(source.clone(), store.clone());
+                        first_copy(&mirror).await;
+                        Some(tokio::spawn(mirror.run(std::future::pending())))
+                    }
+                    None => None,
+                };
+                // The model and the index must fit before the port opens.
+                let handle = IndexHandle::open(store.clone()).with_context(|| {
+                    format!(
+                        "the generator needs a published index version in {}",
+                        a.server.index.display()
+                    )
+                })?;
+                let generator = Arc::new(a.model.start(&handle.load())?);
                 let server =
                     start_generator_server(store, config, Arc::clone(&generator), termination())
                         .await?;
@@ -150,8 +164,27 @@ pub fn run(cmd: ServeCommand) -> Result<()> {
                     server.metrics_addr
                 );
                 server.wait().await?;
+                if let Some(m) = mirror {
+                    m.abort();
+                }
                 anyhow::Ok(())
             })
         }
+    }
+}
+
+/// Retries the first copy of the index until it succeeds.
+async fn first_copy(mirror: &Mirror) {
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        match mirror.sync_once().await {
+            Ok(v) => {
+                tracing::info!(version = v, "index mirrored");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "waiting for the index to mirror"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
     }
 }

@@ -278,6 +278,48 @@ impl IndexStore {
         fs::write(&path, json)
             .and_then(|_| File::open(&path)?.sync_all())
             .map_err(|e| IndexError::io(&path, e))?;
+        self.install(tmp, version)?;
+        Ok(manifest)
+    }
+
+    /// Publishes a version copied from another store — its files and manifest
+    /// as they were, under the same version number — from `staged` (a
+    /// directory on the same filesystem, moved into place). The copy is opened
+    /// and fully verified first; a version already here is left alone.
+    pub fn publish_copy(&self, staged: &Path, version: u64) -> Result<(), IndexError> {
+        let _lock = self.lock()?;
+        self.remove_temporaries()?;
+        if self.version_dir(version).is_dir() {
+            let _ = fs::remove_dir_all(staged);
+            return Ok(());
+        }
+        let found = Index::open(staged)?.version();
+        if found != version {
+            return Err(IndexError::corrupt(
+                &staged.join(MANIFEST_FILE),
+                format!("holds version {found}, expected {version}"),
+            ));
+        }
+        for entry in fs::read_dir(staged).map_err(|e| IndexError::io(staged, e))? {
+            let path = entry.map_err(|e| IndexError::io(staged, e))?.path();
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| IndexError::io(&path, e))?;
+        }
+        let versions_dir = self.root.join(VERSIONS_DIR);
+        fs::create_dir_all(&versions_dir).map_err(|e| IndexError::io(&versions_dir, e))?;
+        let tmp = versions_dir.join(format!("{TMP_PREFIX}v{version:08}-{}", std::process::id()));
+        fs::rename(staged, &tmp).map_err(|e| IndexError::io(&tmp, e))?;
+        let result = self.install(&tmp, version);
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    /// Moves a complete, synced version directory into place and points
+    /// `CURRENT` at it (the caller holds the writer lock).
+    fn install(&self, tmp: &Path, version: u64) -> Result<(), IndexError> {
         sync_dir(tmp)?;
         failpoint("before-rename");
         let dst = self.version_dir(version);
@@ -296,7 +338,7 @@ impl IndexStore {
         if let Err(e) = self.apply_retention(version) {
             tracing::warn!(error = %e, "removing old index versions");
         }
-        Ok(manifest)
+        Ok(())
     }
 
     fn write_current(&self, version: u64) -> Result<(), IndexError> {

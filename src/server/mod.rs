@@ -9,6 +9,7 @@ mod generator_service;
 mod index_service;
 mod limits;
 pub mod metrics;
+pub mod mirror;
 
 pub use config::{ServerConfig, TlsConfig};
 pub use generator_service::{GENERATOR_SERVICE_NAME, GeneratorServiceImpl, generate_status};

@@ -1,0 +1,255 @@
+//! Mirroring an index from `sidx serve index`: follow `WatchVersions`, copy
+//! each newly served version with `FetchVersion` into a local index root
+//! (verified, then published under the same version number), so a generator
+//! pod can read the index in-process from local disk.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::index::{IndexError, IndexStore};
+use crate::proto::v1::index_service_client::IndexServiceClient;
+use crate::proto::v1::{FetchVersionRequest, WatchVersionsRequest};
+
+/// Why a mirror step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error("index source {source_url}: {message}")]
+    Source { source_url: String, message: String },
+    #[error("the source sent a bad chunk: {0}")]
+    BadChunk(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// Copies versions of the index served at `source` into `store`.
+pub struct Mirror {
+    source: String,
+    store: IndexStore,
+}
+
+impl Mirror {
+    pub fn new(source: impl Into<String>, store: IndexStore) -> Self {
+        Mirror {
+            source: source.into(),
+            store,
+        }
+    }
+
+    fn source_err(&self, e: impl std::fmt::Display) -> MirrorError {
+        MirrorError::Source {
+            source_url: self.source.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    async fn client(&self) -> Result<IndexServiceClient<Channel>, MirrorError> {
+        let channel = Endpoint::from_shared(self.source.clone())
+            .map_err(|e| self.source_err(e))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| self.source_err(e))?;
+        Ok(IndexServiceClient::new(channel).max_decoding_message_size(64 << 20))
+    }
+
+    /// Makes the source's current version the local current one; returns it.
+    pub async fn sync_once(&self) -> Result<u64, MirrorError> {
+        let mut client = self.client().await?;
+        let mut watch = client
+            .watch_versions(WatchVersionsRequest {})
+            .await
+            .map_err(|e| self.source_err(e))?
+            .into_inner();
+        let info = watch
+            .message()
+            .await
+            .map_err(|e| self.source_err(e))?
+            .ok_or_else(|| self.source_err("the version stream ended"))?;
+        self.follow(&mut client, info.version).await?;
+        Ok(info.version)
+    }
+
+    /// Follows the source until `stop` resolves, reconnecting with backoff.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            tokio::select! {
+                r = self.follow_stream() => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "index mirror interrupted; retrying");
+                    }
+                }
+                _ = &mut stop => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = &mut stop => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn follow_stream(&self) -> Result<(), MirrorError> {
+        let mut client = self.client().await?;
+        let mut watch = client
+            .watch_versions(WatchVersionsRequest {})
+            .await
+            .map_err(|e| self.source_err(e))?
+            .into_inner();
+        while let Some(info) = watch.message().await.map_err(|e| self.source_err(e))? {
+            self.follow(&mut client, info.version).await?;
+        }
+        Ok(())
+    }
+
+    /// Points the local index at `version`, copying it first if needed.
+    async fn follow(
+        &self,
+        client: &mut IndexServiceClient<Channel>,
+        version: u64,
+    ) -> Result<(), MirrorError> {
+        if self.store.current()? == Some(version) {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        if store.version_dir(version).is_dir() {
+            blocking(move || store.rollback(version)).await?;
+            tracing::info!(version, "index mirror: switched to a version already here");
+            return Ok(());
+        }
+        let staged = self.fetch(client, version).await?;
+        let s = staged.clone();
+        let published = blocking(move || store.publish_copy(&s, version)).await;
+        if published.is_err() {
+            let _ = tokio::fs::remove_dir_all(&staged).await;
+        }
+        published?;
+        tracing::info!(version, source = %self.source, "index mirror: version copied and published");
+        Ok(())
+    }
+
+    /// Streams a version's files into a staging directory of the local root.
+    async fn fetch(
+        &self,
+        client: &mut IndexServiceClient<Channel>,
+        version: u64,
+    ) -> Result<PathBuf, MirrorError> {
+        let staged = self
+            .store
+            .root()
+            .join(format!(".mirror-v{version:08}-{}", std::process::id()));
+        let io = |what: String| move |source| MirrorError::Io { what, source };
+        let _ = tokio::fs::remove_dir_all(&staged).await;
+        tokio::fs::create_dir_all(&staged)
+            .await
+            .map_err(io(staged.display().to_string()))?;
+        let mut stream = client
+            .fetch_version(FetchVersionRequest { version })
+            .await
+            .map_err(|e| self.source_err(e))?
+            .into_inner();
+        // The file being written: name, handle, bytes written, expected size.
+        let mut open: Option<(String, tokio::fs::File, u64, u64)> = None;
+        let mut complete = false;
+        while let Some(chunk) = stream.message().await.map_err(|e| self.source_err(e))? {
+            check_name(&chunk.name)?;
+            if chunk.version != version {
+                return Err(MirrorError::BadChunk(format!(
+                    "version {} while fetching {version}",
+                    chunk.version
+                )));
+            }
+            if open.as_ref().is_none_or(|(n, ..)| *n != chunk.name) {
+                if let Some(file) = open.take() {
+                    finish(file).await?;
+                }
+                let path = staged.join(&chunk.name);
+                let f = tokio::fs::File::create(&path)
+                    .await
+                    .map_err(io(path.display().to_string()))?;
+                open = Some((chunk.name.clone(), f, 0, chunk.file_size));
+            }
+            let (name, f, written, _) = open.as_mut().expect("a file is open");
+            if chunk.offset != *written || *written + chunk.data.len() as u64 > chunk.file_size {
+                return Err(MirrorError::BadChunk(format!(
+                    "{name}: {} bytes at offset {} after {written} of {}",
+                    chunk.data.len(),
+                    chunk.offset,
+                    chunk.file_size
+                )));
+            }
+            f.write_all(&chunk.data).await.map_err(io(name.clone()))?;
+            *written += chunk.data.len() as u64;
+            if chunk.last {
+                complete = true;
+                break;
+            }
+        }
+        if let Some(file) = open.take() {
+            finish(file).await?;
+        }
+        if !complete {
+            let _ = tokio::fs::remove_dir_all(&staged).await;
+            return Err(self.source_err(format!("version {version} ended before its last chunk")));
+        }
+        Ok(staged)
+    }
+}
+
+/// Flushes a fetched file after checking it arrived whole.
+async fn finish(
+    (name, mut f, written, size): (String, tokio::fs::File, u64, u64),
+) -> Result<(), MirrorError> {
+    if written != size {
+        return Err(MirrorError::BadChunk(format!(
+            "{name}: {written} of {size} bytes"
+        )));
+    }
+    f.flush()
+        .await
+        .map_err(|source| MirrorError::Io { what: name, source })
+}
+
+/// File names a version may hold: plain names, no paths.
+fn check_name(name: &str) -> Result<(), MirrorError> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(MirrorError::BadChunk(format!("file name {name:?}")))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
+) -> Result<T, MirrorError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| MirrorError::Io {
+            what: "index mirror task".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(MirrorError::from)
+}
+
+/// The local root a mirror writes into must exist.
+pub fn prepare_root(root: &Path) -> Result<(), MirrorError> {
+    std::fs::create_dir_all(root).map_err(|source| MirrorError::Io {
+        what: root.display().to_string(),
+        source,
+    })
+}
