@@ -47,6 +47,8 @@ enum Command {
     Serve(cli::serve::ServeCommand),
     /// Generate items for one user's history with an ONNX generator, constrained by the index.
     Generate(cli::generate::GenerateArgs),
+    /// Check running services: health, then one real query each (for `helm test`).
+    Probe(cli::probe::ProbeArgs),
     /// Write a synthetic long-tailed catalog of embeddings (.npy) and its ids.
     Synth(SynthArgs),
     /// Run the whole SID pipeline on a built-in synthetic catalog.
@@ -365,6 +367,7 @@ fn run(command: Command) -> Result<()> {
         Command::Index(c) => cli::index::run(c)?,
         Command::Serve(c) => cli::serve::run(c)?,
         Command::Generate(a) => cli::generate::run(&a)?,
+        Command::Probe(a) => cli::probe::run(&a)?,
         Command::Demo(a) => cli::demo::run(&a, &progress)?,
         Command::Bench(b) => cli::bench::run(b, &progress)?,
     }

@@ -319,6 +319,34 @@ async fn serve_generator_binary_mirrors_the_index_and_drains_on_sigterm() {
     assert_eq!(r.index_version, 1);
     assert!(r.items.len() >= 5);
     assert_eq!(IndexStore::new(&local).current().unwrap(), Some(1));
+    // `sidx probe` (what `helm test` runs) against both services.
+    let probe = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidx"))
+        .args([
+            "probe",
+            "--index",
+            &index_server.addr.to_string(),
+            "--generator",
+            &addr,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    assert!(
+        out.contains("index") && out.contains("generator") && out.contains("SERVING"),
+        "{out}"
+    );
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidx"))
+        .args(["probe", "--generator", &addr, "--history", "no-such-item"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -7,6 +7,7 @@ pub mod bench_index;
 pub mod demo;
 pub mod generate;
 pub mod index;
+pub mod probe;
 pub mod serve;
 
 use clap::ValueEnum;
