@@ -488,9 +488,20 @@ async fn not_serving_until_an_index_is_published() {
     let mut c = client(&server).await;
     let e = c.stats(StatsRequest {}).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
+    let metrics = server.metrics_addr.unwrap();
+    assert!(
+        http_get(metrics, "/ready")
+            .await
+            .starts_with("HTTP/1.1 503")
+    );
     // Published by another process (here: the library), picked up without a restart.
     build_from_table(&IndexStore::new(&root), &table, "test", None).unwrap();
     wait_for_health(&server, ServingStatus::Serving).await;
+    assert!(
+        http_get(metrics, "/ready")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     assert_eq!(
         c.stats(StatsRequest {}).await.unwrap().into_inner().items,
         1500

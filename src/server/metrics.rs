@@ -32,6 +32,9 @@ pub struct Metrics {
     pub index_items: AtomicU64,
     pub index_bytes: AtomicU64,
     pub swaps: AtomicU64,
+    /// Mirrors gRPC health: an index is loaded and the server is not draining
+    /// (`GET /ready` on the metrics port, for probes that cannot speak gRPC over TLS).
+    pub ready: std::sync::atomic::AtomicBool,
     /// Generator: SIDs returned, invalid ones (unconstrained), decoding steps,
     /// and nanoseconds spent queued, in the model, and in the constrained search.
     pub generated_sids: AtomicU64,
@@ -211,13 +214,28 @@ pub async fn serve(
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let m = metrics.clone();
-            async move { m.render() }
-        }),
-    );
+    let ready = metrics.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = metrics.clone();
+                async move { m.render() }
+            }),
+        )
+        .route(
+            "/ready",
+            axum::routing::get(move || {
+                let m = ready.clone();
+                async move {
+                    if m.ready.load(Ordering::Relaxed) {
+                        (http::StatusCode::OK, "ready\n")
+                    } else {
+                        (http::StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

@@ -268,6 +268,10 @@ async fn start_server(
         let mut serving = false;
         loop {
             if watcher_state.current().is_some() && !serving {
+                watcher_state
+                    .metrics
+                    .ready
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 for name in health_names {
                     watcher_health
                         .set_service_status(name, ServingStatus::Serving)
@@ -289,6 +293,7 @@ async fn start_server(
 
     let drain = Duration::from_secs(config.drain_timeout_s);
     let serve_health = health.clone();
+    let serve_metrics = metrics.clone();
     let serve_stop = begin_rx.clone();
     let join = tokio::spawn(async move {
         let on_signal = {
@@ -296,6 +301,9 @@ async fn start_server(
             async move {
                 shutdown_begun(rx).await;
                 // Tell load balancers first, then stop accepting and drain.
+                serve_metrics
+                    .ready
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
                 for name in health_names {
                     serve_health
                         .set_service_status(name, ServingStatus::NotServing)
