@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The README's test command: the project venv for the Python client test, the
 # ONNX Runtime library (.ort/lib, found through .cargo/config.toml), then every
-# Rust test (unit, integration, gRPC on loopback, ONNX models, property tests).
+# Rust test (unit, integration, gRPC on loopback, ONNX models, property tests),
+# and the Helm chart checks (helm + kubernetes-validate from fetch-helm-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-python.sh python/requirements-client.txt
 scripts/fetch-onnxruntime.sh cpu
+scripts/fetch-helm-tools.sh
 cargo test --release "$@"
