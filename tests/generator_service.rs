@@ -212,38 +212,23 @@ async fn generator_follows_index_version_swaps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_generate_client_example() {
-    let py = std::env::var_os("SIDX_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup-python.sh (or set SIDX_PYTHON)",
-        py.display()
-    );
     let dir = tempfile::tempdir().unwrap();
     let (server, _) = serve(dir.path()).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sidx_generate_client.py");
-    let out = tokio::process::Command::new(&py)
-        .arg(&script)
-        .args([
+    let addr = server.addr.to_string();
+    let v = common::python_example(
+        "sidx_generate_client.py",
+        &[
             "--addr",
-            &server.addr.to_string(),
+            &addr,
             "--history",
             "9,10,11,12",
             "--beam",
             "30",
             "--top-k",
             "30",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ],
+    )
+    .await;
     assert_eq!(v["health"], "SERVING");
     let index = server.state.current().unwrap();
     assert_eq!(v["constrained"]["invalid_sids"], 0);

@@ -2,26 +2,14 @@
 //! server, as a ranking service would call it. Needs the project venv:
 //! `scripts/setup-python.sh` (the README's test command runs it).
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use sidx::index::{IndexStore, build_from_table};
 use sidx::server::{ServerConfig, start_index_server};
 use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
 
-fn python() -> PathBuf {
-    std::env::var_os("SIDX_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_example_talks_to_the_server() {
-    let py = python();
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup-python.sh (or set SIDX_PYTHON)",
-        py.display()
-    );
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(vec![8, 8, 8]).unwrap();
     let mut table = SidTable::new(SidHeader::new(&layout, CollisionMode::Share));
@@ -45,19 +33,7 @@ async fn python_client_example_talks_to_the_server() {
         .await
         .unwrap();
     let addr = server.addr.to_string();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sidx_client.py");
-    let out = tokio::process::Command::new(&py)
-        .arg(&script)
-        .args(["--addr", &addr, "--item", "sku-42"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::python_example("sidx_client.py", &["--addr", &addr, "--item", "sku-42"]).await;
     assert_eq!(v["health"], "SERVING");
     assert_eq!(v["items"], 200);
     // sku-42: 42 % 8 = 2, 42 / 8 % 8 = 5, 42 % 5 = 2.

@@ -11,7 +11,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::index::{IndexError, IndexStore};
 use crate::proto::v1::index_service_client::IndexServiceClient;
-use crate::proto::v1::{FetchVersionRequest, WatchVersionsRequest};
+use crate::proto::v1::{FetchVersionRequest, VersionInfo, WatchVersionsRequest};
 
 /// Why a mirror step failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,14 +61,22 @@ impl Mirror {
         Ok(IndexServiceClient::new(channel).max_decoding_message_size(64 << 20))
     }
 
-    /// Makes the source's current version the local current one; returns it.
-    pub async fn sync_once(&self) -> Result<u64, MirrorError> {
+    /// A client and the source's stream of served versions (the current one first).
+    async fn watch(
+        &self,
+    ) -> Result<(IndexServiceClient<Channel>, tonic::Streaming<VersionInfo>), MirrorError> {
         let mut client = self.client().await?;
-        let mut watch = client
+        let watch = client
             .watch_versions(WatchVersionsRequest {})
             .await
             .map_err(|e| self.source_err(e))?
             .into_inner();
+        Ok((client, watch))
+    }
+
+    /// Makes the source's current version the local current one; returns it.
+    pub async fn sync_once(&self) -> Result<u64, MirrorError> {
+        let (mut client, mut watch) = self.watch().await?;
         let info = watch
             .message()
             .await
@@ -100,12 +108,7 @@ impl Mirror {
     }
 
     async fn follow_stream(&self) -> Result<(), MirrorError> {
-        let mut client = self.client().await?;
-        let mut watch = client
-            .watch_versions(WatchVersionsRequest {})
-            .await
-            .map_err(|e| self.source_err(e))?
-            .into_inner();
+        let (mut client, mut watch) = self.watch().await?;
         while let Some(info) = watch.message().await.map_err(|e| self.source_err(e))? {
             self.follow(&mut client, info.version).await?;
         }

@@ -63,3 +63,29 @@ pub async fn wait_for_health(server: &RunningServer, want: ServingStatus) {
     }
     panic!("health never became {want:?}");
 }
+
+/// Runs a Python client example from python/ with the project venv's Python
+/// (or `SIDX_PYTHON`); returns the JSON object it prints.
+pub async fn python_example(script: &str, args: &[&str]) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let py = std::env::var_os("SIDX_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/setup-python.sh (or set SIDX_PYTHON)",
+        py.display()
+    );
+    let out = tokio::process::Command::new(&py)
+        .arg(root.join("python").join(script))
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
