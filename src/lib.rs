@@ -8,6 +8,7 @@
 //! Library modules are free of gRPC and async runtimes; [`proto`] holds the
 //! generated API types for the services.
 
+pub mod eval;
 pub mod fsx;
 pub mod generate;
 pub mod hourglass;

@@ -49,6 +49,8 @@ enum Command {
     Generate(cli::generate::GenerateArgs),
     /// Check running services: health, then one real query each (for `helm test`).
     Probe(cli::probe::ProbeArgs),
+    /// Evaluate a generator on held-out interactions: Recall/NDCG@K, head/tail, invalid SIDs.
+    Eval(cli::eval::EvalArgs),
     /// Write a synthetic long-tailed catalog of embeddings (.npy) and its ids.
     Synth(SynthArgs),
     /// Run the whole SID pipeline on a built-in synthetic catalog.
@@ -368,6 +370,7 @@ fn run(command: Command) -> Result<()> {
         Command::Serve(c) => cli::serve::run(c)?,
         Command::Generate(a) => cli::generate::run(&a)?,
         Command::Probe(a) => cli::probe::run(&a)?,
+        Command::Eval(a) => cli::eval::run(&a, &progress)?,
         Command::Demo(a) => cli::demo::run(&a, &progress)?,
         Command::Bench(b) => cli::bench::run(b, &progress)?,
     }

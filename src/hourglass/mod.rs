@@ -9,7 +9,7 @@ mod svg;
 pub use mitigate::{MitigateError, Strategy, apply_rule, mitigate};
 pub use report::{
     CodeCount, DEFAULT_HEAD_SHARE, HeadTail, HourglassReport, LengthCount, MitigationSummary,
-    PathStats, layer_counts,
+    PathStats, head_tail, layer_counts,
 };
 pub use stats::{LayerStats, entropy_bits, gini, std_dev};
 pub use svg::render as render_svg;

@@ -269,7 +269,9 @@ fn path_stats(table: &SidTable) -> PathStats {
     out
 }
 
-fn head_tail(counts: &[u64], items: u64, head_share: f64) -> HeadTail {
+/// The paper's Table-1 split of layer-2 codes: the most frequent codes that
+/// together hold `head_share` of the layer's items are the head.
+pub fn head_tail(counts: &[u64], items: u64, head_share: f64) -> HeadTail {
     let mut ranked: Vec<CodeCount> = counts
         .iter()
         .enumerate()
