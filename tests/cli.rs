@@ -400,3 +400,44 @@ fn generate_runs_one_request_and_fails_clearly_on_bad_setup() {
     ]);
     fails_with(&run(bad), &["bad_contract.onnx", "decoder contract"]);
 }
+
+#[test]
+fn demo_runs_the_pipeline_and_serves_generate_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let run = sidx(&[
+        "demo",
+        "--items",
+        "3000",
+        "--codebook-size",
+        "32",
+        "--users",
+        "20",
+        "--out",
+        p(&out),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for f in [
+        "rq/sids.tsv",
+        "rq/hourglass.svg",
+        "top3/sids.tsv",
+        "serve/index/CURRENT",
+        "serve/generator-index/CURRENT",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("serve/generate.json")).unwrap()).unwrap();
+    assert_eq!(s["users"], 20);
+    assert_eq!(s["constrained_invalid"], 0);
+    assert!(s["constrained_sids"].as_u64().unwrap() >= 20 * 10);
+    assert!(
+        s["unconstrained_sids"].as_u64().unwrap() >= s["unconstrained_invalid"].as_u64().unwrap()
+    );
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(text.contains("constrained 0 of"), "{text}");
+}

@@ -5,6 +5,7 @@ pub mod bench_generate;
 pub mod bench_grpc;
 pub mod bench_index;
 pub mod demo;
+pub mod demo_serve;
 pub mod eval;
 pub mod generate;
 pub mod index;

@@ -66,7 +66,10 @@ pub fn leave_one_out(path: &Path) -> Result<Vec<Case>, String> {
         .filter_map(|line| {
             let items: Vec<&str> = line.split_whitespace().skip(1).collect();
             (items.len() >= 2).then(|| Case {
-                history: items[..items.len() - 1].iter().map(|s| s.to_string()).collect(),
+                history: items[..items.len() - 1]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
                 target: items[items.len() - 1].to_string(),
             })
         })
@@ -124,11 +127,17 @@ pub fn evaluate(
     let mut report = EvalReport::new(cfg.beam);
     let usable: Vec<&Case> = cases
         .iter()
-        .filter(|c| index.sid(&c.target).is_some() && c.history.iter().all(|h| index.sid(h).is_some()))
+        .filter(|c| {
+            index.sid(&c.target).is_some() && c.history.iter().all(|h| index.sid(h).is_some())
+        })
         .collect();
     report.skipped_users = cases.len() - usable.len();
     let in_flight = generator.limits().queue.max(1);
-    let modes: &[bool] = if cfg.unconstrained { &[true, false] } else { &[true] };
+    let modes: &[bool] = if cfg.unconstrained {
+        &[true, false]
+    } else {
+        &[true]
+    };
     let mut done = 0;
     for &constrained in modes {
         for chunk in usable.chunks(in_flight) {
@@ -147,7 +156,8 @@ pub fn evaluate(
                 })?;
             }
             drop(tx);
-            let mut answers: Vec<(usize, Result<GenerateResponse, GenerateError>)> = rx.iter().collect();
+            let mut answers: Vec<(usize, Result<GenerateResponse, GenerateError>)> =
+                rx.iter().collect();
             answers.sort_by_key(|(i, _)| *i);
             for (i, r) in answers {
                 let r = r?;
@@ -205,7 +215,13 @@ mod tests {
     #[test]
     fn ranks_count_distinct_items_and_skip_invalid_sids() {
         // SID [1] shared by a and b; an invalid SID; then c.
-        let r = response(&[("a", &[1]), ("b", &[1]), ("", &[7]), ("c", &[2]), ("a", &[1])]);
+        let r = response(&[
+            ("a", &[1]),
+            ("b", &[1]),
+            ("", &[7]),
+            ("c", &[2]),
+            ("a", &[1]),
+        ]);
         assert_eq!(rank_of(&r, "a"), Some(0));
         assert_eq!(rank_of(&r, "b"), Some(1));
         assert_eq!(rank_of(&r, "c"), Some(2));
@@ -246,7 +262,14 @@ mod tests {
         assert_eq!(cases.len(), 2, "a user with one item has no history");
         assert_eq!(cases[0].history, ["a", "b"]);
         assert_eq!(cases[0].target, "c");
-        assert_eq!((cases[1].history.as_slice(), cases[1].target.as_str()), (&["e".to_string()][..], "f"));
-        assert!(leave_one_out(&dir.path().join("missing.txt")).unwrap_err().contains("missing.txt"));
+        assert_eq!(
+            (cases[1].history.as_slice(), cases[1].target.as_str()),
+            (&["e".to_string()][..], "f")
+        );
+        assert!(
+            leave_one_out(&dir.path().join("missing.txt"))
+                .unwrap_err()
+                .contains("missing.txt")
+        );
     }
 }

@@ -88,7 +88,13 @@ impl EvalReport {
     /// A plain-text table.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "{:<22} {:>6} {}", "", "users", KS.map(|k| format!("R@{k:<3} N@{k:<3}")).join(" "));
+        let _ = writeln!(
+            s,
+            "{:<22} {:>6} {}",
+            "",
+            "users",
+            KS.map(|k| format!("R@{k:<3} N@{k:<3}")).join(" ")
+        );
         let rows = [
             ("constrained", &self.constrained),
             ("unconstrained", &self.unconstrained),
@@ -145,12 +151,37 @@ pub fn render_svg(r: &EvalReport) -> String {
             pad + 12.0 * row as f64
         );
     };
-    let ymax_recall = r.constrained.recall.iter().chain(&r.unconstrained.recall).cloned().fold(0.0, f64::max).max(1e-9);
+    let ymax_recall = r
+        .constrained
+        .recall
+        .iter()
+        .chain(&r.unconstrained.recall)
+        .cloned()
+        .fold(0.0, f64::max)
+        .max(1e-9);
     let scaled = |v: &[f64; KS.len()]| v.map(|x| x / ymax_recall);
-    line(pad, &scaled(&r.constrained.recall), "#1f77b4", "Recall@K constrained", 0);
+    line(
+        pad,
+        &scaled(&r.constrained.recall),
+        "#1f77b4",
+        "Recall@K constrained",
+        0,
+    );
     if r.unconstrained.users > 0 {
-        line(pad, &scaled(&r.unconstrained.recall), "#ff7f0e", "Recall@K unconstrained", 1);
-        line(2.0 * pad + panel, &r.invalid_ratio, "#d62728", "invalid SIDs in top-k (unconstrained)", 0);
+        line(
+            pad,
+            &scaled(&r.unconstrained.recall),
+            "#ff7f0e",
+            "Recall@K unconstrained",
+            1,
+        );
+        line(
+            2.0 * pad + panel,
+            &r.invalid_ratio,
+            "#d62728",
+            "invalid SIDs in top-k (unconstrained)",
+            0,
+        );
     }
     for (x0, title, top) in [
         (pad, "Recall@K", format!("{ymax_recall:.3}")),
@@ -161,9 +192,18 @@ pub fn render_svg(r: &EvalReport) -> String {
             "<rect x=\"{x0}\" y=\"{pad}\" width=\"{panel}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>",
             h - 2.0 * pad
         );
-        let _ = writeln!(s, "<text x=\"{x0}\" y=\"{}\">{title} (top = {top})</text>", pad - 8.0);
+        let _ = writeln!(
+            s,
+            "<text x=\"{x0}\" y=\"{}\">{title} (top = {top})</text>",
+            pad - 8.0
+        );
         for (i, k) in KS.iter().enumerate() {
-            let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{k}</text>", x_at(x0, i), h - pad + 14.0);
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{k}</text>",
+                x_at(x0, i),
+                h - pad + 14.0
+            );
         }
     }
     s.push_str("</svg>\n");
