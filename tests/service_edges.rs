@@ -1,6 +1,8 @@
 //! The service's edges: reflection (what grpcurl uses), TLS and mTLS, and
 //! SIGTERM with a drain deadline on the real binary.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -47,12 +49,7 @@ async fn reflection_lists_the_services() {
     let server = start_index_server(IndexStore::new(dir.path()), local(), std::future::pending())
         .await
         .unwrap();
-    let channel = Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut c = ServerReflectionClient::new(channel);
+    let mut c = ServerReflectionClient::new(common::connect(&server).await);
     let req = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),

@@ -37,14 +37,18 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-/// The serving status a server reports for `service` ("" = the whole server).
-pub async fn health(server: &RunningServer, service: &str) -> i32 {
-    let channel = Channel::from_shared(format!("http://{}", server.addr))
+/// A plaintext channel to a server on loopback.
+pub async fn connect(server: &RunningServer) -> Channel {
+    Channel::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .connect()
         .await
-        .unwrap();
-    let mut h = HealthClient::new(channel);
+        .unwrap()
+}
+
+/// The serving status a server reports for `service` ("" = the whole server).
+pub async fn health(server: &RunningServer, service: &str) -> i32 {
+    let mut h = HealthClient::new(connect(server).await);
     h.check(HealthCheckRequest {
         service: service.into(),
     })
