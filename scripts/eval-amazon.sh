@@ -7,6 +7,8 @@
 # target/eval-amazon): one directory per variant with report.json, eval.svg,
 # hourglass.json, and summary.tsv.
 #   scripts/eval-amazon.sh [K ...]            (default K: 4 8 16)
+# Environment: CODES (codebook size, 32), EPOCHS (10), SEED (the generator's
+# initialisation and shuffling, 0; the SIDs do not depend on it), OUT, DATA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/amazon_scientific}
@@ -15,6 +17,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 SIDX=${SIDX:-target/release/sidx}
 EPOCHS=${EPOCHS:-10}
 CODES=${CODES:-32}
+SEED=${SEED:-0}
 [ $# -gt 0 ] || set -- 4 8 16
 mkdir -p "$OUT"
 "$SIDX" quantize --embeddings "$DATA/emb_all-MiniLM-L6-v2.npy" --ids "$DATA/item_ids.txt" \
@@ -33,7 +36,7 @@ for v in "${variants[@]}"; do
   rm -rf "$dir/index"
   "$SIDX" index build --sids "$sids" --out "$dir/index" >/dev/null
   "$PYTHON" python/train_generator.py --sids "$sids" --sequences "$DATA/sequences.txt" \
-    --out "$dir/model" --epochs "$EPOCHS" > "$dir/train.log" 2>&1
+    --out "$dir/model" --epochs "$EPOCHS" --seed "$SEED" > "$dir/train.log" 2>&1
   "$SIDX" --log warn eval --index "$dir/index" --model "$dir/model/model_kv.onnx" \
     --sequences "$DATA/sequences.txt" --reference-sids "$OUT/rq/sids.tsv" --out "$dir" | tee "$dir/eval.txt"
   "$PYTHON" - "$dir" "$v" >> "$OUT/summary.tsv" <<'PY'
