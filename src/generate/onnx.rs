@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
-use ort::value::{Tensor, TensorElementType, ValueType};
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use super::GenerateError;
 use super::beam::{ModelError, Row, StepModel};
@@ -234,8 +234,7 @@ impl OnnxModel {
             model: self,
             prompts,
             cache: Vec::new(),
-            masks: Vec::new(),
-            positions: Vec::new(),
+            pads: Vec::new(),
             width: 0,
         }
     }
@@ -245,12 +244,20 @@ impl OnnxModel {
 pub struct OnnxBatch<'m> {
     model: &'m mut OnnxModel,
     prompts: Vec<Vec<i64>>,
-    /// Per cache input (layer-major, key then value): `[rows, heads, width, head_dim]`.
-    cache: Vec<Vec<f32>>,
-    /// Per row of the last call: its attention mask (`width` long) and last position.
-    masks: Vec<Vec<i64>>,
-    positions: Vec<i64>,
+    /// The last call's `present.*` outputs, as ONNX Runtime returned them
+    /// (layer-major, key then value): `[rows, heads, width, head_dim]`.
+    cache: Vec<DynValue>,
+    /// Per request: the left padding of its prompt in the first call.
+    pads: Vec<usize>,
+    /// Sequence length the cache holds.
     width: usize,
+}
+
+/// `past_key_values.N.key|value` / `present.N.key|value` for cache tensor `k`
+/// (layer-major, key then value).
+fn cache_name(prefix: &str, k: usize) -> String {
+    let kind = if k.is_multiple_of(2) { "key" } else { "value" };
+    format!("{prefix}{}.{kind}", k / 2)
 }
 
 impl OnnxBatch<'_> {
@@ -283,42 +290,58 @@ impl OnnxBatch<'_> {
         (ids, mask, pos, width)
     }
 
+    /// One new token per row: its id, the attention mask over the cache plus
+    /// the token (the request's padding, then ones) and its position.
+    fn next_tokens(&self, rows: &[Row<'_>], total: usize) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
+        let s = &self.model.sidecar;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut mask = Vec::with_capacity(rows.len() * total);
+        let mut pos = Vec::with_capacity(rows.len());
+        for r in rows {
+            let last = *r
+                .sid
+                .last()
+                .expect("a row after the first call has a token");
+            ids.push(s.vocab_id(last));
+            let pad = self.pads[r.request];
+            mask.extend((0..total).map(|j| i64::from(j >= pad)));
+            pos.push((self.prompts[r.request].len() + r.sid.len() - 1) as i64);
+        }
+        (ids, mask, pos)
+    }
+
+    /// The cache rows of each row's parent, for `past_key_values` input `k`.
+    fn gathered_cache(&self, k: usize, rows: &[Row<'_>]) -> Result<Vec<f32>, ort::Error> {
+        let c = &self.model.contract;
+        let per_row = c.heads * self.width * c.head_dim;
+        let (_, present) = self.cache[k].try_extract_tensor::<f32>()?;
+        let mut gathered = Vec::with_capacity(rows.len() * per_row);
+        for r in rows {
+            let p = r
+                .parent
+                .expect("every row after the first call has a parent");
+            gathered.extend_from_slice(&present[p * per_row..(p + 1) * per_row]);
+        }
+        Ok(gathered)
+    }
+
     fn run(&mut self, rows: &[Row<'_>], out: &mut Vec<f32>) -> Result<(), ort::Error> {
         let c = self.model.contract.clone();
         let n = rows.len();
         let first = rows.iter().all(|r| r.parent.is_none());
         let step_with_cache = c.cache_layers > 0 && !first;
         let (ids, mask, pos, seq, total) = if step_with_cache {
-            // One new token per row; the cache and mask follow the parent.
-            let s = &self.model.sidecar;
             let total = self.width + 1;
-            let mut mask = Vec::with_capacity(n * total);
-            let mut ids = Vec::with_capacity(n);
-            let mut pos = Vec::with_capacity(n);
-            for r in rows {
-                let p = r
-                    .parent
-                    .expect("every row after the first call has a parent");
-                mask.extend_from_slice(&self.masks[p]);
-                mask.push(1);
-                ids.push(s.vocab_id(*r.sid.last().expect("a row with a parent has a token")));
-                pos.push(self.positions[p] + 1);
-            }
-            let per_row = c.heads * self.width * c.head_dim;
-            for layer in &mut self.cache {
-                let mut gathered = Vec::with_capacity(n * per_row);
-                for r in rows {
-                    let p = r.parent.unwrap_or(0);
-                    gathered.extend_from_slice(&layer[p * per_row..(p + 1) * per_row]);
-                }
-                *layer = gathered;
-            }
+            let (ids, mask, pos) = self.next_tokens(rows, total);
             (ids, mask, pos, 1, total)
         } else {
             let (ids, mask, pos, width) = self.full_sequences(rows);
             if c.cache_layers > 0 {
-                self.cache = vec![Vec::new(); 2 * c.cache_layers];
                 self.width = 0;
+                self.pads = vec![0; self.prompts.len()];
+                for r in rows {
+                    self.pads[r.request] = width - self.prompts[r.request].len() - r.sid.len();
+                }
             }
             (ids, mask, pos, width, width)
         };
@@ -329,26 +352,30 @@ impl OnnxBatch<'_> {
             ),
             (
                 "attention_mask".into(),
-                Tensor::from_array(([n, total], mask.clone()))?.into(),
+                Tensor::from_array(([n, total], mask))?.into(),
             ),
         ];
         if c.position_ids {
             inputs.push((
                 "position_ids".into(),
-                Tensor::from_array(([n, seq], pos.clone()))?.into(),
+                Tensor::from_array(([n, seq], pos))?.into(),
             ));
         }
-        let past_width = if c.cache_layers > 0 { total - seq } else { 0 };
-        for (k, layer) in std::mem::take(&mut self.cache).into_iter().enumerate() {
-            let name = format!(
-                "past_key_values.{}.{}",
-                k / 2,
-                if k % 2 == 0 { "key" } else { "value" }
-            );
-            let shape = [n, c.heads, past_width, c.head_dim];
-            inputs.push((name, Tensor::from_array((shape, layer))?.into()));
+        for k in 0..2 * c.cache_layers {
+            // The first call's cache is empty (width 0).
+            let past = if step_with_cache {
+                self.gathered_cache(k, rows)?
+            } else {
+                Vec::new()
+            };
+            let shape = [n, c.heads, self.width, c.head_dim];
+            inputs.push((
+                cache_name("past_key_values.", k),
+                Tensor::from_array((shape, past))?.into(),
+            ));
         }
-        let outputs = self.model.session.run(inputs)?;
+        self.cache.clear();
+        let mut outputs = self.model.session.run(inputs)?;
         let (shape, logits) = outputs["logits"].try_extract_tensor::<f32>()?;
         let vocab = *shape.last().unwrap_or(&0) as usize;
         let stride_rows = if c.logits_rank == 3 {
@@ -363,24 +390,16 @@ impl OnnxBatch<'_> {
             log_softmax_into(&logits[last..last + vocab], out);
         }
         if c.cache_layers > 0 {
-            for layer in 0..c.cache_layers {
-                for kind in ["key", "value"] {
-                    let (_, data) = outputs[format!("present.{layer}.{kind}").as_str()]
-                        .try_extract_tensor::<f32>()?;
-                    self.cache.push(data.to_vec());
-                }
+            // Kept as ONNX Runtime returned them: the next step copies only
+            // the parents' rows out of them.
+            for k in 0..2 * c.cache_layers {
+                let name = cache_name("present.", k);
+                let present = outputs
+                    .remove(&name)
+                    .ok_or_else(|| ort::Error::new(format!("the model returned no {name}")))?;
+                self.cache.push(present);
             }
             self.width = total;
-            self.masks = mask.chunks(total).map(<[i64]>::to_vec).collect();
-            self.positions = (0..n)
-                .map(|i| {
-                    if step_with_cache {
-                        pos[i]
-                    } else {
-                        pos[i * seq + seq - 1]
-                    }
-                })
-                .collect();
         }
         Ok(())
     }
