@@ -156,13 +156,13 @@ impl<'a> Pool<'a> {
 
     #[inline]
     fn offer(&mut self, hyp: usize, token: Option<TokenId>, score: f32) {
-        if score <= self.floor {
-            return;
-        }
-        self.items.push(Candidate { hyp, token, score });
-        if self.items.len() >= 8 * self.beam + 256 {
-            self.cut();
-            self.floor = self.items[self.beam - 1].score;
+        // Written so that a NaN score never enters.
+        if score > self.floor {
+            self.items.push(Candidate { hyp, token, score });
+            if self.items.len() >= 8 * self.beam + 256 {
+                self.cut();
+                self.floor = self.items[self.beam - 1].score;
+            }
         }
     }
 
@@ -269,10 +269,7 @@ pub fn beam_search(
                         if extend {
                             // Only the allowed slice is read.
                             for &t in index.children(node) {
-                                let score = h.score + row[sid_offset + usize::from(t)];
-                                if score > pool.floor {
-                                    pool.offer(i, Some(t), score);
-                                }
+                                pool.offer(i, Some(t), h.score + row[sid_offset + usize::from(t)]);
                             }
                         }
                         if index.is_terminal(node) {
@@ -283,10 +280,7 @@ pub fn beam_search(
                         if extend {
                             let sid_row = &row[sid_offset..sid_offset + sid_tokens];
                             for (t, &lp) in sid_row.iter().enumerate() {
-                                let score = h.score + lp;
-                                if score > pool.floor {
-                                    pool.offer(i, Some(t as TokenId), score);
-                                }
+                                pool.offer(i, Some(t as TokenId), h.score + lp);
                             }
                         }
                         if !h.tokens.is_empty() {
@@ -295,8 +289,10 @@ pub fn beam_search(
                     }
                 }
             }
-            // The best `beam` continuations of this request.
+            // The best `beam` continuations of this request; its live ones
+            // go to the tail of `next_live`.
             let candidates = pool.best();
+            let tail = next_live.len();
             let done = &mut finished[r];
             for c in candidates.iter() {
                 let h = &live[c.hyp];
@@ -324,13 +320,6 @@ pub fn beam_search(
             if done.len() >= top_k {
                 done.sort_by(|a, b| b.score.total_cmp(&a.score));
                 let kth = done[top_k - 1].score;
-                // This request's hypotheses are the tail of `next_live`.
-                let tail = next_live.len()
-                    - next_live
-                        .iter()
-                        .rev()
-                        .take_while(|h| h.request == r)
-                        .count();
                 let mut kept = tail;
                 for j in tail..next_live.len() {
                     if next_live[j].score > kth {
