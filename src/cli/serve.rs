@@ -141,7 +141,11 @@ pub fn run(cmd: ServeCommand) -> Result<()> {
                     Some(source) => {
                         sidx::server::mirror::prepare_root(&a.server.index)?;
                         let mirror = Mirror::new(source.clone(), store.clone());
-                        first_copy(&mirror).await;
+                        // A stop before the first copy is a clean exit.
+                        let Some(version) = mirror.sync_with_retry(termination()).await else {
+                            return Ok(());
+                        };
+                        tracing::info!(version, "index mirrored");
                         Some(tokio::spawn(mirror.run(std::future::pending())))
                     }
                     None => None,
@@ -170,21 +174,5 @@ pub fn run(cmd: ServeCommand) -> Result<()> {
                 anyhow::Ok(())
             })
         }
-    }
-}
-
-/// Retries the first copy of the index until it succeeds.
-async fn first_copy(mirror: &Mirror) {
-    let mut backoff = std::time::Duration::from_millis(200);
-    loop {
-        match mirror.sync_once().await {
-            Ok(v) => {
-                tracing::info!(version = v, "index mirrored");
-                return;
-            }
-            Err(e) => tracing::warn!(error = %e, "waiting for the index to mirror"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
     }
 }

@@ -86,10 +86,33 @@ impl Mirror {
         Ok(info.version)
     }
 
+    /// Like [`Mirror::sync_once`], retried with backoff until it succeeds
+    /// (`Some(version)`) or `stop` resolves (`None`).
+    pub async fn sync_with_retry(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Option<u64> {
+        tokio::pin!(stop);
+        let mut backoff = Backoff::default();
+        loop {
+            tokio::select! {
+                r = self.sync_once() => match r {
+                    Ok(version) => return Some(version),
+                    Err(e) => tracing::warn!(error = %e, "waiting for the index to mirror"),
+                },
+                _ = &mut stop => return None,
+            }
+            tokio::select! {
+                _ = backoff.sleep() => {}
+                _ = &mut stop => return None,
+            }
+        }
+    }
+
     /// Follows the source until `stop` resolves, reconnecting with backoff.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::default();
         loop {
             tokio::select! {
                 r = self.follow_stream() => {
@@ -100,10 +123,9 @@ impl Mirror {
                 _ = &mut stop => return,
             }
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = backoff.sleep() => {}
                 _ = &mut stop => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
 
@@ -255,4 +277,20 @@ pub fn prepare_root(root: &Path) -> Result<(), MirrorError> {
         what: root.display().to_string(),
         source,
     })
+}
+
+/// Reconnect delays: 200 ms, doubling up to 10 s.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(200))
+    }
+}
+
+impl Backoff {
+    async fn sleep(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(10));
+    }
 }
