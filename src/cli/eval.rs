@@ -90,11 +90,14 @@ pub fn run(a: &EvalArgs, progress: &Progress) -> Result<()> {
     bar.finish_and_clear();
     print!("{}", report.table());
     if let Some(out) = &a.out {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        // Both files or neither.
         let json = serde_json::to_string_pretty(&report)?;
-        sidx::fsx::write_atomic(&out.join("report.json"), |w| w.write_all(json.as_bytes()))?;
         let svg = eval::render_svg(&report);
-        sidx::fsx::write_atomic(&out.join("eval.svg"), |w| w.write_all(svg.as_bytes()))?;
+        let mut staging = sidx::fsx::Staging::new();
+        staging.create_dir(out)?;
+        staging.write(&out.join("report.json"), |w| w.write_all(json.as_bytes()))?;
+        staging.write(&out.join("eval.svg"), |w| w.write_all(svg.as_bytes()))?;
+        staging.commit()?;
         println!("wrote {}/report.json and eval.svg", out.display());
     }
     Ok(())

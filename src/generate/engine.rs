@@ -50,6 +50,8 @@ pub struct ResultItem {
 pub struct GenerateResponse {
     /// Best first: the items of the top-k SIDs (a shared SID gives all its items).
     pub items: Vec<ResultItem>,
+    /// Distinct SIDs the items come from.
+    pub sids: usize,
     /// Returned SIDs that no item has (unconstrained only).
     pub invalid_sids: usize,
     pub index_version: u64,
@@ -368,17 +370,20 @@ fn run_model(mut model: OnnxModel, rx: Receiver<Job>, waiting: Arc<AtomicUsize>,
     }
 }
 
-fn run_group(model: &mut OnnxModel, group: Vec<Job>, started: Instant) {
+fn run_group(model: &mut OnnxModel, mut group: Vec<Job>, started: Instant) {
     let index = Arc::clone(&group[0].index);
     let configs: Vec<BeamConfig> = group.iter().map(|j| j.config).collect();
-    let prompts: Vec<Vec<i64>> = group.iter().map(|j| j.prompt.clone()).collect();
+    let prompts: Vec<Vec<i64>> = group
+        .iter_mut()
+        .map(|j| std::mem::take(&mut j.prompt))
+        .collect();
     let searched = beam_search(&index, &mut model.batch(prompts), &configs);
     match searched {
         Ok(search) => {
             for (job, result) in group.into_iter().zip(search.results) {
-                let items = result_items(&index, &result.sids);
                 let response = GenerateResponse {
-                    items,
+                    items: result_items(&index, &result.sids),
+                    sids: result.sids.len(),
                     invalid_sids: result.invalid,
                     index_version: index.version(),
                     batch_size: configs.len(),

@@ -87,13 +87,7 @@ impl GeneratorServiceImpl {
             .map_err(|_| generate_status(GenerateError::Stopped))?
             .map_err(generate_status)?;
         let m = &self.state.metrics;
-        let sids = r
-            .items
-            .iter()
-            .map(|i| &i.sid)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        m.generated_sids.fetch_add(sids as u64, Ordering::Relaxed);
+        m.generated_sids.fetch_add(r.sids as u64, Ordering::Relaxed);
         m.generated_invalid_sids
             .fetch_add(r.invalid_sids as u64, Ordering::Relaxed);
         // Batch-wide figures are shared by the batch's requests: count them once per request's share.
