@@ -50,13 +50,21 @@ pub fn read_matrix(path: &Path) -> Result<(Vec<f32>, usize, usize), NpyError> {
 
 /// Reads a C-ordered float32 array of any rank.
 pub fn read(path: &Path) -> Result<Array, NpyError> {
+    let file = File::open(path).map_err(|e| fsx::FsError::new(path, "open", e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| fsx::FsError::new(path, "stat", e))?
+        .len();
+    read_from(BufReader::new(file), file_len, path)
+}
+
+/// Reads a `.npy` array of `file_len` bytes from `r`; errors name `path`.
+/// The data size is checked against `file_len` before anything is allocated.
+pub fn read_from(mut r: impl Read, file_len: u64, path: &Path) -> Result<Array, NpyError> {
     let err = |msg: String| NpyError::Format {
         path: path.to_owned(),
         msg,
     };
-    let file = File::open(path).map_err(|e| fsx::FsError::new(path, "open", e))?;
-    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut r = BufReader::new(file);
     let mut pre = [0u8; 8];
     r.read_exact(&mut pre)
         .map_err(|_| err("too short for a .npy file".into()))?;
@@ -107,7 +115,10 @@ pub fn read(path: &Path) -> Result<Array, NpyError> {
         .iter()
         .try_fold(1usize, |acc, &s| acc.checked_mul(s))
         .ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
-    let expected = prefix_len as u64 + count as u64 * 4;
+    let expected = (count as u64)
+        .checked_mul(4)
+        .and_then(|b| b.checked_add(prefix_len as u64))
+        .ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
     if file_len != expected {
         return Err(err(format!(
             "file is {file_len} bytes, shape {shape:?} of float32 needs {expected} (truncated or trailing data)"
@@ -217,5 +228,38 @@ mod tests {
         std::fs::write(&p, &f8).unwrap();
         let e = read(&p).unwrap_err().to_string();
         assert!(e.contains("not float32"), "{e}");
+    }
+
+    fn with_shape(shape: &str) -> Vec<u8> {
+        let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&[1, 0]);
+        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        b
+    }
+
+    #[test]
+    fn overflowing_shapes_are_errors_not_panics() {
+        // (2**62, 1) once wrapped `count * 4` to 0 and allocated 2**62 floats.
+        for shape in [
+            "(4611686018427387904, 1)",
+            "(2147483648, 2147483648)",
+            "(18446744073709551615, 2)",
+        ] {
+            let b = with_shape(shape);
+            let e = read_from(&b[..], b.len() as u64, Path::new("x.npy"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("x.npy") && e.contains("overflows"),
+                "{shape}: {e}"
+            );
+        }
+        let b = with_shape("(1000, 1000)");
+        let e = read_from(&b[..], b.len() as u64, Path::new("x.npy"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs"), "{e}");
     }
 }

@@ -353,7 +353,7 @@ fn explicit_upserts_of_taken_sids_are_disambiguated() {
     let index = store.open_current().unwrap();
     let ids = |sid: &[Token]| {
         sid.iter()
-            .map(|&t| layout.token_id(t) as u16)
+            .map(|&t| layout.token_id(t).unwrap() as u16)
             .collect::<Vec<_>>()
     };
     assert_eq!(

@@ -28,7 +28,9 @@ fn table(items: &[(String, Vec<Token>)]) -> SidTable {
 }
 
 fn ids(l: &Layout, sid: &[Token]) -> Vec<TokenId> {
-    sid.iter().map(|&t| l.token_id(t) as TokenId).collect()
+    sid.iter()
+        .map(|&t| l.token_id(t).unwrap() as TokenId)
+        .collect()
 }
 
 /// SID (token ids) → item ids.

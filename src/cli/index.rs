@@ -34,6 +34,9 @@ pub struct MirrorArgs {
     /// The index service, e.g. http://sidx-index:50051.
     #[arg(long, env = "SIDX_MIRROR_FROM")]
     from: String,
+    /// Replication (or admin) token of the index service.
+    #[arg(long, env = "SIDX_MIRROR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Local index root; created if missing.
     #[arg(long, env = "SIDX_INDEX")]
     index: PathBuf,
@@ -120,7 +123,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
     match cmd {
         IndexCommand::Mirror(a) => {
             sidx::server::mirror::prepare_root(&a.index)?;
-            let mirror = Mirror::new(a.from, IndexStore::new(&a.index));
+            let mirror = Mirror::new(a.from, IndexStore::new(&a.index)).with_token(a.token);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

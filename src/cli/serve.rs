@@ -35,6 +35,14 @@ pub struct ServeGeneratorArgs {
     /// into --index, following its version swaps; start once the first copy is here.
     #[arg(long, env = "SIDX_MIRROR_FROM")]
     mirror_from: Option<String>,
+    /// Replication (or admin) token of the index service mirrored from.
+    #[arg(
+        long,
+        env = "SIDX_MIRROR_TOKEN",
+        hide_env_values = true,
+        requires = "mirror_from"
+    )]
+    mirror_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -54,6 +62,10 @@ pub struct ServerArgs {
     /// Bearer token required by admin RPCs (≥ 16 chars) [config: admin_token].
     #[arg(long, env = "SIDX_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Bearer token required by FetchVersion/WatchVersions (≥ 16 chars; the
+    /// admin token also works) [config: replication_token; none = open].
+    #[arg(long, env = "SIDX_REPLICATION_TOKEN", hide_env_values = true)]
+    replication_token: Option<String>,
     /// Requests served at once before shedding [config: max_concurrent_requests; 256].
     #[arg(long)]
     max_concurrent_requests: Option<usize>,
@@ -88,6 +100,9 @@ impl ServerArgs {
         }
         if self.admin_token.is_some() {
             c.admin_token = self.admin_token.clone();
+        }
+        if self.replication_token.is_some() {
+            c.replication_token = self.replication_token.clone();
         }
         if let Some(v) = self.max_concurrent_requests {
             c.max_concurrent_requests = v;
@@ -140,7 +155,8 @@ pub fn run(cmd: ServeCommand) -> Result<()> {
                 let mirror = match &a.mirror_from {
                     Some(source) => {
                         sidx::server::mirror::prepare_root(&a.server.index)?;
-                        let mirror = Mirror::new(source.clone(), store.clone());
+                        let mirror = Mirror::new(source.clone(), store.clone())
+                            .with_token(a.mirror_token.clone());
                         // A stop before the first copy is a clean exit.
                         let Some(version) = mirror.sync_with_retry(termination()).await else {
                             return Ok(());

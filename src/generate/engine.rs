@@ -177,6 +177,12 @@ impl Generator {
         &self.limits
     }
 
+    /// Whether the model thread is still taking requests (false once it
+    /// stopped, e.g. after a panic inside the runtime).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Requests waiting for or inside the model.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
@@ -229,25 +235,6 @@ impl Generator {
         index: &Index,
         req: &GenerateRequest,
     ) -> Result<(Vec<i64>, BeamConfig), GenerateError> {
-        let invalid = |field: &'static str, problem: String| GenerateError::InvalidArgument {
-            field,
-            problem,
-        };
-        let l = &self.limits;
-        let beam = req.beam.unwrap_or(l.default_beam);
-        if beam == 0 || beam > l.max_beam {
-            return Err(invalid(
-                "beam_width",
-                format!("{beam} is not in 1..={}", l.max_beam),
-            ));
-        }
-        let top_k = req.top_k.unwrap_or(l.default_top_k.min(beam));
-        if top_k == 0 || top_k > beam {
-            return Err(invalid(
-                "top_k",
-                format!("{top_k} is not in 1..=beam_width ({beam})"),
-            ));
-        }
         if self.checked_version.load(Ordering::Relaxed) != index.version() {
             self.sidecar
                 .check_index(index)
@@ -255,63 +242,88 @@ impl Generator {
             self.checked_version
                 .store(index.version(), Ordering::Relaxed);
         }
-        let prompt = match &req.history {
-            History::Items(ids) => {
-                check_history_len("history_item_ids", ids.len(), l.max_history)?;
-                let mut sids = Vec::with_capacity(ids.len());
-                for (i, id) in ids.iter().enumerate() {
-                    let sid = index.sid(id).ok_or_else(|| {
-                        invalid(
-                            "history_item_ids",
-                            format!(
-                                "[{i}] item {id:?} is not in index version {}",
-                                index.version()
-                            ),
-                        )
-                    })?;
-                    sids.push(sid);
-                }
-                self.sidecar
-                    .prompt(sids.iter().map(Vec::as_slice), index.max_sid_len())
-            }
-            History::Tokens(ids) => {
-                check_history_len("history_token_ids", ids.len(), l.max_history)?;
-                let room =
-                    (self.sidecar.max_positions as usize).saturating_sub(index.max_sid_len() + 1);
-                if ids.len() > room {
-                    return Err(invalid(
-                        "history_token_ids",
-                        format!(
-                            "{} tokens leave no room for a SID in max_positions {}",
-                            ids.len(),
-                            self.sidecar.max_positions
-                        ),
-                    ));
-                }
-                if let Some((i, t)) = ids
-                    .iter()
-                    .enumerate()
-                    .find(|(_, t)| **t >= self.sidecar.vocab_size)
-                {
-                    return Err(invalid(
-                        "history_token_ids",
-                        format!(
-                            "[{i}] token {t} is not below the vocabulary size {}",
-                            self.sidecar.vocab_size
-                        ),
-                    ));
-                }
-                ids.iter().map(|&t| i64::from(t)).collect()
-            }
-        };
-        let config = BeamConfig {
-            beam,
-            top_k,
-            constrained: req.constrained,
-            max_len: l.max_sid_len.min(index.max_sid_len().max(1) + 1),
-        };
-        Ok((prompt, config))
+        prepare(&self.limits, &self.sidecar, index, req)
     }
+}
+
+/// Checks a request against the limits and the index version it pins, and
+/// makes its prompt and search configuration (no model needed).
+pub fn prepare(
+    l: &GeneratorLimits,
+    sidecar: &Sidecar,
+    index: &Index,
+    req: &GenerateRequest,
+) -> Result<(Vec<i64>, BeamConfig), GenerateError> {
+    let invalid =
+        |field: &'static str, problem: String| GenerateError::InvalidArgument { field, problem };
+    let beam = req.beam.unwrap_or(l.default_beam);
+    if beam == 0 || beam > l.max_beam {
+        return Err(invalid(
+            "beam_width",
+            format!("{beam} is not in 1..={}", l.max_beam),
+        ));
+    }
+    let top_k = req.top_k.unwrap_or(l.default_top_k.min(beam));
+    if top_k == 0 || top_k > beam {
+        return Err(invalid(
+            "top_k",
+            format!("{top_k} is not in 1..=beam_width ({beam})"),
+        ));
+    }
+    let prompt = match &req.history {
+        History::Items(ids) => {
+            check_history_len("history_item_ids", ids.len(), l.max_history)?;
+            let mut sids = Vec::with_capacity(ids.len());
+            for (i, id) in ids.iter().enumerate() {
+                let sid = index.sid(id).ok_or_else(|| {
+                    invalid(
+                        "history_item_ids",
+                        format!(
+                            "[{i}] item {id:?} is not in index version {}",
+                            index.version()
+                        ),
+                    )
+                })?;
+                sids.push(sid);
+            }
+            sidecar.prompt(sids.iter().map(Vec::as_slice), index.max_sid_len())
+        }
+        History::Tokens(ids) => {
+            check_history_len("history_token_ids", ids.len(), l.max_history)?;
+            let room = (sidecar.max_positions as usize).saturating_sub(index.max_sid_len() + 1);
+            if ids.len() > room {
+                return Err(invalid(
+                    "history_token_ids",
+                    format!(
+                        "{} tokens leave no room for a SID in max_positions {}",
+                        ids.len(),
+                        sidecar.max_positions
+                    ),
+                ));
+            }
+            if let Some((i, t)) = ids
+                .iter()
+                .enumerate()
+                .find(|(_, t)| **t >= sidecar.vocab_size)
+            {
+                return Err(invalid(
+                    "history_token_ids",
+                    format!(
+                        "[{i}] token {t} is not below the vocabulary size {}",
+                        sidecar.vocab_size
+                    ),
+                ));
+            }
+            ids.iter().map(|&t| i64::from(t)).collect()
+        }
+    };
+    let config = BeamConfig {
+        beam,
+        top_k,
+        constrained: req.constrained,
+        max_len: l.max_sid_len.min(index.max_sid_len().max(1) + 1),
+    };
+    Ok((prompt, config))
 }
 
 fn check_history_len(field: &'static str, len: usize, max: usize) -> Result<(), GenerateError> {

@@ -50,8 +50,13 @@ impl Sidecar {
             problem,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let s: Sidecar = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
-        s.check().map_err(err)?;
+        Self::parse(&text).map_err(err)
+    }
+
+    /// Parses and checks sidecar JSON.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let s: Sidecar = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        s.check()?;
         Ok(s)
     }
 

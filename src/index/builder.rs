@@ -50,7 +50,7 @@ impl FstWriter {
     fn start(path: &Path) -> Result<Self, IndexError> {
         let file = File::create(path).map_err(|e| IndexError::io(path, e))?;
         let mut fst = fst::MapBuilder::new(BufWriter::with_capacity(1 << 20, file))
-            .map_err(|e| IndexError::fst(path, e))?;
+            .map_err(|e| IndexError::fst_write(path, e))?;
         let (tx, rx): (SyncSender<KeyBatch>, Receiver<KeyBatch>) = sync_channel(4);
         let fst_path: PathBuf = path.to_owned();
         let thread = std::thread::Builder::new()
@@ -60,13 +60,13 @@ impl FstWriter {
                     let mut start = 0;
                     for (&end, &v) in b.ends.iter().zip(&b.values) {
                         fst.insert(&b.bytes[start as usize..end as usize], v)
-                            .map_err(|e| IndexError::fst(&fst_path, e))?;
+                            .map_err(|e| IndexError::fst_write(&fst_path, e))?;
                         start = end;
                     }
                 }
                 let file = fst
                     .into_inner()
-                    .map_err(|e| IndexError::fst(&fst_path, e))?
+                    .map_err(|e| IndexError::fst_write(&fst_path, e))?
                     .into_inner()
                     .map_err(|e| IndexError::io(&fst_path, e.into_error()))?;
                 file.sync_all().map_err(|e| IndexError::io(&fst_path, e))
@@ -96,7 +96,7 @@ impl FstWriter {
         {
             // The writer stopped early: report its error.
             self.finish()?;
-            return Err(IndexError::Input("the sids.fst writer stopped".into()));
+            return Err(IndexError::Internal("the sids.fst writer stopped".into()));
         }
         Ok(())
     }
@@ -108,9 +108,9 @@ impl FstWriter {
             let _ = tx.send(std::mem::take(&mut self.batch));
         }
         match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(IndexError::Input("the sids.fst writer panicked".into()))),
+            Some(t) => t.join().unwrap_or_else(|_| {
+                Err(IndexError::Internal("the sids.fst writer panicked".into()))
+            }),
             None => Ok(()),
         }
     }
@@ -387,14 +387,14 @@ fn write_items_fst(a: &TrieArrays, path: &Path) -> Result<(), IndexError> {
     };
     let file = File::create(path).map_err(|e| IndexError::io(path, e))?;
     let mut b = fst::MapBuilder::new(BufWriter::with_capacity(1 << 20, file))
-        .map_err(|e| IndexError::fst(path, e))?;
+        .map_err(|e| IndexError::fst_write(path, e))?;
     for &(_, i) in &order {
         b.insert(id(i as usize), sid_of_item[i as usize] as u64)
-            .map_err(|e| IndexError::fst(path, e))?;
+            .map_err(|e| IndexError::fst_write(path, e))?;
     }
     let file = b
         .into_inner()
-        .map_err(|e| IndexError::fst(path, e))?
+        .map_err(|e| IndexError::fst_write(path, e))?
         .into_inner()
         .map_err(|e| IndexError::io(path, e.into_error()))?;
     file.sync_all().map_err(|e| IndexError::io(path, e))

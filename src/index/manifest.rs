@@ -105,8 +105,9 @@ impl Manifest {
                 "checksum mismatch (edited or corrupt)",
             ));
         }
-        Layout::new(m.codebook_sizes.clone())
+        let layout = Layout::new(m.codebook_sizes.clone())
             .map_err(|e| IndexError::corrupt(&path, e.to_string()))?;
+        super::check_layout(&layout).map_err(|e| IndexError::corrupt(&path, e.to_string()))?;
         Ok(m)
     }
 

@@ -32,6 +32,8 @@ pub struct Index {
     one_item_per_sid: bool,
     sids: fst::Map<Mmap>,
     items: fst::Map<Mmap>,
+    /// The mapped files and their lengths, to notice one changed under us.
+    mapped: Vec<(PathBuf, File, u64)>,
 }
 
 /// The answer to a valid-prefix query.
@@ -45,16 +47,19 @@ pub struct NextTokens<'a> {
     pub complete: bool,
 }
 
-fn map(path: &Path) -> Result<Mmap, IndexError> {
+fn map(path: &Path, mapped: &mut Vec<(PathBuf, File, u64)>) -> Result<Mmap, IndexError> {
     let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => IndexError::corrupt(path, "missing"),
         _ => IndexError::io(path, e),
     })?;
     // SAFETY: published index files are immutable (written under a temporary
-    // name, synced, renamed into place, never modified or truncated after),
-    // so the mapping cannot change under us; its length was checked against
-    // the manifest before mapping.
-    unsafe { Mmap::map(&file) }.map_err(|e| IndexError::io(path, e))
+    // name, synced, made read-only, renamed into place, never modified or
+    // truncated after), so the mapping cannot change under us; its length
+    // was checked against the manifest before mapping. Another process
+    // breaking that rule is noticed by `Index::check_unchanged`.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| IndexError::io(path, e))?;
+    mapped.push((path.to_owned(), file, map.len() as u64));
+    Ok(map)
 }
 
 impl Index {
@@ -72,7 +77,8 @@ impl Index {
             }
         }
         let trie_path = dir.join(TRIE_FILE);
-        let trie = map(&trie_path)?;
+        let mut mapped = Vec::with_capacity(3);
+        let trie = map(&trie_path, &mut mapped)?;
         let (counts, body_crc) =
             format::parse_header(&trie).map_err(|m| IndexError::corrupt(&trie_path, m))?;
         let sections = counts
@@ -88,10 +94,12 @@ impl Index {
                 ),
             ));
         }
-        let open_fst = |name: &str| -> Result<fst::Map<Mmap>, IndexError> {
+        let mut open_fst = |name: &str| -> Result<fst::Map<Mmap>, IndexError> {
             let path = dir.join(name);
-            fst::Map::new(map(&path)?).map_err(|e| IndexError::fst(&path, e))
+            fst::Map::new(map(&path, &mut mapped)?).map_err(|e| IndexError::fst_read(&path, e))
         };
+        let sids = open_fst(SIDS_FST)?;
+        let items = open_fst(ITEMS_FST)?;
         let index = Self {
             dir: dir.to_owned(),
             layout: manifest.layout(),
@@ -99,11 +107,32 @@ impl Index {
             trie,
             sections,
             one_item_per_sid: counts.one_item_per_sid(),
-            sids: open_fst(SIDS_FST)?,
-            items: open_fst(ITEMS_FST)?,
+            sids,
+            items,
+            mapped,
         };
         index.verify(body_crc, &counts)?;
         Ok(index)
+    }
+
+    /// Checks that no mapped file changed size since it was opened (another
+    /// process truncating a published file would make the next read of the
+    /// lost pages kill the process with SIGBUS; a server calls this on every
+    /// reload tick and stops serving a version that fails it).
+    pub fn check_unchanged(&self) -> Result<(), IndexError> {
+        for (path, file, len) in &self.mapped {
+            let now = file.metadata().map_err(|e| IndexError::io(path, e))?.len();
+            if now != *len {
+                return Err(IndexError::corrupt(
+                    path,
+                    format!(
+                        "changed from {len} to {now} bytes while served \
+                         (published index files must never be modified)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Full verification: file checksums, FST checksums, trie structure.
@@ -118,7 +147,7 @@ impl Index {
             (ITEMS_FST, self.items.as_fst()),
         ] {
             fst.verify()
-                .map_err(|e| IndexError::corrupt(&self.dir.join(name), format!("checksum: {e}")))?;
+                .map_err(|e| IndexError::fst_read(&self.dir.join(name), e))?;
         }
         for f in &self.manifest.files {
             if f.name == TRIE_FILE || f.name.ends_with(".fst") {
@@ -155,6 +184,11 @@ impl Index {
             return Err("child ranges are not monotone or do not end at the node count".into());
         }
         let tokens = self.node_token();
+        // Layer of every token id; layers rise along a path, so a child's
+        // layer exceeds its parent's (the root's is 0).
+        let layer_of: Vec<u8> = (0..super::TOKEN_ID_LIMIT)
+            .map(|id| self.layout.token(id).layer)
+            .collect();
         for n in 0..nodes {
             let kids = &tokens[fc[n] as usize..fc[n + 1] as usize];
             if kids.windows(2).any(|w| w[0] >= w[1]) {
@@ -162,6 +196,19 @@ impl Index {
             }
             if fc[n] as usize <= n {
                 return Err(format!("node {n} points to an earlier node"));
+            }
+            let layer = if n == 0 {
+                0
+            } else {
+                layer_of[tokens[n] as usize]
+            };
+            if let Some(&bad) = kids.iter().find(|&&t| layer_of[t as usize] <= layer) {
+                return Err(format!(
+                    "node {n} (layer {layer}) has a child token {} of layer {}: \
+                     tokens outside the layout's layer order",
+                    self.layout.token(u32::from(bad)),
+                    layer_of[bad as usize]
+                ));
             }
         }
         let words = self.terminal_words();
@@ -359,12 +406,9 @@ impl Index {
 
     // ---- token conversion ----
 
-    /// The token id of a token, checked against the layout.
+    /// The token id of a token, checked against the layout and 16 bits.
     pub fn token_id(&self, token: Token) -> Result<TokenId, IndexError> {
-        self.layout.check(token).map_err(IndexError::Query)?;
-        TokenId::try_from(self.layout.token_id(token)).map_err(|_| {
-            IndexError::Query(format!("token {token} is beyond this index's vocabulary"))
-        })
+        super::token_id(&self.layout, token).map_err(IndexError::Query)
     }
 
     pub fn token(&self, id: TokenId) -> Token {

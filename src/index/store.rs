@@ -1,21 +1,30 @@
 //! Versions on disk and their atomic publication.
 //!
 //! ```text
-//! ROOT/CURRENT                 "v00000003\n": the version readers load
-//! ROOT/LOCK                    held by the one writer (build, update, rollback)
+//! ROOT/CURRENT                 "v00000003\npublished-up-to v00000004\n"
+//! ROOT/LOCK                    held by the one writer (build, update, rollback, mirror)
 //! ROOT/versions/v00000003/     manifest.json sids.fst items.fst trie.bin [codebooks.npy]
-//! ROOT/versions/.tmp-…         a build in progress (or left by a crash: removed on open)
+//! ROOT/versions/.tmp-…         a build in progress (or left by a crash)
 //! ```
 //!
-//! A build writes a temporary directory, syncs its files and itself, renames
-//! it into `versions/`, syncs that, then replaces `CURRENT` (temp + sync +
-//! rename + directory sync). A crash at any point leaves `CURRENT` naming
-//! the last complete version. Published files never change; old versions are
-//! removed past the newest `keep`, never the current one.
+//! `CURRENT` names the version readers load and the highest version ever
+//! published; it is replaced atomically (temp + sync + rename + directory
+//! sync), and that rename is the commit point of every publish. A build
+//! writes a temporary directory, syncs its files (read-only from then on)
+//! and itself, renames it into `versions/`, syncs that, then replaces
+//! `CURRENT`. A version above `published-up-to` was never published — a
+//! crash or a failed `CURRENT` write came between — and is garbage: not
+//! listed, not offered for rollback, removed by the next writer. A crash at
+//! any point leaves `CURRENT` naming the last complete version; every
+//! temporary name (`versions/.tmp-…`, `versions/.del-…`, `.CURRENT.tmp-…`,
+//! a mirror's `.mirror-…`) is swept when a writer next opens the root.
+//! Published files never change; old versions are removed past the newest
+//! `keep`, never the current one.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -35,6 +44,11 @@ pub const VERSIONS_DIR: &str = "versions";
 const LOCK_FILE: &str = "LOCK";
 const TMP_PREFIX: &str = ".tmp-";
 const DEL_PREFIX: &str = ".del-";
+/// A mirror's staging directory in the root (`.mirror-v…-PID`).
+pub const MIRROR_PREFIX: &str = ".mirror-";
+/// `fsx::write_atomic`'s temporary name for `CURRENT`.
+const CURRENT_TMP_PREFIX: &str = ".CURRENT.tmp-";
+const PUBLISHED_KEY: &str = "published-up-to";
 
 /// Aborts the process at a named point when `SIDX_FAILPOINT` says so — how
 /// the crash tests kill a build half-way (abort runs no destructors, like kill -9).
@@ -42,6 +56,74 @@ fn failpoint(name: &str) {
     if std::env::var("SIDX_FAILPOINT").is_ok_and(|f| f == name) {
         eprintln!("failpoint {name}: aborting");
         std::process::abort();
+    }
+}
+
+/// Fails with an I/O error at a named point when `SIDX_FAILPOINT` says so
+/// (how the tests make writing `CURRENT` fail, as a full disk would).
+fn failpoint_error(name: &str, path: &Path) -> Result<(), IndexError> {
+    if std::env::var("SIDX_FAILPOINT").is_ok_and(|f| f == name) {
+        return Err(IndexError::io(
+            path,
+            std::io::Error::other(format!("failpoint {name}")),
+        ));
+    }
+    Ok(())
+}
+
+/// Set when whoever asked for a publish has gone away (a cancelled RPC);
+/// a publish checks it just before its commit point and then publishes nothing.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What `CURRENT` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pointer {
+    /// The version readers load.
+    current: u64,
+    /// The highest version ever published (`None`: a `CURRENT` written before
+    /// this line existed; then every complete version counts as published).
+    published: Option<u64>,
+}
+
+impl Pointer {
+    fn parse(text: &str) -> Option<Self> {
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let version = |v: &str| -> Option<u64> {
+            let digits = v.strip_prefix('v')?;
+            if digits.len() < 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            digits.parse().ok()
+        };
+        let current = version(lines.next()?)?;
+        let published = match lines.next() {
+            Some(l) => Some(version(l.strip_prefix(PUBLISHED_KEY)?.trim_start())?),
+            None => None,
+        };
+        if lines.next().is_some() || published.is_some_and(|p| p < current) {
+            return None;
+        }
+        Some(Self { current, published })
+    }
+
+    fn text(&self) -> String {
+        let published = self.published.unwrap_or(self.current).max(self.current);
+        format!("v{:08}\n{PUBLISHED_KEY} v{published:08}\n", self.current)
     }
 }
 
@@ -56,6 +138,7 @@ fn sync_dir(dir: &Path) -> Result<(), IndexError> {
 pub struct IndexStore {
     root: PathBuf,
     keep: usize,
+    cancel: Option<CancelToken>,
 }
 
 /// What a build or update published.
@@ -84,7 +167,15 @@ impl IndexStore {
         Self {
             root: root.to_owned(),
             keep: 3,
+            cancel: None,
         }
+    }
+
+    /// This store, publishing nothing once `cancel` is set (checked just
+    /// before each commit point).
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = Some(cancel);
+        self
     }
 
     /// Keep the newest `keep` versions for rollback (at least 2, so that a
@@ -102,8 +193,19 @@ impl IndexStore {
         self.root.join(VERSIONS_DIR).join(format!("v{version:08}"))
     }
 
-    /// Published versions, ascending.
+    /// Published versions, ascending (a version above `CURRENT`'s
+    /// `published-up-to` never was, and is not listed).
     pub fn versions(&self) -> Result<Vec<u64>, IndexError> {
+        let limit = self.pointer()?.and_then(|p| p.published);
+        Ok(self
+            .version_dirs()?
+            .into_iter()
+            .filter(|&v| limit.is_none_or(|l| v <= l))
+            .collect())
+    }
+
+    /// Every `versions/vN` directory, published or not, ascending.
+    fn version_dirs(&self) -> Result<Vec<u64>, IndexError> {
         let dir = self.root.join(VERSIONS_DIR);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -124,17 +226,31 @@ impl IndexStore {
 
     /// The version `CURRENT` names, if any.
     pub fn current(&self) -> Result<Option<u64>, IndexError> {
+        Ok(self.pointer()?.map(|p| p.current))
+    }
+
+    fn pointer(&self) -> Result<Option<Pointer>, IndexError> {
         let path = self.root.join(CURRENT_FILE);
         match fs::read_to_string(&path) {
-            Ok(s) => s
-                .trim()
-                .strip_prefix('v')
-                .and_then(|v| v.parse().ok())
+            Ok(s) => Pointer::parse(&s)
                 .map(Some)
                 .ok_or_else(|| IndexError::corrupt(&path, format!("unreadable pointer {s:?}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(IndexError::io(&path, e)),
         }
+    }
+
+    /// The highest version published so far (0 when none).
+    fn published_up_to(&self) -> Result<u64, IndexError> {
+        Ok(match self.pointer()? {
+            Some(Pointer {
+                published: Some(p), ..
+            }) => p,
+            Some(Pointer { current, .. }) => {
+                current.max(self.version_dirs()?.last().copied().unwrap_or(0))
+            }
+            None => 0,
+        })
     }
 
     /// Opens and verifies the current version (cleaning up after crashed
@@ -167,6 +283,14 @@ impl IndexStore {
 
     pub fn open_version(&self, version: u64) -> Result<Index, IndexError> {
         Index::open(&self.version_dir(version))
+    }
+
+    /// Opens a kept, published version (`UnknownVersion` otherwise).
+    fn open_kept(&self, version: u64) -> Result<Index, IndexError> {
+        if !self.versions()?.contains(&version) {
+            return Err(IndexError::UnknownVersion(version));
+        }
+        self.open_version(version)
     }
 
     fn lock_file(&self) -> Result<File, IndexError> {
@@ -212,18 +336,38 @@ impl IndexStore {
         }
     }
 
-    /// Removes directories left by builds that never finished (caller holds the lock).
+    /// Removes what unfinished writers left (the caller holds the lock):
+    /// temporary version directories, versions never published, a
+    /// half-written `CURRENT`, mirror staging directories.
     fn remove_temporaries(&self) -> Result<(), IndexError> {
-        let dir = self.root.join(VERSIONS_DIR);
-        let Ok(entries) = fs::read_dir(&dir) else {
-            return Ok(());
-        };
-        for e in entries.filter_map(|e| e.ok()) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(TMP_PREFIX) || name.starts_with(DEL_PREFIX) {
-                let p = e.path();
-                tracing::warn!(path = %p.display(), "removing the leftovers of an unfinished build");
+        let published = self.published_up_to()?;
+        for v in self.version_dirs()? {
+            if v > published {
+                let p = self.version_dir(v);
+                tracing::warn!(path = %p.display(), "removing a version that was never published");
                 fs::remove_dir_all(&p).map_err(|e| IndexError::io(&p, e))?;
+            }
+        }
+        let swept = [
+            (self.root.join(VERSIONS_DIR), &[TMP_PREFIX, DEL_PREFIX][..]),
+            (self.root.clone(), &[CURRENT_TMP_PREFIX, MIRROR_PREFIX][..]),
+        ];
+        for (dir, prefixes) in swept {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.filter_map(|e| e.ok()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if prefixes.iter().any(|p| name.starts_with(p)) {
+                    let p = e.path();
+                    tracing::warn!(path = %p.display(), "removing the leftovers of an unfinished write");
+                    let removed = if p.is_dir() {
+                        fs::remove_dir_all(&p)
+                    } else {
+                        fs::remove_file(&p)
+                    };
+                    removed.map_err(|e| IndexError::io(&p, e))?;
+                }
             }
         }
         Ok(())
@@ -248,7 +392,7 @@ impl IndexStore {
         self.remove_temporaries()?;
         let versions_dir = self.root.join(VERSIONS_DIR);
         fs::create_dir_all(&versions_dir).map_err(|e| IndexError::io(&versions_dir, e))?;
-        let next = self.versions()?.last().map_or(1, |v| v + 1);
+        let next = self.published_up_to()? + 1;
         let tmp = versions_dir.join(format!("{TMP_PREFIX}v{next:08}-{}", std::process::id()));
         fs::create_dir(&tmp).map_err(|e| IndexError::io(&tmp, e))?;
         let result = self.fill_and_publish(&tmp, next, build);
@@ -278,6 +422,7 @@ impl IndexStore {
         fs::write(&path, json)
             .and_then(|_| File::open(&path)?.sync_all())
             .map_err(|e| IndexError::io(&path, e))?;
+        make_read_only(tmp)?;
         self.install(tmp, version)?;
         Ok(manifest)
     }
@@ -287,8 +432,18 @@ impl IndexStore {
     /// directory on the same filesystem, moved into place). The copy is opened
     /// and fully verified first; a version already here is left alone.
     pub fn publish_copy(&self, staged: &Path, version: u64) -> Result<(), IndexError> {
-        let _lock = self.lock()?;
-        self.remove_temporaries()?;
+        let lock = self.lock()?;
+        self.publish_copy_locked(&lock, staged, version)
+    }
+
+    /// `publish_copy` for a caller that already holds the writer lock (a
+    /// mirror holds it while it stages, so that nobody sweeps its staging).
+    pub(crate) fn publish_copy_locked(
+        &self,
+        _lock: &WriterLock,
+        staged: &Path,
+        version: u64,
+    ) -> Result<(), IndexError> {
         if self.version_dir(version).is_dir() {
             let _ = fs::remove_dir_all(staged);
             return Ok(());
@@ -306,6 +461,7 @@ impl IndexStore {
                 .and_then(|f| f.sync_all())
                 .map_err(|e| IndexError::io(&path, e))?;
         }
+        make_read_only(staged)?;
         let versions_dir = self.root.join(VERSIONS_DIR);
         fs::create_dir_all(&versions_dir).map_err(|e| IndexError::io(&versions_dir, e))?;
         let tmp = versions_dir.join(format!("{TMP_PREFIX}v{version:08}-{}", std::process::id()));
@@ -318,17 +474,36 @@ impl IndexStore {
     }
 
     /// Moves a complete, synced version directory into place and points
-    /// `CURRENT` at it (the caller holds the writer lock).
+    /// `CURRENT` at it (the caller holds the writer lock). If the caller
+    /// cancelled or `CURRENT` cannot be written, the version is removed
+    /// again — and if even that fails, it stays above `published-up-to`:
+    /// garbage, never listed or served.
     fn install(&self, tmp: &Path, version: u64) -> Result<(), IndexError> {
         sync_dir(tmp)?;
         failpoint("before-rename");
         let dst = self.version_dir(version);
+        if dst.exists() && version > self.published_up_to()? {
+            // Never published (a crash after the rename): replace it.
+            fs::remove_dir_all(&dst).map_err(|e| IndexError::io(&dst, e))?;
+        }
         fs::rename(tmp, &dst).map_err(|e| IndexError::io(&dst, e))?;
         sync_dir(&self.root.join(VERSIONS_DIR))?;
         failpoint("before-current");
-        crate::fsx::write_atomic(&self.root.join(CURRENT_FILE), |w| {
-            w.write_all(format!("v{version:08}\n").as_bytes())
-        })?;
+        let published = self.published_up_to()?.max(version);
+        let committed = if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            Err(IndexError::Cancelled)
+        } else {
+            self.write_pointer(Pointer {
+                current: version,
+                published: Some(published),
+            })
+        };
+        if let Err(e) = committed {
+            if !self.versions()?.contains(&version) {
+                self.retire(version);
+            }
+            return Err(e);
+        }
         failpoint("after-current");
         // Published: what follows must not turn success into an error (a retry
         // would publish twice), so it is only logged.
@@ -341,19 +516,50 @@ impl IndexStore {
         Ok(())
     }
 
-    fn write_current(&self, version: u64) -> Result<(), IndexError> {
-        let text = format!("v{version:08}\n");
-        crate::fsx::write_atomic(&self.root.join(CURRENT_FILE), |w| {
-            w.write_all(text.as_bytes())
-        })?;
-        sync_dir(&self.root)
+    /// Replaces `CURRENT` atomically: the commit point of every publish.
+    fn write_pointer(&self, pointer: Pointer) -> Result<(), IndexError> {
+        let path = self.root.join(CURRENT_FILE);
+        failpoint_error("current-write-error", &path)?;
+        crate::fsx::write_atomic(&path, |w| w.write_all(pointer.text().as_bytes()))?;
+        Ok(())
     }
 
-    /// Points `CURRENT` at an existing version after verifying it.
+    /// Removes an unpublished version directory (best effort: one left
+    /// behind is above `published-up-to`, so never served, and swept later).
+    fn retire(&self, version: u64) {
+        let dir = self.version_dir(version);
+        let gone = self
+            .root
+            .join(VERSIONS_DIR)
+            .join(format!("{DEL_PREFIX}v{version:08}-{}", std::process::id()));
+        if let Err(e) = fs::rename(&dir, &gone).and_then(|_| fs::remove_dir_all(&gone)) {
+            tracing::warn!(path = %dir.display(), error = %e, "could not remove an unpublished version");
+        }
+    }
+
+    /// Points `CURRENT` back at a kept version after verifying it.
     pub fn rollback(&self, version: u64) -> Result<(), IndexError> {
+        self.switch_to(version)
+    }
+
+    /// Points `CURRENT` at a kept version, older or newer, after verifying
+    /// it (a mirror follows its source's swaps this way).
+    pub fn switch_to(&self, version: u64) -> Result<(), IndexError> {
         let _lock = self.lock()?;
-        self.open_version(version)?;
-        self.write_current(version)
+        self.switch_locked(version)
+    }
+
+    fn switch_locked(&self, version: u64) -> Result<(), IndexError> {
+        self.open_kept(version)?;
+        let published = self.published_up_to()?;
+        if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            return Err(IndexError::Cancelled);
+        }
+        self.write_pointer(Pointer {
+            current: version,
+            published: Some(published),
+        })?;
+        sync_dir(&self.root)
     }
 
     /// Deletes versions older than the newest `keep`, never `current`.
@@ -375,6 +581,18 @@ impl IndexStore {
         }
         Ok(())
     }
+}
+
+/// Makes every file of a version directory read-only (0444): published
+/// files never change, and the service's own user cannot truncate them.
+fn make_read_only(dir: &Path) -> Result<(), IndexError> {
+    use std::os::unix::fs::PermissionsExt;
+    for e in fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))? {
+        let path = e.map_err(|e| IndexError::io(dir, e))?.path();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o444))
+            .map_err(|e| IndexError::io(&path, e))?;
+    }
+    Ok(())
 }
 
 /// Copies a file and syncs the copy.
@@ -464,18 +682,15 @@ impl BuildSummary {
 /// `(token ids, item id)` of every item of a table, checked against its layout.
 pub(crate) fn table_entries(table: &SidTable) -> Result<Vec<(Vec<TokenId>, String)>, IndexError> {
     let layout = table.layout();
+    super::check_layout(&layout)?;
     table
         .iter()
         .map(|(id, sid)| {
             let ids = sid
                 .iter()
                 .map(|&t| {
-                    TokenId::try_from(layout.token_id(t)).map_err(|_| {
-                        IndexError::Input(format!(
-                            "item {id:?}: token {t} has id {} ≥ 65536, beyond the index's u16 tokens",
-                            layout.token_id(t)
-                        ))
-                    })
+                    super::token_id(&layout, t)
+                        .map_err(|e| IndexError::Input(format!("item {id:?}: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((ids, id.to_owned()))

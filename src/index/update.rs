@@ -42,7 +42,18 @@ pub struct UpdateSummary {
 }
 
 impl CatalogUpdate {
-    /// Applies the update to the current version of `store` and publishes the result.
+    /// Applies the update to the current version of `store` and publishes
+    /// the result — all of it or, on any error, nothing.
+    ///
+    /// SIDs in `disambiguate` mode stay unique: an explicit SID that ends
+    /// with a disambiguation token is taken as given if no other item holds
+    /// it and refused (`SidTaken`, naming the holder) if one does; a SID of
+    /// quantizer tokens only is taken as is when neither it nor any SID
+    /// under it with a disambiguation token is held, and otherwise gets the
+    /// next disambiguation code (one past the highest the index or this
+    /// update has used under it). Explicit SIDs are placed first, so the
+    /// order of changes within one update does not matter. An existing item
+    /// upserted with its own SID (or its quantizer tokens) keeps it.
     pub fn apply(self, store: &IndexStore) -> Result<UpdateSummary, IndexError> {
         let t0 = Instant::now();
         // Hold the writer lock from reading the base to publishing, so that no
@@ -52,40 +63,22 @@ impl CatalogUpdate {
         let deletes: HashSet<&str> = self.deletes.iter().map(String::as_str).collect();
         for (i, id) in self.deletes.iter().enumerate() {
             if old.sid(id).is_none() {
-                return Err(IndexError::Input(format!(
-                    "deletes, entry {}: unknown item id {id:?}",
-                    i + 1
-                )));
+                return Err(IndexError::UnknownItem {
+                    field: format!("deletes, entry {}", i + 1),
+                    id: id.clone(),
+                });
             }
         }
-        let mut delta: Vec<(Vec<TokenId>, String)> = Vec::new();
-        let mut removed: HashSet<String> = deletes.iter().map(|s| s.to_string()).collect();
-        let (mut added, mut replaced, mut kept, mut disambiguated) = (0, 0, 0, 0);
+        let (mut added, mut replaced, mut kept) = (0, 0, 0);
 
-        let mut assigner = Disambiguator::new(&old);
+        // The upserts as (item id, wanted token ids, the item's old SID).
+        let mut wanted: Vec<(String, Vec<TokenId>, Option<Vec<TokenId>>)> = Vec::new();
         if let Some(table) = &self.upsert_sids {
             let mut ids = Vec::new();
             for (id, sid) in table.iter() {
                 old.token_ids(sid, &mut ids)
                     .map_err(|e| IndexError::Input(format!("upsert SIDs, item {id:?}: {e}")))?;
-                if deletes.contains(id) {
-                    return Err(IndexError::Input(format!(
-                        "item {id:?} is both upserted and deleted"
-                    )));
-                }
-                let previous = old.sid(id);
-                let sid = if previous.as_deref() == Some(ids.as_slice()) {
-                    ids.clone() // re-pointed to the SID it has: unchanged
-                } else {
-                    assigner.assign_ids(ids.clone(), &mut disambiguated)?
-                };
-                if previous.is_some() {
-                    replaced += 1;
-                    removed.insert(id.to_owned());
-                } else {
-                    added += 1;
-                }
-                delta.push((sid, id.to_owned()));
+                wanted.push((id.to_owned(), ids.clone(), old.sid(id)));
             }
         }
         if let Some((x, dim, ids)) = &self.upsert_embeddings {
@@ -96,36 +89,63 @@ impl CatalogUpdate {
                     ids.len()
                 )));
             }
+            // Existing items keep their SIDs; only new ones are encoded.
             let fresh: Vec<usize> = (0..ids.len())
-                .filter(|&i| old.sid(&ids[i]).is_none() || removed.contains(&ids[i]))
+                .filter(|&i| old.sid(&ids[i]).is_none())
                 .collect();
             kept += ids.len() - fresh.len();
             let sids = encode_new(&old, x, *dim, &fresh)?;
             for (&i, sid) in fresh.iter().zip(sids) {
-                let id = &ids[i];
-                if deletes.contains(id.as_str()) {
-                    return Err(IndexError::Input(format!(
-                        "item {id:?} is both upserted and deleted"
-                    )));
-                }
-                let sid = assigner.assign(&sid, &mut disambiguated)?;
-                added += 1;
-                delta.push((sid, id.clone()));
+                let sid = sid
+                    .iter()
+                    .map(|&t| old.token_id(t))
+                    .collect::<Result<Vec<_>, _>>()?;
+                wanted.push((ids[i].clone(), sid, None));
             }
         }
-        delta.sort_unstable();
-        if let Some(w) = delta.windows(2).find(|w| w[0].1 == w[1].1) {
-            return Err(IndexError::Input(format!(
-                "item {:?} is upserted twice",
-                w[0].1
-            )));
-        }
-        let mut ids_seen = HashSet::with_capacity(delta.len());
-        for (_, id) in &delta {
-            if !ids_seen.insert(id.as_str()) {
+        let mut seen = HashSet::with_capacity(wanted.len());
+        for (id, _, _) in &wanted {
+            if deletes.contains(id.as_str()) {
+                return Err(IndexError::Input(format!(
+                    "item {id:?} is both upserted and deleted"
+                )));
+            }
+            if !seen.insert(id.as_str()) {
                 return Err(IndexError::Input(format!("item {id:?} is upserted twice")));
             }
         }
+
+        // Items whose old SID goes away: the deleted and the upserted ones.
+        let mut removed: HashSet<String> = deletes.iter().map(|s| s.to_string()).collect();
+        removed.extend(
+            wanted
+                .iter()
+                .filter(|(_, _, prev)| prev.is_some())
+                .map(|(id, _, _)| id.clone()),
+        );
+        let mut assigner = Disambiguator::new(&old, &removed);
+        let mut delta: Vec<(Vec<TokenId>, String)> = Vec::with_capacity(wanted.len());
+        let mut placed: Vec<Option<Vec<TokenId>>> = vec![None; wanted.len()];
+        // Items keeping their SIDs first, then explicit SIDs, then the rest.
+        for pass in [Pass::Kept, Pass::Explicit, Pass::Assigned] {
+            for (k, (id, sid, prev)) in wanted.iter().enumerate() {
+                if placed[k].is_some() {
+                    continue;
+                }
+                let field = format!("upsert of item {id:?}");
+                placed[k] = assigner.place(pass, &field, id, sid, prev.as_deref())?;
+            }
+        }
+        for ((id, _, prev), sid) in wanted.into_iter().zip(placed) {
+            let sid = sid.expect("every upsert is placed in the second pass");
+            if prev.is_some() {
+                replaced += 1;
+            } else {
+                added += 1;
+            }
+            delta.push((sid, id));
+        }
+        delta.sort_unstable();
 
         let mut layer_counts = old.manifest().layer_counts.clone();
         let old_entries = old
@@ -145,6 +165,7 @@ impl CatalogUpdate {
         let previous_version = old.version();
         let old_dir = old.dir().to_owned();
         let old_manifest = old.manifest().clone();
+        let disambiguated = assigner.disambiguated;
         let manifest = store.publish_locked(&lock, |dir| {
             let counts = write_version_files(dir, merged)?;
             if old_manifest.has_codebooks {
@@ -230,87 +251,151 @@ fn encode_new(
         .collect())
 }
 
-/// Hands out the next free disambiguation token under a SID already taken
-/// (in the index or earlier in this update), in `disambiguate` mode.
+/// Which upserts a pass places.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Existing items sent with their own SID.
+    Kept,
+    /// Explicit full SIDs (ending with a disambiguation token).
+    Explicit,
+    /// Everything else: SIDs of quantizer tokens, disambiguated if taken.
+    Assigned,
+}
+
+/// Keeps SIDs unique in `disambiguate` mode (see [`CatalogUpdate::apply`]);
+/// in `share` mode every SID is taken as given.
 struct Disambiguator<'a> {
     index: &'a Index,
     mode: CollisionMode,
-    /// Next free disambiguation code under each SID this update has handed out.
-    taken: HashMap<Vec<TokenId>, u32>,
+    dis_layer: u8,
+    /// Items whose old SID is freed by this update.
+    removed: &'a HashSet<String>,
+    /// Full SIDs this update has placed, and the item holding each.
+    placed: HashMap<Vec<TokenId>, String>,
+    /// Next disambiguation code under each base SID this update has used.
+    next_code: HashMap<Vec<TokenId>, u32>,
+    /// Upserts that received a disambiguation token.
+    disambiguated: usize,
 }
 
 impl<'a> Disambiguator<'a> {
-    fn new(index: &'a Index) -> Self {
+    fn new(index: &'a Index, removed: &'a HashSet<String>) -> Self {
         Self {
             index,
             mode: index.manifest().collisions,
-            taken: HashMap::new(),
+            dis_layer: index.layout().disambiguation_layer(),
+            removed,
+            placed: HashMap::new(),
+            next_code: HashMap::new(),
+            disambiguated: 0,
         }
     }
 
-    /// An encoded SID (quantizer tokens) made unique.
-    fn assign(&mut self, sid: &[Token], count: &mut usize) -> Result<Vec<TokenId>, IndexError> {
-        let ids = sid
-            .iter()
-            .map(|&t| self.index.token_id(t))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.assign_ids(ids, count)
+    fn is_disambiguation(&self, t: TokenId) -> bool {
+        self.index.token(t).layer == self.dis_layer
     }
 
-    /// Token ids made unique: a trailing disambiguation token is replaced by
-    /// the next free one when the SID is taken (nothing changes in share mode).
-    fn assign_ids(
+    /// The item that holds `sid` after this update, if any.
+    fn holder(&self, sid: &[TokenId]) -> Option<String> {
+        if let Some(id) = self.placed.get(sid) {
+            return Some(id.clone());
+        }
+        self.index
+            .items(sid)
+            .find(|id| !self.removed.contains(*id))
+            .map(str::to_owned)
+    }
+
+    /// Places one upsert in `pass`, or leaves it (`None`) for a later pass
+    /// (share mode places everything as given in the first).
+    fn place(
         &mut self,
-        mut ids: Vec<TokenId>,
-        count: &mut usize,
-    ) -> Result<Vec<TokenId>, IndexError> {
+        pass: Pass,
+        field: &str,
+        id: &str,
+        sid: &[TokenId],
+        previous: Option<&[TokenId]>,
+    ) -> Result<Option<Vec<TokenId>>, IndexError> {
         if self.mode == CollisionMode::Share {
-            return Ok(ids);
+            return Ok(Some(sid.to_vec()));
         }
-        let dis_layer = self.index.layout().disambiguation_layer();
-        let given = ids.clone();
-        if ids
-            .last()
-            .is_some_and(|&t| self.index.token(t).layer == dis_layer)
-        {
-            ids.pop();
+        let explicit = sid.last().is_some_and(|&t| self.is_disambiguation(t));
+        let base = if explicit { &sid[..sid.len() - 1] } else { sid };
+        // An existing item sent with its own SID, or its own quantizer tokens, keeps its SID.
+        let keeps = previous
+            .filter(|p| *p == sid || (!explicit && p.len() == sid.len() + 1 && p.starts_with(sid)));
+        let chosen = match (pass, keeps) {
+            (Pass::Kept, Some(p)) => p.to_vec(),
+            (Pass::Kept, None) => return Ok(None),
+            (Pass::Explicit, _) if explicit => {
+                if let Some(holder) = self.holder(sid) {
+                    return Err(IndexError::SidTaken {
+                        field: field.to_owned(),
+                        sid: crate::sid::DisplaySid(&self.index.tokens(sid)).to_string(),
+                        holder,
+                    });
+                }
+                sid.to_vec()
+            }
+            (Pass::Explicit, _) => return Ok(None),
+            (Pass::Assigned, _) if !self.collides(base) => base.to_vec(),
+            (Pass::Assigned, _) => {
+                let code = self.next_free_code(base);
+                let token = Token::new(self.dis_layer, code);
+                let t = self.index.token_id(token).map_err(|e| {
+                    IndexError::Input(format!(
+                        "{field}: no disambiguation code left under SID {}: {e}",
+                        crate::sid::DisplaySid(&self.index.tokens(base))
+                    ))
+                })?;
+                self.disambiguated += 1;
+                let mut full = base.to_vec();
+                full.push(t);
+                full
+            }
+        };
+        if let Some(&t) = chosen.last().filter(|&&t| self.is_disambiguation(t)) {
+            let base = chosen[..chosen.len() - 1].to_vec();
+            let next = self.next_code.entry(base).or_insert(0);
+            *next = (*next).max(self.index.token(t).code + 1);
         }
-        let node = self.index.walk(&ids);
-        let used_here = |n| self.index.is_terminal(n) || !self.index.children(n).is_empty();
-        let in_index = node.is_some_and(used_here);
-        let next_in_index = node.map_or(0, |n| {
+        self.placed.insert(chosen.clone(), id.to_owned());
+        Ok(Some(chosen))
+    }
+
+    /// Whether a base SID is held, or any SID of it plus a disambiguation token.
+    fn collides(&self, base: &[TokenId]) -> bool {
+        if self.holder(base).is_some() || self.next_code.contains_key(base) {
+            return true;
+        }
+        let Some(node) = self.index.walk(base) else {
+            return false;
+        };
+        let mut full = base.to_vec();
+        self.index
+            .children(node)
+            .iter()
+            .filter(|&&t| self.is_disambiguation(t))
+            .any(|&t| {
+                full.truncate(base.len());
+                full.push(t);
+                self.holder(&full).is_some()
+            })
+    }
+
+    /// One past the highest disambiguation code the index or this update has
+    /// used under `base` (0 if none): codes are never handed out twice.
+    fn next_free_code(&self, base: &[TokenId]) -> u32 {
+        let in_index = self.index.walk(base).map_or(0, |n| {
             self.index
                 .children(n)
                 .iter()
-                .map(|&t| self.index.token(t))
-                .filter(|t| t.layer == dis_layer)
-                .map(|t| t.code + 1)
+                .filter(|&&t| self.is_disambiguation(t))
+                .map(|&t| self.index.token(t).code + 1)
                 .max()
                 .unwrap_or(0)
         });
-        let given_free = !self
-            .index
-            .walk(&given)
-            .is_some_and(|n| self.index.is_terminal(n))
-            && !self.taken.contains_key(&given);
-        if !in_index && !self.taken.contains_key(&ids) {
-            self.taken.insert(ids.clone(), 0);
-            return Ok(ids);
-        }
-        if given.len() > ids.len() && given_free {
-            // An explicit disambiguation token that is still free is kept.
-            let code = self.index.token(given[given.len() - 1]).code;
-            let next = self.taken.entry(ids).or_insert(0);
-            *next = (*next).max(code + 1);
-            self.taken.insert(given.clone(), 0);
-            return Ok(given);
-        }
-        let next = self.taken.entry(ids.clone()).or_insert(0);
-        let code = (*next).max(next_in_index);
-        *next = code + 1;
-        *count += 1;
-        ids.push(self.index.token_id(Token::new(dis_layer, code))?);
-        Ok(ids)
+        in_index.max(self.next_code.get(base).copied().unwrap_or(0))
     }
 }
 

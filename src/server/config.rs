@@ -40,6 +40,15 @@ pub struct ServerConfig {
     pub keep_versions: usize,
     /// Token required (as `authorization: Bearer …`) by admin RPCs; none = admin RPCs refused.
     pub admin_token: Option<String>,
+    /// Token required by the replication RPCs (FetchVersion, WatchVersions),
+    /// which the admin token also opens; none = they need no token.
+    pub replication_token: Option<String>,
+    /// FetchVersion streams open at once; more are RESOURCE_EXHAUSTED.
+    pub max_fetch_streams: usize,
+    /// WatchVersions streams open at once; more are RESOURCE_EXHAUSTED.
+    pub max_watch_streams: usize,
+    /// A FetchVersion stream whose reader takes no data for this long is ended (s).
+    pub fetch_stall_timeout_s: u64,
     pub tls: Option<TlsConfig>,
 }
 
@@ -71,6 +80,10 @@ impl Default for ServerConfig {
             reload_interval_ms: 1000,
             keep_versions: 3,
             admin_token: None,
+            replication_token: None,
+            max_fetch_streams: 4,
+            max_watch_streams: 64,
+            fetch_stall_timeout_s: 30,
             tls: None,
         }
     }
@@ -81,7 +94,12 @@ impl ServerConfig {
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        Self::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses TOML text; unknown keys are errors.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
     }
 
     /// Rejects values that cannot work.
@@ -93,6 +111,8 @@ impl ServerConfig {
             ("max_update_changes", self.max_update_changes),
             ("max_concurrent_requests", self.max_concurrent_requests),
             ("keep_versions", self.keep_versions),
+            ("max_fetch_streams", self.max_fetch_streams),
+            ("max_watch_streams", self.max_watch_streams),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -102,8 +122,16 @@ impl ServerConfig {
         if self.request_timeout_ms == 0 {
             return Err("config: request_timeout_ms must be at least 1".into());
         }
-        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
-            return Err("config: admin_token must be at least 16 characters".into());
+        for (name, token) in [
+            ("admin_token", &self.admin_token),
+            ("replication_token", &self.replication_token),
+        ] {
+            if token.as_deref().is_some_and(|t| t.len() < 16) {
+                return Err(format!("config: {name} must be at least 16 characters"));
+            }
+        }
+        if self.fetch_stall_timeout_s == 0 {
+            return Err("config: fetch_stall_timeout_s must be at least 1".into());
         }
         Ok(())
     }

@@ -9,29 +9,16 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use super::IndexState;
-use super::index_service::sid_msg;
-use crate::generate::{GenerateError, GenerateRequest, Generator, History};
+use super::convert::{sid_msg, stats_msg};
+use super::validate;
+use crate::generate::{GenerateError, Generator};
 use crate::proto::v1::generator_service_server::GeneratorService;
-use crate::proto::v1::{GenerateRequest as GenerateMsg, GenerateResponse, GeneratedItem};
+use crate::proto::v1::{
+    GenerateRequest as GenerateMsg, GenerateResponse, GeneratedItem, StatsRequest, StatsResponse,
+};
 
 /// The service name health reports under.
 pub const GENERATOR_SERVICE_NAME: &str = "sidx.v1.GeneratorService";
-
-/// The gRPC code of a generator error.
-pub fn generate_status(e: GenerateError) -> Status {
-    let msg = e.to_string();
-    match e {
-        GenerateError::InvalidArgument { .. } => Status::invalid_argument(msg),
-        GenerateError::IndexMismatch(_) => Status::failed_precondition(msg),
-        GenerateError::Overloaded(_) => Status::resource_exhausted(msg),
-        GenerateError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
-        GenerateError::Stopped => Status::unavailable(msg),
-        GenerateError::Runtime(_)
-        | GenerateError::Model { .. }
-        | GenerateError::Sidecar { .. }
-        | GenerateError::Inference(_) => Status::internal(msg),
-    }
-}
 
 pub struct GeneratorServiceImpl {
     state: Arc<IndexState>,
@@ -48,44 +35,12 @@ impl GeneratorServiceImpl {
             .state
             .current()
             .ok_or_else(|| Status::unavailable("no index version loaded yet"))?;
-        let history = match (
-            msg.history_item_ids.is_empty(),
-            msg.history_token_ids.is_empty(),
-        ) {
-            (false, true) => History::Items(msg.history_item_ids),
-            (true, false) => History::Tokens(msg.history_token_ids),
-            (true, true) => {
-                return Err(Status::invalid_argument(
-                    "history_item_ids: empty (give history_item_ids or history_token_ids)",
-                ));
-            }
-            (false, false) => {
-                return Err(Status::invalid_argument(
-                    "history_token_ids: give history_item_ids or history_token_ids, not both",
-                ));
-            }
-        };
-        let wait = match msg.deadline_ms {
-            0 => self.state.config.request_timeout(),
-            ms => Duration::from_millis(u64::from(ms)),
-        };
-        let req = GenerateRequest {
-            history,
-            beam: msg.beam_width.map(|b| b as usize),
-            top_k: msg.top_k.map(|k| k as usize),
-            constrained: msg.constrained.unwrap_or(true),
-            deadline: Some(Instant::now() + wait),
-        };
+        let req = validate::generate(msg, self.state.config.request_timeout())?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.generator
-            .submit(Arc::clone(&index), req, move |r| {
-                let _ = tx.send(r);
-            })
-            .map_err(generate_status)?;
-        let r = rx
-            .await
-            .map_err(|_| generate_status(GenerateError::Stopped))?
-            .map_err(generate_status)?;
+        self.generator.submit(Arc::clone(&index), req, move |r| {
+            let _ = tx.send(r);
+        })?;
+        let r = rx.await.map_err(|_| GenerateError::Stopped)??;
         let m = &self.state.metrics;
         m.generated_sids.fetch_add(r.sids as u64, Ordering::Relaxed);
         m.generated_invalid_sids
@@ -132,6 +87,18 @@ impl GeneratorService for GeneratorServiceImpl {
         if let Err(s) = &r {
             tracing::debug!(code = ?s.code(), message = s.message(), "Generate failed");
         }
+        r.map(Response::new)
+    }
+
+    async fn stats(&self, _req: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
+        let t0 = Instant::now();
+        let r = self
+            .state
+            .current()
+            .map(|index| stats_msg(&index, &self.state))
+            .ok_or_else(|| Status::unavailable("no index version loaded yet"));
+        let code = r.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.state.metrics.observe("Stats", code, t0.elapsed());
         r.map(Response::new)
     }
 }

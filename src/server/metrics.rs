@@ -32,6 +32,13 @@ pub struct Metrics {
     pub index_items: AtomicU64,
     pub index_bytes: AtomicU64,
     pub swaps: AtomicU64,
+    /// Published versions refused (corrupt, changed on disk, or — on a
+    /// generator — not decodable by its model), and the last one refused.
+    pub refused_versions: AtomicU64,
+    pub refused_version: AtomicU64,
+    /// Replication streams (FetchVersion, WatchVersions) open now.
+    pub open_fetches: AtomicU64,
+    pub open_watches: AtomicU64,
     /// Mirrors gRPC health: an index is loaded and the server is not draining
     /// (`GET /ready` on the metrics port, for probes that cannot speak gRPC over TLS).
     pub ready: std::sync::atomic::AtomicBool,
@@ -158,6 +165,26 @@ impl Metrics {
                 "sidx_index_swaps_total",
                 "Index versions swapped in since start.",
                 &self.swaps,
+            ),
+            (
+                "sidx_index_refused_versions_total",
+                "Published versions this server refused to serve.",
+                &self.refused_versions,
+            ),
+            (
+                "sidx_index_refused_version",
+                "The last version refused (0 = none).",
+                &self.refused_version,
+            ),
+            (
+                "sidx_fetch_streams",
+                "FetchVersion streams open now.",
+                &self.open_fetches,
+            ),
+            (
+                "sidx_watch_streams",
+                "WatchVersions streams open now.",
+                &self.open_watches,
             ),
             (
                 "sidx_generated_sids_total",

@@ -3,13 +3,14 @@
 //! (verified, then published under the same version number), so a generator
 //! pod can read the index in-process from local disk.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::index::{IndexError, IndexStore};
+use crate::index::{IndexError, IndexStore, MIRROR_PREFIX};
 use crate::proto::v1::index_service_client::IndexServiceClient;
 use crate::proto::v1::{FetchVersionRequest, VersionInfo, WatchVersionsRequest};
 
@@ -34,6 +35,7 @@ pub enum MirrorError {
 pub struct Mirror {
     source: String,
     store: IndexStore,
+    token: Option<String>,
 }
 
 impl Mirror {
@@ -41,7 +43,26 @@ impl Mirror {
         Mirror {
             source: source.into(),
             store,
+            token: None,
         }
+    }
+
+    /// Sends `authorization: Bearer <token>` (the source's replication or admin token).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// A request carrying the token, if any.
+    fn request<T>(&self, msg: T) -> Result<tonic::Request<T>, MirrorError> {
+        let mut req = tonic::Request::new(msg);
+        if let Some(t) = &self.token {
+            let value = format!("Bearer {t}")
+                .parse()
+                .map_err(|_| self.source_err("the mirror token is not valid header text"))?;
+            req.metadata_mut().insert("authorization", value);
+        }
+        Ok(req)
     }
 
     fn source_err(&self, e: impl std::fmt::Display) -> MirrorError {
@@ -67,7 +88,7 @@ impl Mirror {
     ) -> Result<(IndexServiceClient<Channel>, tonic::Streaming<VersionInfo>), MirrorError> {
         let mut client = self.client().await?;
         let watch = client
-            .watch_versions(WatchVersionsRequest {})
+            .watch_versions(self.request(WatchVersionsRequest {})?)
             .await
             .map_err(|e| self.source_err(e))?
             .into_inner();
@@ -115,7 +136,7 @@ impl Mirror {
         let mut backoff = Backoff::default();
         loop {
             tokio::select! {
-                r = self.follow_stream() => {
+                r = self.follow_stream(&mut backoff) => {
                     if let Err(e) = r {
                         tracing::warn!(error = %e, "index mirror interrupted; retrying");
                     }
@@ -129,10 +150,13 @@ impl Mirror {
         }
     }
 
-    async fn follow_stream(&self) -> Result<(), MirrorError> {
+    /// Follows one connection's stream of versions; a working connection
+    /// resets the reconnect backoff.
+    async fn follow_stream(&self, backoff: &mut Backoff) -> Result<(), MirrorError> {
         let (mut client, mut watch) = self.watch().await?;
         while let Some(info) = watch.message().await.map_err(|e| self.source_err(e))? {
             self.follow(&mut client, info.version).await?;
+            *backoff = Backoff::default();
         }
         Ok(())
     }
@@ -147,39 +171,51 @@ impl Mirror {
             return Ok(());
         }
         let store = self.store.clone();
-        if store.version_dir(version).is_dir() {
-            blocking(move || store.rollback(version)).await?;
+        if store.versions()?.contains(&version) {
+            blocking(move || store.switch_to(version)).await?;
             tracing::info!(version, "index mirror: switched to a version already here");
             return Ok(());
         }
-        let staged = self.fetch(client, version).await?;
-        let s = staged.clone();
-        let published = blocking(move || store.publish_copy(&s, version)).await;
+        // The writer lock is held while staging, so no one sweeps the staging
+        // directory as a leftover; a crash leaves it to the next writer's sweep.
+        let lock = {
+            let store = store.clone();
+            Arc::new(blocking(move || store.lock()).await?)
+        };
+        let staged = self.store.root().join(format!(
+            "{MIRROR_PREFIX}v{version:08}-{}",
+            std::process::id()
+        ));
+        let published = match self.fetch(client, version, &staged).await {
+            Ok(()) => {
+                let (s, l) = (staged.clone(), Arc::clone(&lock));
+                blocking(move || store.publish_copy_locked(&l, &s, version)).await
+            }
+            Err(e) => Err(e),
+        };
         if published.is_err() {
             let _ = tokio::fs::remove_dir_all(&staged).await;
         }
+        drop(lock);
         published?;
         tracing::info!(version, source = %self.source, "index mirror: version copied and published");
         Ok(())
     }
 
-    /// Streams a version's files into a staging directory of the local root.
+    /// Streams a version's files into `staged`, a directory of the local root.
     async fn fetch(
         &self,
         client: &mut IndexServiceClient<Channel>,
         version: u64,
-    ) -> Result<PathBuf, MirrorError> {
-        let staged = self
-            .store
-            .root()
-            .join(format!(".mirror-v{version:08}-{}", std::process::id()));
+        staged: &Path,
+    ) -> Result<(), MirrorError> {
         let io = |what: String| move |source| MirrorError::Io { what, source };
-        let _ = tokio::fs::remove_dir_all(&staged).await;
-        tokio::fs::create_dir_all(&staged)
+        let _ = tokio::fs::remove_dir_all(staged).await;
+        tokio::fs::create_dir_all(staged)
             .await
             .map_err(io(staged.display().to_string()))?;
         let mut stream = client
-            .fetch_version(FetchVersionRequest { version })
+            .fetch_version(self.request(FetchVersionRequest { version })?)
             .await
             .map_err(|e| self.source_err(e))?
             .into_inner();
@@ -224,10 +260,9 @@ impl Mirror {
             finish(file).await?;
         }
         if !complete {
-            let _ = tokio::fs::remove_dir_all(&staged).await;
             return Err(self.source_err(format!("version {version} ended before its last chunk")));
         }
-        Ok(staged)
+        Ok(())
     }
 }
 

@@ -5,15 +5,21 @@
 //! graceful shutdown with a drain deadline.
 
 pub mod config;
+mod convert;
 mod generator_service;
 mod index_service;
 mod limits;
 pub mod metrics;
 pub mod mirror;
+mod state;
+mod status;
+mod stream_end;
+pub mod validate;
 
 pub use config::{ServerConfig, TlsConfig};
-pub use generator_service::{GENERATOR_SERVICE_NAME, GeneratorServiceImpl, generate_status};
-pub use index_service::{IndexServiceImpl, IndexState, SERVICE_NAME, status};
+pub use generator_service::{GENERATOR_SERVICE_NAME, GeneratorServiceImpl};
+pub use index_service::{IndexServiceImpl, SERVICE_NAME};
+pub use state::{Acceptor, IndexState, Refusal};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -146,7 +152,21 @@ async fn start_server(
     let health_names = ["", role];
     let metrics = Arc::new(metrics::Metrics::default());
     let store = store.with_keep(config.keep_versions);
-    let state = Arc::new(IndexState::new(store, config.clone(), metrics.clone()));
+    let mut state = IndexState::new(store, config.clone(), metrics.clone());
+    if let Some(g) = &generator {
+        // Never swap to a version the model cannot decode: keep the last one that fits.
+        let g = Arc::clone(g);
+        state = state.with_acceptor(Box::new(move |index| g.sidecar().check_index(index)));
+    }
+    let state = Arc::new(state);
+    // Health follows the model thread as well as the index.
+    let backend_alive: Box<dyn Fn() -> bool + Send + Sync> = match &generator {
+        Some(g) => {
+            let g = Arc::clone(g);
+            Box::new(move || g.is_running())
+        }
+        None => Box::new(|| true),
+    };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in health_names {
@@ -215,6 +235,7 @@ async fn start_server(
             config.max_concurrent_requests,
             metrics.clone(),
         ))
+        .layer(stream_end::StreamEndLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -267,20 +288,28 @@ async fn start_server(
         let mut versions = watcher_state.subscribe();
         let mut serving = false;
         loop {
-            if watcher_state.current().is_some() && !serving {
+            let healthy = watcher_state.current().is_some() && backend_alive();
+            if healthy != serving && !*watcher_stop.borrow() {
                 watcher_state
                     .metrics
                     .ready
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                    .store(healthy, std::sync::atomic::Ordering::Relaxed);
+                let status = if healthy {
+                    ServingStatus::Serving
+                } else {
+                    tracing::error!(
+                        "not serving: no usable index version, or the model thread stopped"
+                    );
+                    ServingStatus::NotServing
+                };
                 for name in health_names {
-                    watcher_health
-                        .set_service_status(name, ServingStatus::Serving)
-                        .await;
+                    watcher_health.set_service_status(name, status).await;
                 }
-                serving = true;
+                serving = healthy;
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {
+                    watcher_state.check_served();
                     if let Err(e) = watcher_state.reload().await {
                         tracing::warn!(error = %e, "a newly published version was refused; still serving the old one");
                     }

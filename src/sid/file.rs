@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{CollisionMode, DisplaySid, Layout, SidTable, Token};
+use super::{
+    CollisionMode, DisplaySid, Layout, MAX_CODEBOOK_SIZE, MAX_DISAMBIGUATION_CODES, MAX_LAYERS,
+    SidTable, Token,
+};
 use crate::fsx;
 
 /// Start of the header line.
@@ -147,11 +150,18 @@ impl SidTable {
             path: path.to_owned(),
             msg: format!("cannot open: {e}"),
         })?;
+        Self::parse(BufReader::new(file), path)
+    }
+
+    /// Parses SID file text from `reader`; errors name `path` and the line.
+    /// A UTF-8 byte order mark before the first line is skipped.
+    pub fn parse(mut reader: impl BufRead, path: &Path) -> Result<Self, SidError> {
         let parse_err = |line: usize, msg: String| SidError::Parse {
             path: path.to_owned(),
             line,
             msg,
         };
+        skip_bom(&mut reader).map_err(|e| parse_err(1, format!("cannot read: {e}")))?;
         let mut header: Option<SidHeader> = None;
         // The header is only known after the first line; a provisional one is replaced below.
         let mut table = SidTable::new(SidHeader::new(
@@ -159,7 +169,7 @@ impl SidTable {
             CollisionMode::Share,
         ));
         let mut first_line: HashMap<String, usize> = HashMap::new();
-        for (i, line) in BufReader::new(file).lines().enumerate() {
+        for (i, line) in reader.lines().enumerate() {
             let lineno = i + 1;
             let line = line.map_err(|e| parse_err(lineno, format!("cannot read: {e}")))?;
             let line = line.strip_suffix('\r').unwrap_or(&line);
@@ -192,11 +202,14 @@ impl SidTable {
                 ));
             }
             let sid = parse_tokens(tokens).map_err(|m| parse_err(lineno, m))?;
-            if let Some(h) = &header {
-                let layout = h.layout();
-                for &t in &sid {
-                    layout.check(t).map_err(|m| parse_err(lineno, m))?;
+            match &header {
+                Some(h) => {
+                    let layout = h.layout();
+                    for &t in &sid {
+                        layout.check(t).map_err(|m| parse_err(lineno, m))?;
+                    }
                 }
+                None => check_headerless(&sid).map_err(|m| parse_err(lineno, m))?,
             }
             if let Some(first) = first_line.insert(id.to_owned(), lineno) {
                 return Err(parse_err(
@@ -214,7 +227,13 @@ impl SidTable {
         }
         table.header = match header {
             Some(h) => h,
-            None => SidHeader::new(&infer_layout(&table), CollisionMode::Share),
+            None => {
+                let layout = infer_layout(&table).map_err(|msg| SidError::File {
+                    path: path.to_owned(),
+                    msg,
+                })?;
+                SidHeader::new(&layout, CollisionMode::Share)
+            }
         };
         Ok(table)
     }
@@ -236,13 +255,100 @@ impl SidTable {
     }
 }
 
+/// Skips a leading UTF-8 byte order mark.
+fn skip_bom(reader: &mut impl BufRead) -> std::io::Result<()> {
+    const BOM: &[u8] = b"\xEF\xBB\xBF";
+    if reader.fill_buf()?.starts_with(BOM) {
+        reader.consume(BOM.len());
+    }
+    Ok(())
+}
+
+/// Without a header the layout is not known yet: tokens must at least fit
+/// the largest layout (the last layer may be a quantizer or a disambiguation one).
+fn check_headerless(sid: &[Token]) -> Result<(), String> {
+    let max_code = MAX_CODEBOOK_SIZE.max(MAX_DISAMBIGUATION_CODES);
+    for t in sid {
+        if t.layer as usize > MAX_LAYERS {
+            return Err(format!(
+                "token {t}: layer {} is beyond the {MAX_LAYERS} layers a layout may have",
+                t.layer
+            ));
+        }
+        if t.code >= max_code {
+            return Err(format!(
+                "token {t}: code {} is not below {max_code}",
+                t.code
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Without a header: L is the highest layer seen, each codebook as large as its largest code + 1.
-fn infer_layout(table: &SidTable) -> Layout {
+fn infer_layout(table: &SidTable) -> Result<Layout, String> {
     let layers = table.tokens.iter().map(|t| t.layer).max().unwrap_or(1) as usize;
     let mut sizes = vec![1u32; layers];
     for t in &table.tokens {
         let m = &mut sizes[t.layer as usize - 1];
-        *m = (*m).max(t.code + 1);
+        *m = (*m).max(t.code.saturating_add(1));
     }
-    Layout::new(sizes).expect("inferred layout has ≥ 1 layer of size ≥ 1")
+    Layout::new(sizes).map_err(|e| format!("inferring the layout (no #sidx header): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SidTable, SidError> {
+        SidTable::parse(text.as_bytes(), Path::new("s.tsv"))
+    }
+
+    #[test]
+    fn a_leading_bom_is_skipped() {
+        let header = r#"#sidx {"format":"sidx-sids","version":1,"codebook_sizes":[4,4],"collisions":"share"}"#;
+        let t = parse(&format!("\u{feff}{header}\na\t1:1 2:2\n")).unwrap();
+        assert_eq!(t.layout().codebook_sizes(), &[4, 4]);
+        let t = parse("\u{feff}a\t1:1\n").unwrap();
+        assert_eq!(t.id(0), "a", "the BOM is not part of the first item id");
+        // A BOM anywhere else is still part of the text.
+        let e = parse("a\t1:1\n\u{feff}b\t1:2\n").unwrap();
+        assert_eq!(e.id(1), "\u{feff}b");
+    }
+
+    #[test]
+    fn headerless_files_outside_every_layout_are_line_errors() {
+        // Layer 255 once panicked while inferring the layout.
+        let e = parse("a\t1:1 255:0\n").unwrap_err().to_string();
+        assert!(e.contains("s.tsv:1") && e.contains("layer 255"), "{e}");
+        // A huge code once inferred a 4-billion-code codebook (and a 34 GB allocation).
+        let e = parse("a\t1:0\nb\t1:1 4:4294967290\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s.tsv:2") && e.contains("4294967290"), "{e}");
+        let t = parse("a\t1:0 2:65535\n").unwrap();
+        assert_eq!(t.layout().codebook_sizes(), &[1, 65536]);
+    }
+
+    #[test]
+    fn header_sizes_beyond_the_limits_are_refused() {
+        let e = parse(
+            "#sidx {\"format\":\"sidx-sids\",\"version\":1,\"codebook_sizes\":[4294967295,4294967295],\"collisions\":\"share\"}\na\t1:1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("s.tsv:1") && e.contains("codebook size 4294967295"),
+            "{e}"
+        );
+        let e = parse(
+            "#sidx {\"format\":\"sidx-sids\",\"version\":1,\"codebook_sizes\":[256,256,256],\"collisions\":\"share\"}\na\t1:0 4:4294966528\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("s.tsv:2") && e.contains("disambiguation code"),
+            "{e}"
+        );
+    }
 }

@@ -15,6 +15,15 @@ pub use file::{HEADER_PREFIX, MitigationRule, SidError, SidHeader, parse_tokens}
 
 use std::fmt;
 
+/// Largest codebook of one quantizer layer.
+pub const MAX_CODEBOOK_SIZE: u32 = 1 << 16;
+/// Disambiguation codes are below this: at most this many items share one
+/// set of quantizer tokens. (An index allows fewer: its token ids are 16-bit,
+/// so codes stop at `65536 - Σ codebook sizes`.)
+pub const MAX_DISAMBIGUATION_CODES: u32 = 1 << 16;
+/// Most quantizer layers of a layout (layer `L + 1` must fit a `u8`).
+pub const MAX_LAYERS: usize = 254;
+
 /// One SID token: a code of a 1-based layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Token {
@@ -58,17 +67,22 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// A layout of `codebook_sizes.len()` quantizer layers (at least one, at most 254).
+    /// A layout of `codebook_sizes.len()` quantizer layers (1 to [`MAX_LAYERS`]),
+    /// each codebook of 1 to [`MAX_CODEBOOK_SIZE`] codes.
     pub fn new(codebook_sizes: Vec<u32>) -> Result<Self, SidError> {
-        if codebook_sizes.is_empty() || codebook_sizes.len() > 254 {
+        if codebook_sizes.is_empty() || codebook_sizes.len() > MAX_LAYERS {
             return Err(SidError::Layout(format!(
-                "a layout needs 1 to 254 layers, got {}",
+                "a layout needs 1 to {MAX_LAYERS} layers, got {}",
                 codebook_sizes.len()
             )));
         }
-        if let Some(l) = codebook_sizes.iter().position(|&m| m == 0) {
+        if let Some((l, &m)) = codebook_sizes
+            .iter()
+            .enumerate()
+            .find(|&(_, &m)| m == 0 || m > MAX_CODEBOOK_SIZE)
+        {
             return Err(SidError::Layout(format!(
-                "layer {} has codebook size 0",
+                "layer {} has codebook size {m} (must be 1..={MAX_CODEBOOK_SIZE})",
                 l + 1
             )));
         }
@@ -98,12 +112,12 @@ impl Layout {
         self.codebook_sizes.len() as u8 + 1
     }
 
-    /// Layer-tagged token id: `offset(layer) + code`.
-    pub fn token_id(&self, token: Token) -> u32 {
-        let offset: u32 = self.codebook_sizes[..(token.layer as usize - 1).min(self.layers())]
-            .iter()
-            .sum();
-        offset + token.code
+    /// Layer-tagged token id, `offset(layer) + code`, of a token that fits
+    /// the layout (checked; the bounds keep the sum far below `u32::MAX`).
+    pub fn token_id(&self, token: Token) -> Result<u32, String> {
+        self.check(token)?;
+        let offset: u32 = self.codebook_sizes[..token.layer as usize - 1].iter().sum();
+        Ok(offset + token.code)
     }
 
     /// Sum of the codebook sizes: the first disambiguation token id.
@@ -123,7 +137,8 @@ impl Layout {
         Token::new(self.disambiguation_layer(), id - offset)
     }
 
-    /// Checks that a token fits the layout (disambiguation codes are unbounded).
+    /// Checks that a token fits the layout: a layer `1..=L + 1`, a code below
+    /// its codebook's size (disambiguation codes below [`MAX_DISAMBIGUATION_CODES`]).
     pub fn check(&self, token: Token) -> Result<(), String> {
         if token.layer == 0 || token.layer > self.disambiguation_layer() {
             return Err(format!(
@@ -136,6 +151,10 @@ impl Layout {
             Some(m) if token.code >= m => Err(format!(
                 "token {token}: code {} is out of range for layer {} (codebook size {m})",
                 token.code, token.layer
+            )),
+            None if token.code >= MAX_DISAMBIGUATION_CODES => Err(format!(
+                "token {token}: disambiguation code {} is not below {MAX_DISAMBIGUATION_CODES}",
+                token.code
             )),
             _ => Ok(()),
         }
@@ -236,20 +255,36 @@ mod tests {
     #[test]
     fn token_ids_are_layer_tagged_and_invertible() {
         let l = Layout::new(vec![4, 8, 2]).unwrap();
-        assert_eq!(l.token_id(Token::new(1, 3)), 3);
-        assert_eq!(l.token_id(Token::new(2, 0)), 4);
-        assert_eq!(l.token_id(Token::new(3, 1)), 13);
-        assert_eq!(
-            l.token_id(Token::new(4, 5)),
-            19,
-            "disambiguation after all codebooks"
-        );
-        for id in 0..30 {
-            assert_eq!(l.token_id(l.token(id)), id);
+        let id = |layer, code| l.token_id(Token::new(layer, code)).unwrap();
+        assert_eq!(id(1, 3), 3);
+        assert_eq!(id(2, 0), 4);
+        assert_eq!(id(3, 1), 13);
+        assert_eq!(id(4, 5), 19, "disambiguation after all codebooks");
+        for t in 0..30 {
+            assert_eq!(l.token_id(l.token(t)).unwrap(), t);
         }
-        assert_ne!(l.token_id(Token::new(2, 1)), l.token_id(Token::new(3, 1)));
+        assert_ne!(id(2, 1), id(3, 1));
         assert!(l.check(Token::new(2, 8)).is_err());
         assert!(l.check(Token::new(5, 0)).is_err());
         assert!(l.check(Token::new(4, 1000)).is_ok());
+    }
+
+    #[test]
+    fn codes_are_bounded_so_token_ids_never_wrap() {
+        let l = Layout::new(vec![256, 256, 256]).unwrap();
+        // 1:0 4:4294966528 once wrapped around u32 to the id of 1:0.
+        let e = l.token_id(Token::new(4, 4_294_966_528)).unwrap_err();
+        assert!(e.contains("disambiguation code"), "{e}");
+        assert!(
+            l.token_id(Token::new(4, MAX_DISAMBIGUATION_CODES - 1))
+                .is_ok()
+        );
+        assert!(l.token_id(Token::new(3, u32::MAX)).is_err());
+        let e = Layout::new(vec![u32::MAX, u32::MAX])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("layer 1") && e.contains("4294967295"), "{e}");
+        assert!(Layout::new(vec![MAX_CODEBOOK_SIZE; MAX_LAYERS]).is_ok());
+        assert!(Layout::new(vec![1; MAX_LAYERS + 1]).is_err());
     }
 }
