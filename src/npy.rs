@@ -87,6 +87,12 @@ pub fn read_from(mut r: impl Read, file_len: u64, path: &Path) -> Result<Array, 
         v => return Err(err(format!("unsupported .npy version {v}"))),
     };
     let prefix_len = 8 + if pre[6] == 1 { 2 } else { 4 } + header_len;
+    // The length is the file's claim: check it before allocating the header.
+    if prefix_len as u64 > file_len {
+        return Err(err(format!(
+            "header of {header_len} bytes runs past the end of the {file_len}-byte file (truncated)"
+        )));
+    }
     let mut header = vec![0u8; header_len];
     r.read_exact(&mut header)
         .map_err(|_| err("truncated header".into()))?;
@@ -261,5 +267,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("needs"), "{e}");
+    }
+
+    #[test]
+    fn header_lengths_past_the_file_are_errors_not_allocations() {
+        // A version-2 header length of ~1.7 GB once allocated before reading (fuzz: npy).
+        let b = b"\x93NUMPY\x02\x27\x64\x55\x27\x64";
+        let e = read_from(&b[..], b.len() as u64, Path::new("x.npy"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.npy") && e.contains("runs past the end"),
+            "{e}"
+        );
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&[2, 0]);
+        b.extend_from_slice(&u32::MAX.to_le_bytes());
+        let e = read_from(&b[..], b.len() as u64, Path::new("x.npy"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("runs past the end"), "{e}");
     }
 }

@@ -187,3 +187,165 @@ proptest! {
         }
     }
 }
+
+/// The update rules of `disambiguate` mode, written out naively: the index
+/// must agree with this on every random update (explicit disambiguation
+/// tokens, bare SIDs, moves and deletes mixed in one batch).
+fn model_disambiguated_update(
+    old: &BTreeMap<String, Vec<TokenId>>,
+    upserts: &[(String, Vec<TokenId>)],
+    deletes: &[String],
+    dis_base: TokenId,
+) -> Option<BTreeMap<String, Vec<TokenId>>> {
+    let is_dis = |t: TokenId| t >= dis_base;
+    let removed: BTreeSet<&String> = deletes
+        .iter()
+        .chain(
+            upserts
+                .iter()
+                .map(|(id, _)| id)
+                .filter(|id| old.contains_key(*id)),
+        )
+        .collect();
+    let mut placed: BTreeMap<Vec<TokenId>, String> = BTreeMap::new();
+    let mut next_code: BTreeMap<Vec<TokenId>, u32> = BTreeMap::new();
+    let occupied = |placed: &BTreeMap<Vec<TokenId>, String>, s: &[TokenId]| {
+        placed.contains_key(s)
+            || old
+                .iter()
+                .any(|(id, sid)| sid.as_slice() == s && !removed.contains(id))
+    };
+    let mut result: BTreeMap<String, Vec<TokenId>> = old
+        .iter()
+        .filter(|(id, _)| !removed.contains(id))
+        .map(|(id, s)| (id.clone(), s.clone()))
+        .collect();
+    let mut chosen: Vec<Option<Vec<TokenId>>> = vec![None; upserts.len()];
+    let record = |placed: &mut BTreeMap<Vec<TokenId>, String>,
+                  next_code: &mut BTreeMap<Vec<TokenId>, u32>,
+                  id: &str,
+                  s: &[TokenId]| {
+        if let Some(&t) = s.last().filter(|&&t| is_dis(t)) {
+            let n = next_code.entry(s[..s.len() - 1].to_vec()).or_insert(0);
+            *n = (*n).max(u32::from(t - dis_base) + 1);
+        }
+        placed.insert(s.to_vec(), id.to_owned());
+    };
+    // Items keeping their SIDs.
+    for (k, (id, s)) in upserts.iter().enumerate() {
+        if let Some(p) = old.get(id) {
+            let keeps = p == s
+                || (!s.last().is_some_and(|&t| is_dis(t))
+                    && p.len() == s.len() + 1
+                    && p.starts_with(s));
+            if keeps {
+                record(&mut placed, &mut next_code, id, p);
+                chosen[k] = Some(p.clone());
+            }
+        }
+    }
+    // Explicit SIDs.
+    for (k, (id, s)) in upserts.iter().enumerate() {
+        if chosen[k].is_none() && s.last().is_some_and(|&t| is_dis(t)) {
+            if occupied(&placed, s) {
+                return None;
+            }
+            record(&mut placed, &mut next_code, id, s);
+            chosen[k] = Some(s.clone());
+        }
+    }
+    // Bare SIDs: as is if free, else the next code.
+    for (k, (id, s)) in upserts.iter().enumerate() {
+        if chosen[k].is_some() {
+            continue;
+        }
+        let with = |d: TokenId| {
+            let mut full = s.clone();
+            full.push(d);
+            full
+        };
+        let collides = occupied(&placed, s)
+            || next_code.contains_key(s)
+            || (dis_base..dis_base + 8).any(|d| occupied(&placed, &with(d)));
+        let sid = if collides {
+            let in_old = old
+                .values()
+                .filter(|o| o.len() == s.len() + 1 && o.starts_with(s) && is_dis(o[s.len()]))
+                .map(|o| u32::from(o[s.len()] - dis_base) + 1)
+                .max()
+                .unwrap_or(0);
+            let code = in_old.max(next_code.get(s).copied().unwrap_or(0));
+            with(dis_base + code as TokenId)
+        } else {
+            s.clone()
+        };
+        record(&mut placed, &mut next_code, id, &sid);
+        chosen[k] = Some(sid);
+    }
+    for ((id, _), sid) in upserts.iter().zip(chosen) {
+        result.insert(id.clone(), sid.expect("placed"));
+    }
+    Some(result)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn disambiguated_updates_keep_sids_unique_and_follow_the_rules(
+        old in catalog_strategy(),
+        new in prop::collection::vec(sid_strategy(4), 0..16),
+        moved in prop::collection::vec(sid_strategy(4), 0..5),
+        delete_every in 2..7usize,
+    ) {
+        let l = layout();
+        let mut base = SidTable::new(SidHeader::new(&l, CollisionMode::Disambiguate));
+        for (id, s) in named(old, "old-") {
+            base.push(id.as_str(), &s);
+        }
+        let base = sidx::sid::resolve_collisions(&base, CollisionMode::Disambiguate);
+        let dir = tempfile::tempdir().unwrap();
+        let store = IndexStore::new(dir.path());
+        build_from_table(&store, &base, "test", None).unwrap();
+        let old_map: BTreeMap<String, Vec<TokenId>> =
+            base.iter().map(|(id, s)| (id.to_owned(), ids(&l, s))).collect();
+
+        let deletes: Vec<String> = old_map.keys().step_by(delete_every).cloned().collect();
+        let mut upserts = named(new, "new-");
+        let survivors: Vec<&String> = old_map.keys().filter(|id| !deletes.contains(id)).collect();
+        for (s, id) in moved.into_iter().zip(survivors) {
+            upserts.push((id.clone(), s));
+        }
+        let mut up = SidTable::new(SidHeader::new(&l, CollisionMode::Disambiguate));
+        for (id, s) in &upserts {
+            up.push(id.as_str(), s);
+        }
+        let want = model_disambiguated_update(
+            &old_map,
+            &upserts.iter().map(|(id, s)| (id.clone(), ids(&l, s))).collect::<Vec<_>>(),
+            &deletes,
+            l.quantizer_vocab() as TokenId,
+        );
+        let got = CatalogUpdate {
+            upsert_sids: Some(up),
+            deletes: deletes.clone(),
+            ..CatalogUpdate::default()
+        }
+        .apply(&store);
+        match (want, got) {
+            (None, Err(e)) => {
+                prop_assert!(matches!(e, sidx::index::IndexError::SidTaken { .. }), "{e}");
+                prop_assert_eq!(store.versions().unwrap(), vec![1]);
+            }
+            (Some(want), Ok(_)) => {
+                let index = store.open_current().unwrap();
+                let got: BTreeMap<String, Vec<TokenId>> =
+                    index.entries().map(|(s, id)| (id.to_owned(), s)).collect();
+                prop_assert_eq!(&got, &want);
+                let distinct: BTreeSet<&Vec<TokenId>> = got.values().collect();
+                prop_assert_eq!(distinct.len(), got.len(), "a SID held by two items");
+            }
+            (want, got) => prop_assert!(false, "model {want:?}, index {got:?}"),
+        }
+    }
+}

@@ -349,6 +349,10 @@ impl Drop for Generator {
 /// to `max_batch`), and searches each group that shares an index version.
 fn run_model(mut model: OnnxModel, rx: Receiver<Job>, waiting: Arc<AtomicUsize>, max_batch: usize) {
     while let Ok(first) = rx.recv() {
+        // How the health tests kill the model thread as a runtime crash would.
+        if std::env::var("SIDX_FAILPOINT").is_ok_and(|f| f == "model-thread-panic") {
+            panic!("failpoint model-thread-panic");
+        }
         let mut jobs = vec![first];
         while jobs.len() < max_batch {
             match rx.try_recv() {

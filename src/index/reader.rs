@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use super::format::{self, Counts, Sections};
-use super::manifest::Manifest;
+use super::manifest::{MANIFEST_FILE, Manifest};
 use super::{IndexError, TokenId, sid_key};
 use crate::sid::{Layout, Token};
 
@@ -169,6 +169,20 @@ impl Index {
         }
         if self.sids.len() as u64 != counts.sids || self.items.len() as u64 != counts.items {
             return Err(bad("FST sizes disagree with the trie".into()));
+        }
+        // Each item holds at most one token per layer (`layer_stats` sums these).
+        for (l, c) in m.layer_counts.iter().enumerate() {
+            let total = c.iter().try_fold(0u64, |a, &n| a.checked_add(n));
+            if total.is_none_or(|t| t > m.items) {
+                return Err(IndexError::corrupt(
+                    &self.dir.join(MANIFEST_FILE),
+                    format!(
+                        "layer {} counts add up to more than the {} items",
+                        l + 1,
+                        m.items
+                    ),
+                ));
+            }
         }
         self.check_structure(counts).map_err(bad)
     }

@@ -71,22 +71,38 @@ fn failpoint_error(name: &str, path: &Path) -> Result<(), IndexError> {
     Ok(())
 }
 
-/// Set when whoever asked for a publish has gone away (a cancelled RPC);
-/// a publish checks it just before its commit point and then publishes nothing.
+/// Set when whoever asked for a publish has gone away (a cancelled RPC, a
+/// draining server); a publish checks it just before its commit point and
+/// then publishes nothing.
 #[derive(Clone, Debug, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+pub struct CancelToken {
+    own: Arc<AtomicBool>,
+    parent: Option<Arc<AtomicBool>>,
+}
 
 impl CancelToken {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A token cancelled by its own `cancel` or by `parent`'s.
+    pub fn child(&self) -> Self {
+        Self {
+            own: Arc::default(),
+            parent: Some(Arc::clone(&self.own)),
+        }
+    }
+
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.own.store(true, Ordering::SeqCst);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.own.load(Ordering::SeqCst)
+            || self
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.load(Ordering::SeqCst))
     }
 }
 
@@ -698,6 +714,21 @@ pub(crate) fn table_entries(table: &SidTable) -> Result<Vec<(Vec<TokenId>, Strin
         .collect()
 }
 
+/// Checks that stored codebooks made SIDs of `layout`: one codebook per
+/// quantizer layer, each of the layer's size (updates encode with them).
+fn check_codebooks(path: &Path, layout: &crate::sid::Layout) -> Result<(), IndexError> {
+    let rq = crate::quantize::ResidualQuantizer::load(path)?;
+    let sizes: Vec<u32> = rq.codebooks().iter().map(|c| c.k() as u32).collect();
+    if sizes != layout.codebook_sizes() {
+        return Err(IndexError::Input(format!(
+            "{}: codebooks of sizes {sizes:?} do not fit the SIDs' layout {:?}",
+            path.display(),
+            layout.codebook_sizes()
+        )));
+    }
+    Ok(())
+}
+
 /// Builds and publishes a version from a SID table (any order), optionally
 /// storing the codebooks that made it.
 pub fn build_from_table(
@@ -722,7 +753,7 @@ pub fn build_from_table(
     let manifest = store.publish(|dir| {
         let counts = write_version_files(dir, entries.into_iter())?;
         if let Some(src) = codebooks {
-            crate::quantize::ResidualQuantizer::load(src)?;
+            check_codebooks(src, &table.layout())?;
             copy_synced(src, &dir.join(CODEBOOKS_FILE))?;
             template.has_codebooks = true;
         }

@@ -133,7 +133,7 @@ impl IndexServiceImpl {
         job: impl FnOnce(IndexStore) -> Result<T, IndexError> + Send + 'static,
     ) -> Result<(T, Arc<Index>), Status> {
         let _admin = self.state.admin.lock().await;
-        let cancel = CancelToken::new();
+        let cancel = self.state.draining.child();
         let _guard = CancelOnDrop(cancel.clone());
         let store = self
             .state
@@ -435,6 +435,11 @@ impl IndexService for IndexServiceImpl {
             if !end.is_some_and(|e| e.ended_cleanly()) {
                 return Err(Status::cancelled(
                     "the update stream was reset before it ended: nothing was applied",
+                ));
+            }
+            if self.state.draining.is_cancelled() {
+                return Err(Status::unavailable(
+                    "the server is draining: nothing was applied; send the update again",
                 ));
             }
             let update = update.finish()?;

@@ -324,11 +324,13 @@ async fn start_server(
     let serve_health = health.clone();
     let serve_metrics = metrics.clone();
     let serve_stop = begin_rx.clone();
+    let serve_state = state.clone();
     let join = tokio::spawn(async move {
         let on_signal = {
             let rx = serve_stop.clone();
             async move {
                 shutdown_begun(rx).await;
+                serve_state.begin_drain();
                 // Tell load balancers first, then stop accepting and drain.
                 serve_metrics
                     .ready

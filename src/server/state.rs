@@ -11,7 +11,7 @@ use tokio::sync::{Mutex, Semaphore, watch};
 
 use super::config::ServerConfig;
 use super::metrics::Metrics;
-use crate::index::{Index, IndexError, IndexStore};
+use crate::index::{CancelToken, Index, IndexError, IndexStore};
 
 /// Decides whether a verified version may be served (a generator refuses
 /// versions its model cannot decode).
@@ -32,6 +32,8 @@ pub struct IndexState {
     /// The last version refused; not retried until `CURRENT` moves.
     refused: StdMutex<Option<Refusal>>,
     accept: Option<Acceptor>,
+    /// Cancelled when the server begins to drain: no admin job publishes after.
+    pub(super) draining: CancelToken,
     /// Open FetchVersion / WatchVersions streams are bounded by these.
     pub(super) fetch_permits: Arc<Semaphore>,
     pub(super) watch_permits: Arc<Semaphore>,
@@ -48,6 +50,7 @@ impl IndexState {
             admin: Mutex::new(()),
             refused: StdMutex::new(None),
             accept: None,
+            draining: CancelToken::new(),
             fetch_permits: Arc::new(Semaphore::new(config.max_fetch_streams)),
             watch_permits: Arc::new(Semaphore::new(config.max_watch_streams)),
             metrics,
@@ -84,6 +87,11 @@ impl IndexState {
             .refused_version
             .store(version, Ordering::Relaxed);
         *self.refusal() = Some(Refusal { version, reason });
+    }
+
+    /// Marks the server as draining: admin work not yet published publishes nothing.
+    pub fn begin_drain(&self) {
+        self.draining.cancel();
     }
 
     /// Receives every version swapped in.
