@@ -319,6 +319,27 @@ fn container_flags_and_probes_match_the_binary() {
             }
             n if n.ends_with("gpu-values.yaml") => {
                 assert_eq!(device, "cuda:0");
+                // The replication token: required by the index, presented by the mirror.
+                let index = deployments
+                    .iter()
+                    .find(|d| d["metadata"]["name"].as_str().unwrap().ends_with("-index"))
+                    .unwrap();
+                let secret_env = |d: &serde_json::Value, var: &str| {
+                    containers(d)[0]["env"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|e| e["name"] == var)
+                        .map(|e| e["valueFrom"]["secretKeyRef"]["name"].clone())
+                };
+                assert_eq!(
+                    secret_env(index, "SIDX_REPLICATION_TOKEN"),
+                    Some("sidx-replication".into())
+                );
+                assert_eq!(
+                    secret_env(generator, "SIDX_MIRROR_TOKEN"),
+                    Some("sidx-replication".into())
+                );
                 let limits = &containers(generator)[0]["resources"]["limits"];
                 assert_eq!(limits["nvidia.com/gpu"], 1);
                 assert!(

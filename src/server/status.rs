@@ -88,3 +88,70 @@ impl From<RequestError> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use tonic::Code;
+
+    #[test]
+    fn each_error_gets_its_code_and_keeps_its_message() {
+        let io = || std::io::Error::other("disk on fire");
+        let cases: Vec<(Status, Code)> = vec![
+            (IndexError::Input("bad".into()).into(), Code::InvalidArgument),
+            (
+                IndexError::UnknownItem {
+                    field: "deletes, entry 1".into(),
+                    id: "x".into(),
+                }
+                .into(),
+                Code::NotFound,
+            ),
+            (IndexError::UnknownVersion(7).into(), Code::NotFound),
+            (
+                IndexError::SidTaken {
+                    field: "f".into(),
+                    sid: "1:1".into(),
+                    holder: "h".into(),
+                }
+                .into(),
+                Code::AlreadyExists,
+            ),
+            (
+                IndexError::corrupt(&PathBuf::from("m.json"), "checksum").into(),
+                Code::DataLoss,
+            ),
+            (IndexError::Cancelled.into(), Code::Cancelled),
+            (IndexError::Internal("join".into()).into(), Code::Internal),
+            (IndexError::io(&PathBuf::from("f"), io()).into(), Code::Internal),
+            (
+                IndexError::Sid(SidError::Io(FsError::new(&PathBuf::from("s"), "read", io()))).into(),
+                Code::Internal,
+            ),
+            (
+                IndexError::Quantize(QuantizeError::Npy(NpyError::Format {
+                    path: "c.npy".into(),
+                    msg: "rank".into(),
+                }))
+                .into(),
+                Code::InvalidArgument,
+            ),
+            (GenerateError::Stopped.into(), Code::Unavailable),
+            (
+                RequestError::VersionNotServed {
+                    asked: 2,
+                    serving: 1,
+                }
+                .into(),
+                Code::FailedPrecondition,
+            ),
+        ];
+        for (status, code) in cases {
+            assert_eq!(status.code(), code, "{status:?}");
+            assert!(!status.message().is_empty());
+        }
+        let s: Status = IndexError::io(&PathBuf::from("trie.bin"), io()).into();
+        assert!(s.message().contains("trie.bin") && s.message().contains("disk on fire"));
+    }
+}
