@@ -99,7 +99,10 @@ mod tests {
     fn each_error_gets_its_code_and_keeps_its_message() {
         let io = || std::io::Error::other("disk on fire");
         let cases: Vec<(Status, Code)> = vec![
-            (IndexError::Input("bad".into()).into(), Code::InvalidArgument),
+            (
+                IndexError::Input("bad".into()).into(),
+                Code::InvalidArgument,
+            ),
             (
                 IndexError::UnknownItem {
                     field: "deletes, entry 1".into(),
@@ -124,9 +127,17 @@ mod tests {
             ),
             (IndexError::Cancelled.into(), Code::Cancelled),
             (IndexError::Internal("join".into()).into(), Code::Internal),
-            (IndexError::io(&PathBuf::from("f"), io()).into(), Code::Internal),
             (
-                IndexError::Sid(SidError::Io(FsError::new(&PathBuf::from("s"), "read", io()))).into(),
+                IndexError::io(&PathBuf::from("f"), io()).into(),
+                Code::Internal,
+            ),
+            (
+                IndexError::Sid(SidError::Io(FsError::new(
+                    &PathBuf::from("s"),
+                    "read",
+                    io(),
+                )))
+                .into(),
                 Code::Internal,
             ),
             (
