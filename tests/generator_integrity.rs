@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,17 +33,6 @@ fn request() -> GenerateRequest {
         top_k: Some(5),
         ..GenerateRequest::default()
     }
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +114,7 @@ async fn a_version_the_model_cannot_decode_is_refused_and_the_old_one_served() {
         common::health(&server, "").await,
         ServingStatus::Serving as i32
     );
-    let metrics = http_get(server.metrics_addr.unwrap(), "/metrics").await;
+    let metrics = common::http_get(server.metrics_addr.unwrap(), "/metrics").await;
     assert!(
         metrics.contains("sidx_index_refused_version 2"),
         "{metrics}"
@@ -149,31 +137,19 @@ async fn a_dead_model_thread_turns_health_not_serving() {
         None,
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sidx"))
-        .args([
-            "--log",
-            "info",
-            "serve",
-            "generator",
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--index", dir.path().to_str().unwrap()])
-        .args(["--model", fixture("model_kv.onnx").to_str().unwrap()])
-        .env("SIDX_FAILPOINT", "model-thread-panic")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "server exited early");
-        if let Some(rest) = line.split("sidx generator service on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sidx"));
+    cmd.args([
+        "--log",
+        "info",
+        "serve",
+        "generator",
+        "--addr",
+        "127.0.0.1:0",
+    ])
+    .args(["--index", dir.path().to_str().unwrap()])
+    .args(["--model", fixture("model_kv.onnx").to_str().unwrap()])
+    .env("SIDX_FAILPOINT", "model-thread-panic");
+    let (mut child, addr, _log) = common::spawn_listening(cmd);
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

@@ -126,17 +126,6 @@ fn base_sid_of(table: &SidTable, i: usize) -> Sid {
     sid
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_over_grpc() {
     let dir = tempfile::tempdir().unwrap();
@@ -365,7 +354,7 @@ async fn every_rpc_over_grpc() {
     );
 
     // Metrics.
-    let text = http_get(server.metrics_addr.unwrap(), "/metrics").await;
+    let text = common::http_get(server.metrics_addr.unwrap(), "/metrics").await;
     assert!(
         text.contains("sidx_grpc_requests_total{method=\"NextTokens\",code=\"OK\"} 2"),
         "{text}"
@@ -503,7 +492,7 @@ async fn not_serving_until_an_index_is_published() {
     assert_eq!(e.code(), Code::Unavailable);
     let metrics = server.metrics_addr.unwrap();
     assert!(
-        http_get(metrics, "/ready")
+        common::http_get(metrics, "/ready")
             .await
             .starts_with("HTTP/1.1 503")
     );
@@ -511,7 +500,7 @@ async fn not_serving_until_an_index_is_published() {
     build_from_table(&IndexStore::new(&root), &table, "test", None).unwrap();
     wait_for_health(&server, ServingStatus::Serving).await;
     assert!(
-        http_get(metrics, "/ready")
+        common::http_get(metrics, "/ready")
             .await
             .starts_with("HTTP/1.1 200")
     );
@@ -555,7 +544,7 @@ async fn excess_requests_are_shed() {
     c.stats(StatsRequest {})
         .await
         .expect("served again once the permit is back");
-    let text = http_get(server.metrics_addr.unwrap(), "/metrics").await;
+    let text = common::http_get(server.metrics_addr.unwrap(), "/metrics").await;
     assert!(
         text.contains("sidx_grpc_requests_total{method=\"Stats\",code=\"RESOURCE_EXHAUSTED\"} 1"),
         "{text}"

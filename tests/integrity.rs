@@ -539,40 +539,20 @@ impl ServerProcess {
     fn start(root: &Path, config_toml: &str) -> Self {
         let cfg = root.with_extension("toml");
         std::fs::write(&cfg, config_toml).unwrap();
-        let mut child = sidx_bin()
-            .args([
-                "--log",
-                "info",
-                "serve",
-                "index",
-                "--addr",
-                "127.0.0.1:0",
-                "--index",
-            ])
-            .arg(root)
-            .arg("--config")
-            .arg(&cfg)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            assert!(err.read_line(&mut line).unwrap() > 0, "server exited early");
-            if let Some(rest) = line.split("sidx index service on ").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            while err.read_line(&mut line).unwrap_or(0) > 0 {
-                sink.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
+        let mut cmd = sidx_bin();
+        cmd.args([
+            "--log",
+            "info",
+            "serve",
+            "index",
+            "--addr",
+            "127.0.0.1:0",
+            "--index",
+        ])
+        .arg(root)
+        .arg("--config")
+        .arg(&cfg);
+        let (child, addr, log) = common::spawn_listening(cmd);
         Self { child, addr, log }
     }
 

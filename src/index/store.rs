@@ -356,7 +356,12 @@ impl IndexStore {
     /// temporary version directories, versions never published, a
     /// half-written `CURRENT`, mirror staging directories.
     fn remove_temporaries(&self) -> Result<(), IndexError> {
-        let published = self.published_up_to()?;
+        // Without CURRENT nothing was ever published — or CURRENT was lost:
+        // then version directories are left for an operator to point it back.
+        let published = match self.pointer()? {
+            Some(_) => self.published_up_to()?,
+            None => u64::MAX,
+        };
         for v in self.version_dirs()? {
             if v > published {
                 let p = self.version_dir(v);
