@@ -515,6 +515,12 @@ fn a_failed_or_interrupted_publish_is_garbage_not_a_rollback_target() {
     assert!(build(None).status.success());
     assert_eq!(store.versions().unwrap(), vec![1, 2]);
     assert_eq!(store.current().unwrap(), Some(2));
+    // A lost CURRENT removes nothing: the versions stay, and a rollback points it back.
+    std::fs::remove_file(root.join("CURRENT")).unwrap();
+    assert!(matches!(store.open_current(), Err(IndexError::NoVersion(_))));
+    assert_eq!(version_dirs(&root), vec!["v00000001", "v00000002"]);
+    store.rollback(2).unwrap();
+    assert_eq!(store.open_current().unwrap().version(), 2);
     // Published files are read-only.
     use std::os::unix::fs::PermissionsExt;
     for f in ["trie.bin", "sids.fst", "items.fst", "manifest.json"] {
