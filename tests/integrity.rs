@@ -517,7 +517,10 @@ fn a_failed_or_interrupted_publish_is_garbage_not_a_rollback_target() {
     assert_eq!(store.current().unwrap(), Some(2));
     // A lost CURRENT removes nothing: the versions stay, and a rollback points it back.
     std::fs::remove_file(root.join("CURRENT")).unwrap();
-    assert!(matches!(store.open_current(), Err(IndexError::NoVersion(_))));
+    assert!(matches!(
+        store.open_current(),
+        Err(IndexError::NoVersion(_))
+    ));
     assert_eq!(version_dirs(&root), vec!["v00000001", "v00000002"]);
     store.rollback(2).unwrap();
     assert_eq!(store.open_current().unwrap().version(), 2);
@@ -885,6 +888,22 @@ async fn errors_keep_their_cause_and_map_to_the_right_code() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e}");
+    // A manifest naming a file outside its directory is corrupt: FetchVersion
+    // does not stream what it points to (found by the index_open fuzz target).
+    let mut m: Manifest =
+        serde_json::from_slice(&std::fs::read(v1.join("manifest.json")).unwrap()).unwrap();
+    m.files.push(sidx::index::FileEntry {
+        name: "/etc/hostname".into(),
+        bytes: 0,
+        crc32c: 0,
+    });
+    std::fs::write(&manifest, m.to_bytes()).unwrap();
+    let e = c
+        .fetch_version(FetchVersionRequest { version: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::DataLoss, "{e}");
+    assert!(e.message().contains("not a plain name"), "{e}");
     server.shutdown().await.unwrap();
 }
 

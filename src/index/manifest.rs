@@ -105,10 +105,33 @@ impl Manifest {
                 "checksum mismatch (edited or corrupt)",
             ));
         }
+        m.check_file_names(dir)?;
         let layout = Layout::new(m.codebook_sizes.clone())
             .map_err(|e| IndexError::corrupt(&path, e.to_string()))?;
         super::check_layout(&layout).map_err(|e| IndexError::corrupt(&path, e.to_string()))?;
         Ok(m)
+    }
+
+    /// Every listed file must be a regular file of the version directory
+    /// itself: a name such as `/dev/zero` or `../CURRENT` would otherwise be
+    /// read, checksummed or streamed to a mirror wherever it points.
+    fn check_file_names(&self, dir: &Path) -> Result<(), IndexError> {
+        for f in &self.files {
+            if f.name.is_empty() || f.name.starts_with('.') || f.name.contains(['/', '\\', '\0']) {
+                return Err(IndexError::corrupt(
+                    &dir.join(MANIFEST_FILE),
+                    format!(
+                        "file name {:?} is not a plain name in the version directory",
+                        f.name
+                    ),
+                ));
+            }
+            let path = dir.join(&f.name);
+            if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+                return Err(IndexError::corrupt(&path, "not a regular file"));
+            }
+        }
+        Ok(())
     }
 
     /// This manifest with the counts of a finished build.

@@ -62,34 +62,11 @@ fn map(path: &Path, mapped: &mut Vec<(PathBuf, File, u64)>) -> Result<Mmap, Inde
     Ok(map)
 }
 
-/// Every file a manifest lists must be a regular file of the version
-/// directory itself: a name such as `/dev/zero` or `../CURRENT` would
-/// otherwise be read (and checksummed) wherever it points.
-fn check_file_names(dir: &Path, manifest: &Manifest) -> Result<(), IndexError> {
-    for f in &manifest.files {
-        if f.name.is_empty() || f.name.starts_with('.') || f.name.contains(['/', '\\', '\0']) {
-            return Err(IndexError::corrupt(
-                &dir.join(MANIFEST_FILE),
-                format!(
-                    "file name {:?} is not a plain name in the version directory",
-                    f.name
-                ),
-            ));
-        }
-        let path = dir.join(&f.name);
-        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
-            return Err(IndexError::corrupt(&path, "not a regular file"));
-        }
-    }
-    Ok(())
-}
-
 impl Index {
     /// Opens a version directory: O(1) checks of every file's presence and
     /// size, then one full verification (checksums and structure).
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         let manifest = Manifest::read(dir)?;
-        check_file_names(dir, &manifest)?;
         manifest.check_sizes(dir)?;
         for name in [SIDS_FST, ITEMS_FST, TRIE_FILE] {
             if manifest.entry(name).is_none() {
