@@ -975,3 +975,25 @@ async fn lookup_answers_per_entry_and_prefix_forms_agree() {
     assert!(!r.results[0].valid && !r2.results[0].valid);
     server.shutdown().await.unwrap();
 }
+
+#[test]
+fn a_mirrored_copy_replaces_an_unpublished_leftover_of_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = IndexStore::new(&dir.path().join("source"));
+    build_from_table(&source, &table(CollisionMode::Disambiguate), "a", None).unwrap();
+    build_from_table(&source, &table(CollisionMode::Share), "b", None).unwrap();
+    let local = IndexStore::new(&dir.path().join("local"));
+    build_from_table(&local, &table(CollisionMode::Disambiguate), "a", None).unwrap();
+    // A crash after the rename left a v2 that was never published here.
+    std::fs::create_dir(local.version_dir(2)).unwrap();
+    std::fs::write(local.version_dir(2).join("trie.bin"), b"half").unwrap();
+    let staged = dir.path().join("local").join(".mirror-v00000002-1");
+    std::fs::create_dir(&staged).unwrap();
+    for e in std::fs::read_dir(source.version_dir(2)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), staged.join(e.file_name())).unwrap();
+    }
+    local.publish_copy(&staged, 2).unwrap();
+    assert_eq!(local.current().unwrap(), Some(2));
+    assert_eq!(local.open_current().unwrap().manifest().source, "b");
+}

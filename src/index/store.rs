@@ -451,7 +451,8 @@ impl IndexStore {
     /// Publishes a version copied from another store — its files and manifest
     /// as they were, under the same version number — from `staged` (a
     /// directory on the same filesystem, moved into place). The copy is opened
-    /// and fully verified first; a version already here is left alone.
+    /// and fully verified first; a version already published here is served
+    /// as it is (an unpublished leftover of that number is replaced).
     pub fn publish_copy(&self, staged: &Path, version: u64) -> Result<(), IndexError> {
         let lock = self.lock()?;
         self.publish_copy_locked(&lock, staged, version)
@@ -465,9 +466,10 @@ impl IndexStore {
         staged: &Path,
         version: u64,
     ) -> Result<(), IndexError> {
-        if self.version_dir(version).is_dir() {
+        if self.versions()?.contains(&version) {
+            // Published here already (a race with another copy): serve that one.
             let _ = fs::remove_dir_all(staged);
-            return Ok(());
+            return self.switch_locked(version);
         }
         let found = Index::open(staged)?.version();
         if found != version {
