@@ -255,7 +255,6 @@ async fn python_generate_client_example() {
 /// from an index service, serves Generate, and exits cleanly on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_generator_binary_mirrors_the_index_and_drains_on_sigterm() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let source = IndexStore::new(&dir.path().join("source"));
     publish(&source, usize::MAX);
@@ -268,30 +267,13 @@ async fn serve_generator_binary_mirrors_the_index_and_drains_on_sigterm() {
         .await
         .unwrap();
     let local = dir.path().join("local");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sidx"))
-        .args([
-            "--log",
-            "info",
-            "serve",
-            "generator",
-            "--addr",
-            "127.0.0.1:0",
-        ])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sidx"));
+    cmd.args(["--log", "info", "serve", "generator", "--addr", "127.0.0.1:0"])
         .args(["--index", local.to_str().unwrap(), "--drain-timeout-s", "2"])
         .args(["--model", fixture("model_kv.onnx").to_str().unwrap()])
-        .args(["--mirror-from", &format!("http://{}", index_server.addr)])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "server exited early");
-        if let Some(rest) = line.split("sidx generator service on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+        .args(["--mirror-from", &format!("http://{}", index_server.addr)]);
+    let (mut child, addr, log) = common::spawn_listening(cmd);
+    let line = log.lock().unwrap().clone();
     assert!(line.contains("cpu execution provider"), "{line}");
     let mut client = GeneratorServiceClient::connect(format!("http://{addr}"))
         .await
