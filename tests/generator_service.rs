@@ -268,10 +268,17 @@ async fn serve_generator_binary_mirrors_the_index_and_drains_on_sigterm() {
         .unwrap();
     let local = dir.path().join("local");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sidx"));
-    cmd.args(["--log", "info", "serve", "generator", "--addr", "127.0.0.1:0"])
-        .args(["--index", local.to_str().unwrap(), "--drain-timeout-s", "2"])
-        .args(["--model", fixture("model_kv.onnx").to_str().unwrap()])
-        .args(["--mirror-from", &format!("http://{}", index_server.addr)]);
+    cmd.args([
+        "--log",
+        "info",
+        "serve",
+        "generator",
+        "--addr",
+        "127.0.0.1:0",
+    ])
+    .args(["--index", local.to_str().unwrap(), "--drain-timeout-s", "2"])
+    .args(["--model", fixture("model_kv.onnx").to_str().unwrap()])
+    .args(["--mirror-from", &format!("http://{}", index_server.addr)]);
     let (mut child, addr, log) = common::spawn_listening(cmd);
     let line = log.lock().unwrap().clone();
     assert!(line.contains("cpu execution provider"), "{line}");
