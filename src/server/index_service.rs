@@ -148,18 +148,28 @@ impl IndexServiceImpl {
         Ok((out, self.index()?))
     }
 
-    /// A permit for one more replication stream, or RESOURCE_EXHAUSTED.
-    fn stream_permit(
-        &self,
-        permits: &Arc<tokio::sync::Semaphore>,
-        what: &str,
-        max: usize,
-    ) -> Result<OwnedSemaphorePermit, Status> {
-        Arc::clone(permits).try_acquire_owned().map_err(|_| {
+    /// A slot for one more replication stream, or RESOURCE_EXHAUSTED.
+    fn open_stream(&self, fetch: bool) -> Result<OpenStream, Status> {
+        let config = &self.state.config;
+        let (permits, what, max) = if fetch {
+            (
+                &self.state.fetch_permits,
+                "FetchVersion",
+                config.max_fetch_streams,
+            )
+        } else {
+            (
+                &self.state.watch_permits,
+                "WatchVersions",
+                config.max_watch_streams,
+            )
+        };
+        let permit = Arc::clone(permits).try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "{what}: {max} streams are open, the server's limit; retry with backoff"
             ))
-        })
+        })?;
+        Ok(OpenStream::new(&self.state, fetch, permit))
     }
 }
 
@@ -169,38 +179,37 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// Counts an open stream in a gauge until dropped (with the stream).
+/// Counts an open stream in a gauge, and holds its slot, until dropped (with the stream).
 struct OpenStream {
-    gauge: Arc<IndexState>,
+    state: Arc<IndexState>,
     fetch: bool,
     _permit: OwnedSemaphorePermit,
 }
 
 impl OpenStream {
     fn new(state: &Arc<IndexState>, fetch: bool, permit: OwnedSemaphorePermit) -> Self {
-        let g = if fetch {
-            &state.metrics.open_fetches
-        } else {
-            &state.metrics.open_watches
-        };
-        g.fetch_add(1, Ordering::Relaxed);
-        Self {
-            gauge: Arc::clone(state),
+        let open = Self {
+            state: Arc::clone(state),
             fetch,
             _permit: permit,
+        };
+        open.gauge().fetch_add(1, Ordering::Relaxed);
+        open
+    }
+
+    fn gauge(&self) -> &std::sync::atomic::AtomicU64 {
+        let m = &self.state.metrics;
+        if self.fetch {
+            &m.open_fetches
+        } else {
+            &m.open_watches
         }
     }
 }
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        let m = &self.gauge.metrics;
-        let g = if self.fetch {
-            &m.open_fetches
-        } else {
-            &m.open_watches
-        };
-        g.fetch_sub(1, Ordering::Relaxed);
+        self.gauge().fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -310,13 +319,7 @@ impl IndexService for IndexServiceImpl {
     ) -> Result<Response<Self::WatchVersionsStream>, Status> {
         self.observed("WatchVersions", async {
             self.authorize(&req, Access::Replication)?;
-            let config = &self.state.config;
-            let permit = self.stream_permit(
-                &self.state.watch_permits,
-                "WatchVersions",
-                config.max_watch_streams,
-            )?;
-            let open = OpenStream::new(&self.state, false, permit);
+            let open = self.open_stream(false)?;
             let state = self.state.clone();
             let stream = WatchStream::new(self.state.subscribe())
                 .filter(|&v| v != 0)
@@ -340,12 +343,7 @@ impl IndexService for IndexServiceImpl {
     ) -> Result<Response<Self::FetchVersionStream>, Status> {
         self.observed("FetchVersion", async {
             self.authorize(&req, Access::Replication)?;
-            let config = &self.state.config;
-            let permit = self.stream_permit(
-                &self.state.fetch_permits,
-                "FetchVersion",
-                config.max_fetch_streams,
-            )?;
+            let open = self.open_stream(true)?;
             let version = match req.into_inner().version {
                 0 => self.index()?.version(),
                 v => v,
@@ -374,8 +372,7 @@ impl IndexService for IndexServiceImpl {
                     .len();
                 files.push((name, file, size));
             }
-            let open = OpenStream::new(&self.state, true, permit);
-            let stall = Duration::from_secs(config.fetch_stall_timeout_s);
+            let stall = Duration::from_secs(self.state.config.fetch_stall_timeout_s);
             // One chunk in the channel and one being read: memory per stream is bounded.
             let (tx, rx) = tokio::sync::mpsc::channel(1);
             tokio::spawn(async move {
