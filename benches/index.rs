@@ -9,13 +9,16 @@ use std::hint::black_box;
 use constraint_decoding_trie::transition::build_static_index;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sidx::index::IndexStore;
-use sidx::synth::{key_tokens, long_tailed_sids};
+
+#[path = "../src/bench/fixtures.rs"]
+mod fixtures;
+use fixtures::{key_tokens, long_tailed_sids};
 
 const M: u16 = 4096;
 
 fn build(keys: &[u64], root: &std::path::Path) -> IndexStore {
     let store = IndexStore::new(root);
-    sidx::synth::build_index(&store, keys, M, "bench").unwrap();
+    fixtures::build_index(&store, keys, M, "bench").unwrap();
     store
 }
 

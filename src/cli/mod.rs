@@ -1,19 +1,20 @@
-//! Subcommands with more than a few lines of glue.
+//! The subcommands: arguments parsed by clap, turned into library calls.
 
 pub mod bench;
-pub mod bench_generate;
-pub mod bench_grpc;
-pub mod bench_index;
 pub mod demo;
 pub mod demo_serve;
 pub mod eval;
 pub mod generate;
+pub mod hourglass;
 pub mod index;
 pub mod probe;
+pub mod quantize;
 pub mod serve;
+pub mod synth;
 
 use clap::ValueEnum;
 use sidx::quantize::Init;
+use sidx::sid::CollisionMode;
 
 /// k-means seeding, as a command-line value.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -30,6 +31,24 @@ impl From<InitArg> for Init {
         match a {
             InitArg::KMeansPlusPlus => Init::KMeansPlusPlus,
             InitArg::Random => Init::Random,
+        }
+    }
+}
+
+/// What to do with items that share a SID, as a command-line value.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Collisions {
+    /// Append a layer-(L+1) token 0, 1, … to items that share a SID (TIGER).
+    Disambiguate,
+    /// Keep shared SIDs; lookups return every item behind them.
+    Share,
+}
+
+impl From<Collisions> for CollisionMode {
+    fn from(c: Collisions) -> Self {
+        match c {
+            Collisions::Disambiguate => CollisionMode::Disambiguate,
+            Collisions::Share => CollisionMode::Share,
         }
     }
 }

@@ -14,12 +14,12 @@ use clap::Args;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
+use super::fixtures::{build_index, key_tokens, long_tailed_sids};
 use sidx::generate::{
     BeamConfig, Device, ModelError, OnnxModel, Row, RuntimeOptions, Search, StepModel, beam_search,
 };
 use sidx::index::{Index, IndexStore, TokenId};
 use sidx::progress::Progress;
-use sidx::synth::{build_index, key_tokens, long_tailed_sids};
 
 #[derive(Args)]
 pub struct GenerateBench {

@@ -14,9 +14,9 @@ use rand::SeedableRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde::Deserialize;
 
+use super::fixtures::{key_tokens, long_tailed_sids};
 use sidx::index::IndexStore;
 use sidx::progress::Progress;
-use sidx::synth::{key_tokens, long_tailed_sids};
 
 #[derive(Args)]
 pub struct IndexBench {
@@ -141,7 +141,7 @@ pub fn run(b: &IndexBench, progress: &Progress) -> Result<()> {
     }
     println!(
         "peak RSS of this process: {:.0} MiB",
-        super::bench::proc_status_kib("self", "VmHWM").unwrap_or(f64::NAN) / 1024.0
+        super::util::proc_status_kib("self", "VmHWM").unwrap_or(f64::NAN) / 1024.0
     );
     Ok(())
 }
@@ -168,7 +168,7 @@ fn bench_sidx(
     let store = IndexStore::new(root);
     progress.note(&format!("sidx: building {} SIDs", keys.len()));
     let summary =
-        sidx::synth::build_index(&store, keys, b.codebook_size, &format!("synthetic {label}"))?;
+        super::fixtures::build_index(&store, keys, b.codebook_size, &format!("synthetic {label}"))?;
     let t0 = Instant::now();
     let index = store.open_current()?;
     let open_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -328,7 +328,7 @@ fn python_peers(
         "--label".to_owned(),
         label.to_owned(),
     ];
-    super::bench::python_peer(&b.python, &b.peers_script, &args)
+    super::util::python_peer(&b.python, &b.peers_script, &args)
 }
 
 #[cfg(feature = "bench-peers")]

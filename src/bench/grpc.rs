@@ -18,12 +18,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Mutex, Semaphore};
 use tonic::transport::Channel;
 
+use super::fixtures::{key_tokens, long_tailed_sids};
 use sidx::index::IndexStore;
 use sidx::progress::Progress;
 use sidx::proto::v1::index_service_client::IndexServiceClient;
 use sidx::proto::v1::*;
 use sidx::server::metrics::code_name;
-use sidx::synth::{key_tokens, long_tailed_sids};
 
 const TOKEN: &str = "bench-admin-token-0123456789";
 
@@ -149,7 +149,7 @@ async fn call(
 }
 
 fn server_rss_mb(pid: u32) -> f64 {
-    super::bench::proc_status_kib(&pid.to_string(), "VmRSS").map_or(f64::NAN, |kb| kb / 1024.0)
+    super::util::proc_status_kib(&pid.to_string(), "VmRSS").map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// Closed loop: `tasks` callers back to back for `d`.
@@ -237,7 +237,7 @@ pub async fn run(b: &GrpcBench, progress: &Progress) -> Result<()> {
     let _ = std::fs::remove_dir_all(&root);
     progress.note(&format!("building a {}-SID index", b.sids));
     let keys = long_tailed_sids(b.sids, 4096, None, 7);
-    sidx::synth::build_index(&IndexStore::new(&root), &keys, 4096, "bench grpc")?;
+    super::fixtures::build_index(&IndexStore::new(&root), &keys, 4096, "bench grpc")?;
 
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["--log", "warn", "serve", "index", "--index"])

@@ -1,0 +1,145 @@
+//! Fixtures shared by the `sidx bench …` commands and the Criterion benches
+//! (`benches/index.rs` includes this file): synthetic long-tailed SIDs packed
+//! into `u64` keys, and an index built from them.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+/// Keys drawn per random stream (fixed, so the keys do not depend on threads).
+const CHUNK: usize = 1024;
+
+/// Synthetic long-tailed SIDs for index benchmarks, as sorted packed keys:
+/// up to four big-endian `u16` token ids in a `u64`, zero-padded (a real
+/// token past the first is never 0), layer-tagged for a `3 × m` layout.
+/// Layer 1 follows Zipf(0.8), layer 2 Zipf(1.2) (the hourglass waist), layer
+/// 3 is uniform; with `drop_top_k`, items behind the K most frequent layer-2
+/// codes lose their layer-2 token (the paper's variable-length SIDs).
+/// Shared SIDs get a disambiguation token, so keys are unique.
+pub fn long_tailed_sids(n: usize, m: u16, drop_top_k: Option<usize>, seed: u64) -> Vec<u64> {
+    let m32 = m as u32;
+    assert!(
+        3 * m32 + 1 < u16::MAX as u32,
+        "3 × m token ids must fit u16"
+    );
+    let zipf = |s: f64| {
+        let mut cum = Vec::with_capacity(m as usize);
+        let mut t = 0.0;
+        for k in 0..m as usize {
+            t += 1.0 / ((k + 1) as f64).powf(s);
+            cum.push(t);
+        }
+        cum
+    };
+    let (z1, z2) = (zipf(0.8), zipf(1.2));
+    // Layer-2 codes are ranked by frequency in code order, so the top K are codes 0..K.
+    let dropped = drop_top_k.unwrap_or(0) as u32;
+    let mut keys: Vec<u64> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .flat_map_iter(|chunk| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(chunk as u64 + 1);
+            let rows = CHUNK.min(n - chunk * CHUNK);
+            let draw = |rng: &mut ChaCha8Rng, cum: &[f64]| {
+                let u = rng.random::<f64>() * cum[cum.len() - 1];
+                cum.partition_point(|&x| x < u).min(cum.len() - 1) as u32
+            };
+            (0..rows)
+                .map(|_| {
+                    let a = draw(&mut rng, &z1);
+                    let b = draw(&mut rng, &z2);
+                    let c = rng.random_range(0..m32);
+                    let t3 = (2 * m32 + c) as u64;
+                    if b < dropped {
+                        (a as u64) << 48 | t3 << 32
+                    } else {
+                        (a as u64) << 48 | ((m32 + b) as u64) << 32 | t3 << 16
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    keys.par_sort_unstable();
+    // Disambiguate runs of equal keys with a token after the last one.
+    let dis = 3 * m32;
+    let mut i = 0;
+    while i < keys.len() {
+        let mut j = i + 1;
+        while j < keys.len() && keys[j] == keys[i] {
+            j += 1;
+        }
+        if j - i > 1 {
+            let len = key_len(keys[i]);
+            for (code, k) in keys[i..j].iter_mut().enumerate() {
+                let code = (dis + code as u32).min(u16::MAX as u32) as u64;
+                *k |= code << (48 - 16 * len);
+            }
+        }
+        i = j;
+    }
+    keys.par_sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Tokens in a packed key (1 to 4).
+pub fn key_len(key: u64) -> usize {
+    (1..4)
+        .find(|&i| (key >> (48 - 16 * i)) & 0xffff == 0)
+        .unwrap_or(4)
+}
+
+/// The token ids of a packed key.
+pub fn key_tokens(key: u64, out: &mut Vec<u16>) {
+    out.clear();
+    out.extend((0..key_len(key)).map(|i| (key >> (48 - 16 * i)) as u16));
+}
+
+/// Builds and publishes an index of packed keys (`long_tailed_sids`) for a
+/// `3 × m` layout; item `i` is named by its decimal position.
+pub fn build_index(
+    store: &sidx::index::IndexStore,
+    keys: &[u64],
+    m: u16,
+    source: &str,
+) -> Result<sidx::index::BuildSummary, sidx::index::IndexError> {
+    use sidx::index::{Manifest, build_sorted};
+    use sidx::sid::{CollisionMode, Layout};
+    let layout = Layout::new(vec![m as u32; 3])?;
+    let mut template = Manifest::new(&layout, CollisionMode::Disambiguate);
+    template.source = source.to_owned();
+    build_sorted(store, template, |builder| {
+        let mut tokens = Vec::with_capacity(4);
+        let mut id = String::new();
+        for (i, &k) in keys.iter().enumerate() {
+            key_tokens(k, &mut tokens);
+            id.clear();
+            std::fmt::Write::write_fmt(&mut id, format_args!("{i}")).expect("to a String");
+            builder.push(&tokens, &id)?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    // The `use` sits in the test: `benches/index.rs` includes this file
+    // without the test harness, where the test (and an outer `use`) is dropped.
+    #[test]
+    fn long_tailed_sids_are_sorted_unique_and_variable() {
+        use super::*;
+        let keys = long_tailed_sids(20_000, 64, Some(8), 1);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+        assert!(keys.len() == 20_000, "disambiguation keeps every item");
+        let mut t = Vec::new();
+        let (mut two, mut four) = (0, 0);
+        for &k in &keys {
+            key_tokens(k, &mut t);
+            assert!(t[0] < 64 && t[1] >= 64, "layer-tagged: {t:?}");
+            two += usize::from(t.len() == 2);
+            four += usize::from(t.len() == 4 || (t.len() == 3 && t[2] >= 192));
+        }
+        assert!(two > 0, "some items lost their layer-2 token");
+        assert!(four > 0, "shared SIDs got a disambiguation token");
+    }
+}

@@ -1,0 +1,163 @@
+//! `sidx bench quantize`: RQ training and encoding, sidx against faiss-cpu.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+use sidx::progress::Progress;
+use sidx::quantize::{ResidualQuantizer, TrainConfig};
+use sidx::synth::{self, SynthConfig};
+
+#[derive(Args)]
+pub struct QuantizeBench {
+    /// Items to encode (synthetic, long-tailed).
+    #[arg(long, default_value_t = 1_000_000)]
+    items: usize,
+    /// Embedding dimension.
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    /// Quantizer layers L.
+    #[arg(long, default_value_t = 3)]
+    layers: usize,
+    /// Codebook size M (a power of two, for faiss).
+    #[arg(long, default_value_t = 256)]
+    codebook_size: usize,
+    /// Items the codebooks are trained on.
+    #[arg(long, default_value_t = 100_000)]
+    train_sample: usize,
+    /// Lloyd iterations per layer (faiss's default is 25).
+    #[arg(long, default_value_t = 25)]
+    kmeans_iters: usize,
+    /// Seed of data, sampling and k-means.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// k-means seedings to run for sidx (each a row).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "kmeans++,random"
+    )]
+    kmeans_init: Vec<crate::cli::InitArg>,
+    /// Python with numpy and faiss-cpu (see scripts/setup-python.sh).
+    #[arg(long, env = "SIDX_PYTHON", default_value = ".venv/bin/python")]
+    python: PathBuf,
+    /// The faiss side of the benchmark.
+    #[arg(long, default_value = "benches/faiss_rq.py")]
+    faiss_script: PathBuf,
+    /// Skip faiss (ours only).
+    #[arg(long)]
+    no_faiss: bool,
+}
+
+/// One row of the table.
+#[derive(Debug, Deserialize)]
+struct Row {
+    name: String,
+    train_seconds: f64,
+    encode_seconds: f64,
+    mse: f64,
+    #[serde(default)]
+    threads: Option<usize>,
+}
+
+pub fn run(b: &QuantizeBench, progress: &Progress) -> Result<()> {
+    let cfg = SynthConfig {
+        items: b.items,
+        dim: b.dim,
+        clusters: 1024,
+        seed: b.seed,
+        ..SynthConfig::default()
+    };
+    progress.note(&format!(
+        "generating {} × {} synthetic embeddings",
+        b.items, b.dim
+    ));
+    let x = synth::generate(&cfg);
+    let dir = super::util::scratch_dir()?;
+    let emb = dir.join("embeddings.npy");
+    sidx::npy::write(&emb, &[b.items, b.dim], &x)?;
+
+    let mut rows = Vec::new();
+    for &init in &b.kmeans_init {
+        let train = TrainConfig {
+            layers: b.layers,
+            codebook_size: b.codebook_size,
+            train_sample: Some(b.train_sample),
+            seed: b.seed,
+            beam: 1,
+            kmeans_iters: b.kmeans_iters,
+            kmeans_init: init.into(),
+        };
+        let name = format!(
+            "sidx ({})",
+            init.to_possible_value().expect("named").get_name()
+        );
+        progress.note(&format!("{name}: training"));
+        let t0 = Instant::now();
+        let rq = ResidualQuantizer::train(&x, b.dim, &train, progress)?;
+        let train_seconds = t0.elapsed().as_secs_f64();
+        progress.note(&format!("{name}: encoding"));
+        let t1 = Instant::now();
+        let enc = rq.encode(&x, 1, progress);
+        let encode_seconds = t1.elapsed().as_secs_f64();
+        rows.push(Row {
+            name,
+            train_seconds,
+            encode_seconds,
+            mse: enc.mse(),
+            threads: Some(rayon::current_num_threads()),
+        });
+    }
+    drop(x);
+
+    if !b.no_faiss {
+        progress.note("faiss: training and encoding");
+        let args: Vec<String> = [
+            ("--embeddings", emb.to_string_lossy().into_owned()),
+            ("--layers", b.layers.to_string()),
+            ("--codebook-size", b.codebook_size.to_string()),
+            ("--train-sample", b.train_sample.to_string()),
+            ("--kmeans-iters", b.kmeans_iters.to_string()),
+            ("--seed", b.seed.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v])
+        .collect();
+        let faiss: Vec<Row> = super::util::python_peer(&b.python, &b.faiss_script, &args)?;
+        rows.push(
+            faiss
+                .into_iter()
+                .last()
+                .context("the faiss benchmark printed nothing")?,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!(
+        "RQ {}×{} on {} × {}-d synthetic items, trained on {}, greedy encoding",
+        b.layers, b.codebook_size, b.items, b.dim, b.train_sample
+    );
+    println!(
+        "| {:<16} | {:>7} | {:>8} | {:>9} | {:>12} | {:>10} | {:>9} |",
+        "implementation", "threads", "train s", "encode s", "encode items/s", "MSE", "MSE ratio"
+    );
+    println!("|{}|", ["---"; 7].join("|"));
+    let base_mse = rows.last().map(|r| r.mse).unwrap_or(1.0);
+    for r in &rows {
+        println!(
+            "| {:<16} | {:>7} | {:>8.2} | {:>9.2} | {:>14.0} | {:>10.5} | {:>9.4} |",
+            r.name,
+            r.threads.map_or("?".into(), |t| t.to_string()),
+            r.train_seconds,
+            r.encode_seconds,
+            b.items as f64 / r.encode_seconds,
+            r.mse,
+            r.mse / base_mse
+        );
+    }
+    Ok(())
+}
