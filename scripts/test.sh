@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 scripts/setup-python.sh python/requirements-client.txt
 scripts/fetch-onnxruntime.sh cpu
 scripts/fetch-helm-tools.sh
-cargo test --release "$@"
+cargo test --release --features failpoints "$@"

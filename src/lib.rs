@@ -9,6 +9,7 @@
 //! generated API types for the services.
 
 pub mod eval;
+pub mod failpoint;
 pub mod fsx;
 pub mod generate;
 pub mod hourglass;

@@ -1,5 +1,5 @@
 //! Constrained beam search against exhaustive scoring, with a deterministic
-//! random model behind the `StepModel` trait, over random variable-length tries.
+//! random model (`SyntheticScores`) behind the `StepModel` trait, over random variable-length tries.
 
 mod common;
 
@@ -7,53 +7,10 @@ use common::{SIZES, sid_strategy};
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use sidx::generate::{BeamConfig, ModelError, Row, StepModel, beam_search};
+use sidx::generate::synthetic::{Scores, SyntheticScores};
+use sidx::generate::{BeamConfig, StepModel, beam_search};
 use sidx::index::{Index, IndexStore, TokenId, build_from_table};
 use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
-
-/// Log-softmax of pseudo-random logits that depend on (seed, request, prefix, token).
-struct HashModel {
-    seed: u64,
-    vocab: usize,
-}
-
-impl HashModel {
-    fn row(&self, request: usize, prefix: &[TokenId]) -> Vec<f32> {
-        let mut h = self.seed ^ (request as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        for &t in prefix {
-            h = (h ^ t as u64).wrapping_mul(0x100_0000_01B3);
-        }
-        let logits: Vec<f32> = (0..self.vocab)
-            .map(|t| {
-                let x = (h ^ (t as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9))
-                    .wrapping_mul(0x94D0_49BB_1331_11EB);
-                ((x >> 40) as f32 / (1u64 << 24) as f32) * 6.0
-            })
-            .collect();
-        let max = logits.iter().cloned().fold(f32::MIN, f32::max);
-        let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
-        logits.iter().map(|l| l - lse).collect()
-    }
-}
-
-impl StepModel for HashModel {
-    fn vocab(&self) -> usize {
-        self.vocab
-    }
-    fn eos(&self) -> usize {
-        self.vocab - 1
-    }
-    fn sid_tokens(&self) -> usize {
-        self.vocab - 1
-    }
-    fn log_probs(&mut self, rows: &[Row<'_>], out: &mut Vec<f32>) -> Result<(), ModelError> {
-        out.clear();
-        for row in rows {
-            out.extend(self.row(row.request, row.sid));
-        }
-        Ok(())
-    }
-}
 
 fn build(sids: &[Vec<Token>], dir: &std::path::Path) -> Index {
     let layout = Layout::new(SIZES.to_vec()).unwrap();
@@ -67,7 +24,7 @@ fn build(sids: &[Vec<Token>], dir: &std::path::Path) -> Index {
 }
 
 /// Every SID in the index, scored by the model token by token plus end-of-SID.
-fn exhaustive(index: &Index, model: &HashModel, request: usize) -> Vec<(Vec<TokenId>, f32)> {
+fn exhaustive(index: &Index, model: &SyntheticScores, request: usize) -> Vec<(Vec<TokenId>, f32)> {
     let sids: BTreeSet<Vec<TokenId>> = index.entries().map(|(s, _)| s).collect();
     let mut scored: Vec<(Vec<TokenId>, f32)> = sids
         .into_iter()
@@ -97,7 +54,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let index = build(&sids, dir.path());
-        let mut model = HashModel { seed, vocab: VOCAB };
+        let mut model = SyntheticScores::new(VOCAB, seed, Scores::Hashed);
         // Wide enough that nothing is ever pruned: every node plus every ending.
         let beam = 2 * index.manifest().nodes as usize;
         let cfg = BeamConfig { beam, top_k, constrained: true, max_len: 8 };
@@ -124,7 +81,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let index = build(&sids, dir.path());
-        let mut model = HashModel { seed, vocab: VOCAB };
+        let mut model = SyntheticScores::new(VOCAB, seed, Scores::Hashed);
         let cfg = BeamConfig { beam, top_k: beam, constrained: true, max_len: 8 };
         for res in beam_search(&index, &mut model, &[cfg; 3]).unwrap().results {
             prop_assert!(!res.sids.is_empty());
@@ -140,4 +97,74 @@ proptest! {
             prop_assert_eq!(res.invalid, invalid);
         }
     }
+}
+
+/// The engine runs any `BatchModel`: the synthetic one, with no ONNX
+/// Runtime, answers as a direct search with the same model does, and the
+/// model thread's health reaches subscribers.
+#[test]
+fn the_engine_runs_any_batch_model_and_publishes_its_health() {
+    use sidx::generate::synthetic::SyntheticModel;
+    use sidx::generate::{BatchModel, GenerateRequest, Generator, GeneratorLimits, History};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sids: Vec<Vec<Token>> = (0..30u32)
+        .map(|i| {
+            (0..3)
+                .map(|l| Token::new(l as u8 + 1, (i * (l as u32 + 7) + i / 5) % SIZES[l]))
+                .collect()
+        })
+        .collect();
+    let index = Arc::new(build(&sids, dir.path()));
+    let make = || SyntheticModel::new(SIZES.to_vec(), index.used_token_limit(), 11);
+    let generator = Generator::start(make(), &index, GeneratorLimits::default()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    generator
+        .health()
+        .subscribe(move |alive| s.lock().unwrap().push(alive));
+    assert_eq!(*seen.lock().unwrap(), vec![true]);
+
+    let history = vec!["i3".to_string(), "i7".to_string()];
+    let got = generator
+        .generate(
+            Arc::clone(&index),
+            GenerateRequest {
+                history: History::Items(history.clone()),
+                beam: Some(8),
+                top_k: Some(5),
+                constrained: true,
+                deadline: None,
+            },
+        )
+        .unwrap();
+    let mut direct = make();
+    let prompt = direct.sidecar().prompt(
+        history
+            .iter()
+            .map(|id| index.sid(id).unwrap())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(Vec::as_slice),
+        index.max_sid_len(),
+    );
+    let cfg = BeamConfig {
+        beam: 8,
+        top_k: 5,
+        constrained: true,
+        max_len: index.max_sid_len() + 1,
+    };
+    let want = beam_search(&index, &mut *direct.batch(vec![prompt]), &[cfg]).unwrap();
+    let want_sids: Vec<_> = want.results[0].sids.iter().map(|g| g.sid.clone()).collect();
+    let mut got_sids: Vec<_> = got.items.iter().map(|it| it.sid.clone()).collect();
+    got_sids.dedup();
+    assert_eq!(got_sids, want_sids);
+    assert_eq!(got.sids, 5);
+    drop(generator);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![true, false],
+        "a stopped model thread is reported"
+    );
 }

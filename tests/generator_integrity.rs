@@ -126,6 +126,10 @@ async fn a_version_the_model_cannot_decode_is_refused_and_the_old_one_served() {
     server.shutdown().await.unwrap();
 }
 
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the crash points: cargo test --features failpoints"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_model_thread_turns_health_not_serving() {
     let dir = tempfile::tempdir().unwrap();

@@ -142,6 +142,10 @@ fn write_sids(dir: &Path, name: &str, table: &SidTable) -> PathBuf {
     p
 }
 
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the crash points: cargo test --features failpoints"
+)]
 #[test]
 fn a_crashed_build_leaves_the_last_good_version() {
     let work = tempfile::tempdir().unwrap();

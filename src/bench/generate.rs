@@ -11,12 +11,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use rand::SeedableRng;
 use rand::seq::IndexedRandom;
-use rand::{Rng, SeedableRng};
 
 use super::fixtures::{build_index, key_tokens, long_tailed_sids};
+use sidx::generate::synthetic::{Scores, SyntheticScores};
 use sidx::generate::{
-    BeamConfig, Device, ModelError, OnnxModel, Row, RuntimeOptions, Search, StepModel, beam_search,
+    BeamConfig, Device, ModelError, OnnxModel, RuntimeOptions, Search, beam_search,
 };
 use sidx::index::{Index, IndexStore, TokenId};
 use sidx::progress::Progress;
@@ -65,32 +66,6 @@ pub struct GenerateBench {
     workdir: Option<PathBuf>,
     #[arg(long, default_value_t = 7)]
     seed: u64,
-}
-
-/// Fixed pseudo-random log-probabilities: the search's cost with a free model.
-struct FixedScores {
-    vocab: usize,
-    seed: u64,
-}
-
-impl StepModel for FixedScores {
-    fn vocab(&self) -> usize {
-        self.vocab
-    }
-    fn eos(&self) -> usize {
-        self.vocab - 1
-    }
-    fn sid_tokens(&self) -> usize {
-        self.vocab - 1
-    }
-    fn log_probs(&mut self, rows: &[Row<'_>], out: &mut Vec<f32>) -> Result<(), ModelError> {
-        let need = rows.len() * self.vocab;
-        if out.len() < need {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
-            out.resize_with(need, || -rng.random::<f32>() * 12.0);
-        }
-        Ok(())
-    }
 }
 
 struct Timing {
@@ -183,10 +158,8 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
         for &beam in &b.beams {
             let mut row = Vec::new();
             for constrained in [true, false] {
-                let mut m = FixedScores {
-                    vocab,
-                    seed: b.seed,
-                };
+                // Fixed scores: the search's cost with a free model.
+                let mut m = SyntheticScores::new(vocab, b.seed, Scores::Fixed);
                 let cfgs = configs(batch, beam, constrained);
                 let t = time_batches(b.search_repeats, || beam_search(&index, &mut m, &cfgs))?;
                 row.push(t.search_ms * 1e3 / t.steps.max(1.0));

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::GenerateError;
 use super::beam::{BeamConfig, Generated, beam_search};
-use super::onnx::OnnxModel;
+use super::health::{AliveGuard, ModelHealth};
+use super::model::BatchModel;
 use super::runtime::Device;
 use super::sidecar::Sidecar;
 use crate::index::{Index, TokenId};
@@ -110,6 +111,7 @@ pub struct Generator {
     /// The last index version found to fit the model.
     checked_version: AtomicU64,
     thread: Option<JoinHandle<()>>,
+    health: Arc<ModelHealth>,
     sidecar: Sidecar,
     device: Device,
     limits: GeneratorLimits,
@@ -119,7 +121,16 @@ impl Generator {
     /// Checks `model` against `index`, runs one warm-up search, then starts the
     /// model thread. Fails here — at start-up — when the two don't fit.
     pub fn start(
-        mut model: OnnxModel,
+        model: impl BatchModel + 'static,
+        index: &Index,
+        limits: GeneratorLimits,
+    ) -> Result<Self, GenerateError> {
+        Self::start_boxed(Box::new(model), index, limits)
+    }
+
+    /// [`Generator::start`] for a model chosen at run time.
+    pub fn start_boxed(
+        mut model: Box<dyn BatchModel>,
         index: &Index,
         limits: GeneratorLimits,
     ) -> Result<Self, GenerateError> {
@@ -134,21 +145,25 @@ impl Generator {
             max_len: 1,
         };
         let prompt = vec![i64::from(sidecar.bos_id)];
-        beam_search(index, &mut model.batch(vec![prompt]), &[warmup]).map_err(|e| {
-            GenerateError::Model {
-                path: model.path().to_path_buf(),
-                problem: format!("warm-up search failed: {e}"),
-            }
+        let warm = beam_search(index, &mut *model.batch(vec![prompt]), &[warmup]);
+        warm.map_err(|e| GenerateError::Model {
+            path: model.source().to_path_buf(),
+            problem: format!("warm-up search failed: {e}"),
         })?;
         let device = model.device();
         let (tx, rx) = sync_channel(limits.queue.max(1));
         let waiting = Arc::new(AtomicUsize::new(0));
+        let health = Arc::new(ModelHealth::default());
         let thread = {
             let waiting = Arc::clone(&waiting);
+            let alive = AliveGuard::new(Arc::clone(&health));
             let max_batch = limits.max_batch.max(1);
             std::thread::Builder::new()
                 .name("sidx-generator".into())
-                .spawn(move || run_model(model, rx, waiting, max_batch))
+                .spawn(move || {
+                    let _alive = alive;
+                    run_model(model, rx, waiting, max_batch)
+                })
                 .map_err(|e| {
                     GenerateError::Runtime(format!("cannot start the model thread: {e}"))
                 })?
@@ -158,6 +173,7 @@ impl Generator {
             waiting,
             checked_version: AtomicU64::new(index.version()),
             thread: Some(thread),
+            health,
             sidecar,
             device,
             limits,
@@ -180,7 +196,12 @@ impl Generator {
     /// Whether the model thread is still taking requests (false once it
     /// stopped, e.g. after a panic inside the runtime).
     pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        self.health.is_alive()
+    }
+
+    /// The model thread's health, with listeners told of each change.
+    pub fn health(&self) -> &ModelHealth {
+        &self.health
     }
 
     /// Requests waiting for or inside the model.
@@ -347,10 +368,15 @@ impl Drop for Generator {
 
 /// The model thread: waits for a request, adds whatever else is queued (up
 /// to `max_batch`), and searches each group that shares an index version.
-fn run_model(mut model: OnnxModel, rx: Receiver<Job>, waiting: Arc<AtomicUsize>, max_batch: usize) {
+fn run_model(
+    mut model: Box<dyn BatchModel>,
+    rx: Receiver<Job>,
+    waiting: Arc<AtomicUsize>,
+    max_batch: usize,
+) {
     while let Ok(first) = rx.recv() {
         // How the health tests kill the model thread as a runtime crash would.
-        if std::env::var("SIDX_FAILPOINT").is_ok_and(|f| f == "model-thread-panic") {
+        if crate::failpoint::hit("model-thread-panic") {
             panic!("failpoint model-thread-panic");
         }
         let mut jobs = vec![first];
@@ -380,20 +406,20 @@ fn run_model(mut model: OnnxModel, rx: Receiver<Job>, waiting: Arc<AtomicUsize>,
         }
         for group in groups {
             let n = group.len();
-            run_group(&mut model, group, now);
+            run_group(model.as_mut(), group, now);
             waiting.fetch_sub(n, Ordering::Relaxed);
         }
     }
 }
 
-fn run_group(model: &mut OnnxModel, mut group: Vec<Job>, started: Instant) {
+fn run_group(model: &mut dyn BatchModel, mut group: Vec<Job>, started: Instant) {
     let index = Arc::clone(&group[0].index);
     let configs: Vec<BeamConfig> = group.iter().map(|j| j.config).collect();
     let prompts: Vec<Vec<i64>> = group
         .iter_mut()
         .map(|j| std::mem::take(&mut j.prompt))
         .collect();
-    let searched = beam_search(&index, &mut model.batch(prompts), &configs);
+    let searched = beam_search(&index, &mut *model.batch(prompts), &configs);
     match searched {
         Ok(search) => {
             for (job, result) in group.into_iter().zip(search.results) {

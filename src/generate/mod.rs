@@ -1,13 +1,17 @@
-//! Generation of SIDs: beam search constrained by the index behind a model
-//! trait ([`beam`], no runtime dependency), the ONNX Runtime model
-//! ([`onnx`], [`runtime`]) with its sidecar, and the engine that runs the
-//! model on its own thread fed by a bounded queue ([`engine`]).
+//! Generation of SIDs: beam search constrained by the index over a per-step
+//! model trait ([`StepModel`], no runtime dependency); the engine
+//! ([`engine`]) that runs a [`BatchModel`] on its own thread fed by a bounded
+//! queue, publishing its health; the ONNX Runtime model ([`onnx`],
+//! [`runtime`]) with its sidecar; and a synthetic model for tests and benches.
 
 mod beam;
 pub mod engine;
+mod health;
+mod model;
 pub mod onnx;
 pub mod runtime;
 mod sidecar;
+pub mod synthetic;
 
 use std::path::PathBuf;
 
@@ -17,6 +21,8 @@ pub use beam::{
 pub use engine::{
     GenerateRequest, GenerateResponse, Generator, GeneratorLimits, History, ResultItem,
 };
+pub use health::ModelHealth;
+pub use model::BatchModel;
 pub use onnx::{Contract, OnnxModel};
 pub use runtime::{Device, RuntimeOptions};
 pub use sidecar::Sidecar;

@@ -10,6 +10,7 @@ use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use super::GenerateError;
 use super::beam::{ModelError, Row, StepModel};
+use super::model::BatchModel;
 use super::runtime::{Device, RuntimeOptions, open_session};
 use super::sidecar::Sidecar;
 
@@ -237,6 +238,21 @@ impl OnnxModel {
             pads: Vec::new(),
             width: 0,
         }
+    }
+}
+
+impl BatchModel for OnnxModel {
+    fn sidecar(&self) -> &Sidecar {
+        &self.sidecar
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn source(&self) -> &Path {
+        &self.path
+    }
+    fn batch(&mut self, prompts: Vec<Vec<i64>>) -> Box<dyn StepModel + '_> {
+        Box::new(OnnxModel::batch(self, prompts))
     }
 }
 

@@ -50,19 +50,19 @@ pub const MIRROR_PREFIX: &str = ".mirror-";
 const CURRENT_TMP_PREFIX: &str = ".CURRENT.tmp-";
 const PUBLISHED_KEY: &str = "published-up-to";
 
-/// Aborts the process at a named point when `SIDX_FAILPOINT` says so — how
-/// the crash tests kill a build half-way (abort runs no destructors, like kill -9).
+/// Aborts the process at a named [`crate::failpoint`] — how the crash tests
+/// kill a build half-way (abort runs no destructors, like kill -9).
 fn failpoint(name: &str) {
-    if std::env::var("SIDX_FAILPOINT").is_ok_and(|f| f == name) {
+    if crate::failpoint::hit(name) {
         eprintln!("failpoint {name}: aborting");
         std::process::abort();
     }
 }
 
-/// Fails with an I/O error at a named point when `SIDX_FAILPOINT` says so
-/// (how the tests make writing `CURRENT` fail, as a full disk would).
+/// Fails with an I/O error at a named [`crate::failpoint`] (how the tests
+/// make writing `CURRENT` fail, as a full disk would).
 fn failpoint_error(name: &str, path: &Path) -> Result<(), IndexError> {
-    if std::env::var("SIDX_FAILPOINT").is_ok_and(|f| f == name) {
+    if crate::failpoint::hit(name) {
         return Err(IndexError::io(
             path,
             std::io::Error::other(format!("failpoint {name}")),

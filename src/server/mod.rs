@@ -26,10 +26,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tonic::transport::server::Router;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
+use tower::layer::util::Stack;
 
 use crate::generate::Generator;
 use crate::index::IndexStore;
@@ -149,7 +155,6 @@ async fn start_server(
     } else {
         SERVICE_NAME
     };
-    let health_names = ["", role];
     let metrics = Arc::new(metrics::Metrics::default());
     let store = store.with_keep(config.keep_versions);
     let mut state = IndexState::new(store, config.clone(), metrics.clone());
@@ -159,21 +164,118 @@ async fn start_server(
         state = state.with_acceptor(Box::new(move |index| g.sidecar().check_index(index)));
     }
     let state = Arc::new(state);
-    // Health follows the model thread as well as the index.
-    let backend_alive: Box<dyn Fn() -> bool + Send + Sync> = match &generator {
-        Some(g) => {
-            let g = Arc::clone(g);
-            Box::new(move || g.is_running())
-        }
-        None => Box::new(|| true),
-    };
-
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in health_names {
-        health
-            .set_service_status(name, ServingStatus::NotServing)
-            .await;
+    // The model thread publishes its health; an index server's backend is always up.
+    let (backend_tx, backend) = watch::channel(true);
+    if let Some(g) = &generator {
+        let tx = backend_tx.clone();
+        g.health().subscribe(move |alive| {
+            tx.send_replace(alive);
+        });
     }
+
+    let health = Health::new(role).await;
+    load_first_version(&state).await;
+    let router = router(&config, &state, health.service(), generator)?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| ServeError::Io {
+            what: format!("binding {}", config.addr),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Io {
+        what: "local address".into(),
+        source,
+    })?;
+
+    // One shutdown: the caller's signal or `RunningServer::shutdown`.
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (begin_tx, begin_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = signal => {}
+            _ = stop_rx => {}
+        }
+        let _ = begin_tx.send(true);
+    });
+    let metrics_addr = match config.metrics_addr {
+        Some(a) => Some(
+            metrics::serve(metrics.clone(), a, shutdown_begun(begin_rx.clone()))
+                .await
+                .map_err(|source| ServeError::Io {
+                    what: format!("binding metrics {a}"),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let interval = Duration::from_millis(config.reload_interval_ms.max(10));
+    spawn_watcher(
+        state.clone(),
+        health.clone(),
+        backend,
+        backend_tx,
+        interval,
+        begin_rx.clone(),
+    );
+    let drain = Duration::from_secs(config.drain_timeout_s);
+    let join = tokio::spawn(serve(
+        router,
+        listener,
+        state.clone(),
+        health,
+        begin_rx,
+        drain,
+    ));
+    tracing::info!(%addr, service = role, "listening");
+    Ok(RunningServer {
+        addr,
+        metrics_addr,
+        state,
+        stop: Some(stop_tx),
+        join,
+    })
+}
+
+/// The layers every request passes: load shedding, then stream-end tracking.
+type Layers =
+    Stack<stream_end::StreamEndLayer, Stack<limits::ShedLayer, tower::layer::util::Identity>>;
+
+/// Resolves once shutdown has begun.
+async fn shutdown_begun(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|&b| b).await;
+}
+
+/// gRPC health under the overall name ("") and the role's service name,
+/// NOT_SERVING until the watcher says otherwise.
+#[derive(Clone)]
+struct Health {
+    reporter: HealthReporter,
+    names: [&'static str; 2],
+}
+
+impl Health {
+    async fn new(role: &'static str) -> Self {
+        let health = Health {
+            reporter: HealthReporter::new(),
+            names: ["", role],
+        };
+        health.set(ServingStatus::NotServing).await;
+        health
+    }
+
+    fn service(&self) -> HealthServer<HealthService> {
+        HealthServer::new(HealthService::from_health_reporter(self.reporter.clone()))
+    }
+
+    async fn set(&self, status: ServingStatus) {
+        for name in self.names {
+            self.reporter.set_service_status(name, status).await;
+        }
+    }
+}
+
+/// Loads and verifies the current version, if any; the server starts either way.
+async fn load_first_version(state: &Arc<IndexState>) {
     match state.reload().await {
         Ok(Some(v)) => tracing::info!(version = v, "index loaded and verified"),
         Ok(None) => tracing::warn!(
@@ -184,7 +286,16 @@ async fn start_server(
             tracing::error!(error = %e, "the current index version cannot be served: NOT_SERVING")
         }
     }
+}
 
+/// The transport (HTTP/2 settings, TLS, shedding, stream-end tracking) and
+/// the services: health, reflection, and the index or generator service.
+fn router(
+    config: &ServerConfig,
+    state: &Arc<IndexState>,
+    health_service: HealthServer<HealthService>,
+    generator: Option<Arc<Generator>>,
+) -> Result<Router<Layers>, ServeError> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -230,70 +341,38 @@ async fn start_server(
         }
         builder = builder.tls_config(t)?;
     }
-    let router = builder
+    Ok(builder
         .layer(limits::ShedLayer::new(
             config.max_concurrent_requests,
-            metrics.clone(),
+            state.metrics.clone(),
         ))
         .layer(stream_end::StreamEndLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_optional_service(index_service)
-        .add_optional_service(generator_service);
+        .add_optional_service(generator_service))
+}
 
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|source| ServeError::Io {
-            what: format!("binding {}", config.addr),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Io {
-        what: "local address".into(),
-        source,
-    })?;
-
-    // One shutdown: the caller's signal or `RunningServer::shutdown`.
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let (begin_tx, begin_rx) = tokio::sync::watch::channel(false);
+/// Follows publications by other processes, and keeps health and `/ready`
+/// in step with the state and the model thread, until shutdown begins.
+fn spawn_watcher(
+    state: Arc<IndexState>,
+    health: Health,
+    mut backend: watch::Receiver<bool>,
+    // Held so that `backend` never reports a closed channel.
+    _backend_tx: watch::Sender<bool>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
-        tokio::select! {
-            _ = signal => {}
-            _ = stop_rx => {}
-        }
-        let _ = begin_tx.send(true);
-    });
-    let shutdown_begun = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|&b| b).await;
-    };
-
-    let metrics_addr = match config.metrics_addr {
-        Some(a) => Some(
-            metrics::serve(metrics.clone(), a, shutdown_begun(begin_rx.clone()))
-                .await
-                .map_err(|source| ServeError::Io {
-                    what: format!("binding metrics {a}"),
-                    source,
-                })?,
-        ),
-        None => None,
-    };
-
-    // Follow publications by other processes and keep health in step with the state.
-    let watcher_state = state.clone();
-    let watcher_health = health.clone();
-    let mut watcher_stop = begin_rx.clone();
-    let interval = Duration::from_millis(config.reload_interval_ms.max(10));
-    tokio::spawn(async move {
-        let mut versions = watcher_state.subscribe();
+        let _backend_tx = _backend_tx;
+        let mut versions = state.subscribe();
         let mut serving = false;
         loop {
-            let healthy = watcher_state.current().is_some() && backend_alive();
-            if healthy != serving && !*watcher_stop.borrow() {
-                watcher_state
-                    .metrics
-                    .ready
-                    .store(healthy, std::sync::atomic::Ordering::Relaxed);
+            let healthy = state.current().is_some() && *backend.borrow_and_update();
+            if healthy != serving && !*stop.borrow() {
+                state.metrics.ready.store(healthy, Ordering::Relaxed);
                 let status = if healthy {
                     ServingStatus::Serving
                 } else {
@@ -302,72 +381,60 @@ async fn start_server(
                     );
                     ServingStatus::NotServing
                 };
-                for name in health_names {
-                    watcher_health.set_service_status(name, status).await;
-                }
+                health.set(status).await;
                 serving = healthy;
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {
-                    watcher_state.check_served();
-                    if let Err(e) = watcher_state.reload().await {
+                    state.check_served();
+                    if let Err(e) = state.reload().await {
                         tracing::warn!(error = %e, "a newly published version was refused; still serving the old one");
                     }
                 }
                 _ = versions.changed() => {}
-                _ = watcher_stop.changed() => break,
+                _ = backend.changed() => {}
+                _ = stop.changed() => break,
             }
         }
     });
+}
 
-    let drain = Duration::from_secs(config.drain_timeout_s);
-    let serve_health = health.clone();
-    let serve_metrics = metrics.clone();
-    let serve_stop = begin_rx.clone();
-    let serve_state = state.clone();
-    let join = tokio::spawn(async move {
-        let on_signal = {
-            let rx = serve_stop.clone();
-            async move {
-                shutdown_begun(rx).await;
-                serve_state.begin_drain();
-                // Tell load balancers first, then stop accepting and drain.
-                serve_metrics
-                    .ready
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
-                for name in health_names {
-                    serve_health
-                        .set_service_status(name, ServingStatus::NotServing)
-                        .await;
-                }
-                tracing::info!("draining in-flight requests");
-            }
-        };
-        // Our own listener (to learn the port before serving): its sockets need
-        // TCP_NODELAY set here, or small responses wait for delayed ACKs (~40 ms).
-        let incoming = tonic::transport::server::TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(Duration::from_secs(60)));
-        let serve = router.serve_with_incoming_shutdown(incoming, on_signal);
-        tokio::pin!(serve);
-        let deadline = async {
-            shutdown_begun(serve_stop).await;
-            tokio::time::sleep(drain).await;
-        };
-        tokio::select! {
-            r = &mut serve => r.map_err(ServeError::from),
-            _ = deadline => {
-                tracing::warn!(seconds = drain.as_secs(), "drain deadline passed; closing remaining connections");
-                Ok(())
-            }
+/// Serves until shutdown begins, then tells load balancers (health,
+/// `/ready`), stops accepting and drains — for at most `drain`.
+async fn serve(
+    router: Router<Layers>,
+    listener: tokio::net::TcpListener,
+    state: Arc<IndexState>,
+    health: Health,
+    stop: watch::Receiver<bool>,
+    drain: Duration,
+) -> Result<(), ServeError> {
+    let on_signal = {
+        let stop = stop.clone();
+        async move {
+            shutdown_begun(stop).await;
+            state.begin_drain();
+            state.metrics.ready.store(false, Ordering::Relaxed);
+            health.set(ServingStatus::NotServing).await;
+            tracing::info!("draining in-flight requests");
         }
-    });
-    tracing::info!(%addr, service = role, "listening");
-    Ok(RunningServer {
-        addr,
-        metrics_addr,
-        state,
-        stop: Some(stop_tx),
-        join,
-    })
+    };
+    // Our own listener (to learn the port before serving): its sockets need
+    // TCP_NODELAY set here, or small responses wait for delayed ACKs (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+    let serve = router.serve_with_incoming_shutdown(incoming, on_signal);
+    tokio::pin!(serve);
+    let deadline = async {
+        shutdown_begun(stop).await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        r = &mut serve => r.map_err(ServeError::from),
+        _ = deadline => {
+            tracing::warn!(seconds = drain.as_secs(), "drain deadline passed; closing remaining connections");
+            Ok(())
+        }
+    }
 }
