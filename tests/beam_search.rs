@@ -105,7 +105,7 @@ proptest! {
 #[test]
 fn the_engine_runs_any_batch_model_and_publishes_its_health() {
     use sidx::generate::synthetic::SyntheticModel;
-    use sidx::generate::{BatchModel, GenerateRequest, Generator, GeneratorLimits, History};
+    use sidx::generate::{BatchModel, GenerationRequest, Generator, GeneratorLimits, History};
     use std::sync::{Arc, Mutex};
 
     let dir = tempfile::tempdir().unwrap();
@@ -130,7 +130,7 @@ fn the_engine_runs_any_batch_model_and_publishes_its_health() {
     let got = generator
         .generate(
             Arc::clone(&index),
-            GenerateRequest {
+            GenerationRequest {
                 history: History::Items(history.clone()),
                 beam: Some(8),
                 top_k: Some(5),

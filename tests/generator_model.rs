@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sidx::generate::{
-    BeamConfig, GenerateError, GenerateRequest, Generator, GeneratorLimits, History, OnnxModel,
+    BeamConfig, GenerateError, GenerationRequest, Generator, GeneratorLimits, History, OnnxModel,
     Row, RuntimeOptions, StepModel, beam_search,
 };
 use sidx::index::{Index, IndexStore, TokenId, build_from_table};
@@ -200,7 +200,7 @@ fn engine_answers_batched_requests_and_refuses_bad_ones() {
     let index = Arc::new(index(dir.path(), usize::MAX));
     let generator =
         Generator::start(model("model_kv.onnx"), &index, GeneratorLimits::default()).unwrap();
-    let req = |history: History| GenerateRequest {
+    let req = |history: History| GenerationRequest {
         history,
         beam: Some(10),
         top_k: Some(5),
@@ -249,16 +249,16 @@ fn engine_answers_batched_requests_and_refuses_bad_ones() {
         .unwrap();
     assert_eq!(raw.items, single.items);
 
-    let refused = |r: GenerateRequest, field: &str| match generator.generate(Arc::clone(&index), r)
-    {
-        Err(GenerateError::InvalidArgument { field: f, .. }) => assert_eq!(f, field),
-        other => panic!("expected INVALID_ARGUMENT on {field}, got {other:?}"),
-    };
+    let refused =
+        |r: GenerationRequest, field: &str| match generator.generate(Arc::clone(&index), r) {
+            Err(GenerateError::InvalidArgument(e)) => assert_eq!(e.field(), field),
+            other => panic!("expected INVALID_ARGUMENT on {field}, got {other:?}"),
+        };
     refused(req(items(&["0", "no-such-item"])), "history_item_ids");
     refused(req(items(&[])), "history_item_ids");
     refused(req(History::Tokens(vec![])), "history_token_ids");
     refused(req(History::Tokens(vec![1, 999_999])), "history_token_ids");
-    let sized = |beam: usize, top_k: usize| GenerateRequest {
+    let sized = |beam: usize, top_k: usize| GenerationRequest {
         beam: Some(beam),
         top_k: Some(top_k),
         ..req(items(&["0"]))
@@ -267,7 +267,7 @@ fn engine_answers_batched_requests_and_refuses_bad_ones() {
     refused(sized(0, 1), "beam_width");
     refused(sized(4, 5), "top_k");
     refused(sized(4, 0), "top_k");
-    let late = GenerateRequest {
+    let late = GenerationRequest {
         deadline: Some(std::time::Instant::now()),
         ..req(items(&["0"]))
     };

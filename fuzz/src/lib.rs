@@ -17,7 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use sidx::generate::engine::prepare;
+use sidx::generate::ValidRequest;
 use sidx::generate::{GeneratorLimits, History, Sidecar};
 use sidx::index::format;
 use sidx::index::{Index, IndexStore, Manifest, TokenId, build_from_table};
@@ -1466,7 +1466,8 @@ fn generate_case(f: &Fixture, g: &GenerateIn) {
         },
         None => GeneratorLimits::default(),
     };
-    let Ok((prompt, config)) = prepare(&limits, &sidecar, index, &req) else {
+    let Ok(ValidRequest { prompt, config, .. }) = ValidRequest::new(&limits, &sidecar, index, &req)
+    else {
         return;
     };
     reached(Reached::Prepared);

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use sidx::generate::{
-    Device, GenerateRequest, Generator, GeneratorLimits, History, OnnxModel, RuntimeOptions,
+    Device, GenerationRequest, Generator, GeneratorLimits, History, OnnxModel, RuntimeOptions,
 };
 use sidx::index::{Index, IndexHandle, IndexStore};
 
@@ -113,7 +113,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     } else {
         History::Items(a.history.clone())
     };
-    let req = GenerateRequest {
+    let req = GenerationRequest {
         history,
         beam: a.beam,
         top_k: a.top_k,

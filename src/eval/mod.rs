@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::generate::{GenerateError, GenerateRequest, GenerateResponse, Generator, History};
+use crate::generate::{GenerateError, GenerationRequest, GenerationResponse, Generator, History};
 use crate::index::Index;
 
 /// The cut-offs reported.
@@ -27,7 +27,7 @@ pub fn hit_metrics(rank: Option<usize>, k: usize) -> (f64, f64) {
 }
 
 /// 0-based rank of `target` among the distinct item ids of a response, in order.
-pub fn rank_of(response: &GenerateResponse, target: &str) -> Option<usize> {
+pub fn rank_of(response: &GenerationResponse, target: &str) -> Option<usize> {
     let mut seen = std::collections::HashSet::new();
     response
         .items
@@ -37,7 +37,7 @@ pub fn rank_of(response: &GenerateResponse, target: &str) -> Option<usize> {
 }
 
 /// For each k in [`KS`]: (invalid SIDs, SIDs) among the first k distinct SIDs.
-pub fn invalid_at_k(response: &GenerateResponse) -> [(usize, usize); KS.len()] {
+pub fn invalid_at_k(response: &GenerationResponse) -> [(usize, usize); KS.len()] {
     let mut sids: Vec<(&[u16], bool)> = Vec::new();
     for it in &response.items {
         if sids.last().is_none_or(|(s, _)| *s != it.sid.as_slice()) {
@@ -144,7 +144,7 @@ pub fn evaluate(
             let (tx, rx) = std::sync::mpsc::channel();
             for (i, case) in chunk.iter().enumerate() {
                 let tx = tx.clone();
-                let req = GenerateRequest {
+                let req = GenerationRequest {
                     history: History::Items(case.history.clone()),
                     beam: Some(cfg.beam),
                     top_k: Some(cfg.beam),
@@ -156,7 +156,7 @@ pub fn evaluate(
                 })?;
             }
             drop(tx);
-            let mut answers: Vec<(usize, Result<GenerateResponse, GenerateError>)> =
+            let mut answers: Vec<(usize, Result<GenerationResponse, GenerateError>)> =
                 rx.iter().collect();
             answers.sort_by_key(|(i, _)| *i);
             for (i, r) in answers {
@@ -188,8 +188,8 @@ mod tests {
     use super::*;
     use crate::generate::ResultItem;
 
-    fn response(items: &[(&str, &[u16])]) -> GenerateResponse {
-        GenerateResponse {
+    fn response(items: &[(&str, &[u16])]) -> GenerationResponse {
+        GenerationResponse {
             items: items
                 .iter()
                 .map(|(id, sid)| ResultItem {

@@ -42,7 +42,7 @@ pub trait StepModel {
 }
 
 /// Width, depth and result size of one request's search.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BeamConfig {
     pub beam: usize,
     pub top_k: usize,

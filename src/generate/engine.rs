@@ -1,8 +1,8 @@
 //! The generator engine: the model on its own thread, fed by a bounded queue;
 //! requests waiting together run as one batch (one model call per beam step
-//! for all of them). Requests are checked and turned into prompts on the
-//! caller's thread, against the index version they pin; the search uses that
-//! same version from first step to last.
+//! for all of them). Requests are validated into prompts ([`super::validate`])
+//! on the caller's thread, against the index version they pin; the search
+//! uses that same version from first step to last.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,27 +16,8 @@ use super::health::{AliveGuard, ModelHealth};
 use super::model::BatchModel;
 use super::runtime::Device;
 use super::sidecar::Sidecar;
+use super::validate::{GenerationRequest, ValidRequest};
 use crate::index::{Index, TokenId};
-
-/// A user's history, oldest first.
-#[derive(Clone, Debug)]
-pub enum History {
-    /// Item ids, mapped to SIDs through the index.
-    Items(Vec<String>),
-    /// The model's own vocabulary ids, used verbatim as the prompt.
-    Tokens(Vec<u32>),
-}
-
-/// One generation request; no beam / top-k means the defaults.
-#[derive(Clone, Debug)]
-pub struct GenerateRequest {
-    pub history: History,
-    pub beam: Option<usize>,
-    pub top_k: Option<usize>,
-    pub constrained: bool,
-    /// Give up if the request has not started by then.
-    pub deadline: Option<Instant>,
-}
 
 /// One returned item (or, unconstrained, an invalid SID with an empty item id).
 #[derive(Clone, Debug, PartialEq)]
@@ -48,7 +29,7 @@ pub struct ResultItem {
 
 /// The answer to one request.
 #[derive(Clone, Debug, Default)]
-pub struct GenerateResponse {
+pub struct GenerationResponse {
     /// Best first: the items of the top-k SIDs (a shared SID gives all its items).
     pub items: Vec<ResultItem>,
     /// Distinct SIDs the items come from.
@@ -93,14 +74,12 @@ impl Default for GeneratorLimits {
     }
 }
 
-type Reply = Box<dyn FnOnce(Result<GenerateResponse, GenerateError>) + Send>;
+type Reply = Box<dyn FnOnce(Result<GenerationResponse, GenerateError>) + Send>;
 
 struct Job {
     index: Arc<Index>,
-    prompt: Vec<i64>,
-    config: BeamConfig,
+    request: ValidRequest,
     enqueued: Instant,
-    deadline: Option<Instant>,
     reply: Reply,
 }
 
@@ -215,17 +194,15 @@ impl Generator {
     pub fn submit(
         &self,
         index: Arc<Index>,
-        req: GenerateRequest,
-        reply: impl FnOnce(Result<GenerateResponse, GenerateError>) + Send + 'static,
+        req: GenerationRequest,
+        reply: impl FnOnce(Result<GenerationResponse, GenerateError>) + Send + 'static,
     ) -> Result<(), GenerateError> {
-        let (prompt, config) = self.prepare(&index, &req)?;
+        let request = self.validate(&index, req)?;
         let queue = self.queue.as_ref().ok_or(GenerateError::Stopped)?;
         let job = Job {
             index,
-            prompt,
-            config,
+            request,
             enqueued: Instant::now(),
-            deadline: req.deadline,
             reply: Box::new(reply),
         };
         self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -242,8 +219,8 @@ impl Generator {
     pub fn generate(
         &self,
         index: Arc<Index>,
-        req: GenerateRequest,
-    ) -> Result<GenerateResponse, GenerateError> {
+        req: GenerationRequest,
+    ) -> Result<GenerationResponse, GenerateError> {
         let (tx, rx) = std::sync::mpsc::channel();
         self.submit(index, req, move |r| {
             let _ = tx.send(r);
@@ -251,11 +228,11 @@ impl Generator {
         rx.recv().map_err(|_| GenerateError::Stopped)?
     }
 
-    fn prepare(
+    fn validate(
         &self,
         index: &Index,
-        req: &GenerateRequest,
-    ) -> Result<(Vec<i64>, BeamConfig), GenerateError> {
+        req: GenerationRequest,
+    ) -> Result<ValidRequest, GenerateError> {
         if self.checked_version.load(Ordering::Relaxed) != index.version() {
             self.sidecar
                 .check_index(index)
@@ -263,97 +240,8 @@ impl Generator {
             self.checked_version
                 .store(index.version(), Ordering::Relaxed);
         }
-        prepare(&self.limits, &self.sidecar, index, req)
+        Ok(ValidRequest::new(&self.limits, &self.sidecar, index, &req)?)
     }
-}
-
-/// Checks a request against the limits and the index version it pins, and
-/// makes its prompt and search configuration (no model needed).
-pub fn prepare(
-    l: &GeneratorLimits,
-    sidecar: &Sidecar,
-    index: &Index,
-    req: &GenerateRequest,
-) -> Result<(Vec<i64>, BeamConfig), GenerateError> {
-    let invalid =
-        |field: &'static str, problem: String| GenerateError::InvalidArgument { field, problem };
-    let beam = req.beam.unwrap_or(l.default_beam);
-    if beam == 0 || beam > l.max_beam {
-        return Err(invalid(
-            "beam_width",
-            format!("{beam} is not in 1..={}", l.max_beam),
-        ));
-    }
-    let top_k = req.top_k.unwrap_or(l.default_top_k.min(beam));
-    if top_k == 0 || top_k > beam {
-        return Err(invalid(
-            "top_k",
-            format!("{top_k} is not in 1..=beam_width ({beam})"),
-        ));
-    }
-    let prompt = match &req.history {
-        History::Items(ids) => {
-            check_history_len("history_item_ids", ids.len(), l.max_history)?;
-            let mut sids = Vec::with_capacity(ids.len());
-            for (i, id) in ids.iter().enumerate() {
-                let sid = index.sid(id).ok_or_else(|| {
-                    invalid(
-                        "history_item_ids",
-                        format!(
-                            "[{i}] item {id:?} is not in index version {}",
-                            index.version()
-                        ),
-                    )
-                })?;
-                sids.push(sid);
-            }
-            sidecar.prompt(sids.iter().map(Vec::as_slice), index.max_sid_len())
-        }
-        History::Tokens(ids) => {
-            check_history_len("history_token_ids", ids.len(), l.max_history)?;
-            let room = (sidecar.max_positions as usize).saturating_sub(index.max_sid_len() + 1);
-            if ids.len() > room {
-                return Err(invalid(
-                    "history_token_ids",
-                    format!(
-                        "{} tokens leave no room for a SID in max_positions {}",
-                        ids.len(),
-                        sidecar.max_positions
-                    ),
-                ));
-            }
-            if let Some((i, t)) = ids
-                .iter()
-                .enumerate()
-                .find(|(_, t)| **t >= sidecar.vocab_size)
-            {
-                return Err(invalid(
-                    "history_token_ids",
-                    format!(
-                        "[{i}] token {t} is not below the vocabulary size {}",
-                        sidecar.vocab_size
-                    ),
-                ));
-            }
-            ids.iter().map(|&t| i64::from(t)).collect()
-        }
-    };
-    let config = BeamConfig {
-        beam,
-        top_k,
-        constrained: req.constrained,
-        max_len: l.max_sid_len.min(index.max_sid_len().max(1) + 1),
-    };
-    Ok((prompt, config))
-}
-
-fn check_history_len(field: &'static str, len: usize, max: usize) -> Result<(), GenerateError> {
-    let problem = match len {
-        0 => "is empty".to_string(),
-        n if n > max => format!("has {n} entries, more than the limit {max}"),
-        _ => return Ok(()),
-    };
-    Err(GenerateError::InvalidArgument { field, problem })
 }
 
 impl Drop for Generator {
@@ -389,7 +277,7 @@ fn run_model(
         let now = Instant::now();
         let (expired, live): (Vec<Job>, Vec<Job>) = jobs
             .into_iter()
-            .partition(|j| j.deadline.is_some_and(|d| d <= now));
+            .partition(|j| j.request.deadline.is_some_and(|d| d <= now));
         for j in expired {
             waiting.fetch_sub(1, Ordering::Relaxed);
             (j.reply)(Err(GenerateError::DeadlineExceeded(now - j.enqueued)));
@@ -414,16 +302,16 @@ fn run_model(
 
 fn run_group(model: &mut dyn BatchModel, mut group: Vec<Job>, started: Instant) {
     let index = Arc::clone(&group[0].index);
-    let configs: Vec<BeamConfig> = group.iter().map(|j| j.config).collect();
+    let configs: Vec<BeamConfig> = group.iter().map(|j| j.request.config).collect();
     let prompts: Vec<Vec<i64>> = group
         .iter_mut()
-        .map(|j| std::mem::take(&mut j.prompt))
+        .map(|j| std::mem::take(&mut j.request.prompt))
         .collect();
     let searched = beam_search(&index, &mut *model.batch(prompts), &configs);
     match searched {
         Ok(search) => {
             for (job, result) in group.into_iter().zip(search.results) {
-                let response = GenerateResponse {
+                let response = GenerationResponse {
                     items: result_items(&index, &result.sids),
                     sids: result.sids.len(),
                     invalid_sids: result.invalid,

@@ -12,20 +12,20 @@ pub mod onnx;
 pub mod runtime;
 mod sidecar;
 pub mod synthetic;
+pub mod validate;
 
 use std::path::PathBuf;
 
 pub use beam::{
     BeamConfig, BeamResult, Generated, ModelError, Row, Search, StepModel, beam_search,
 };
-pub use engine::{
-    GenerateRequest, GenerateResponse, Generator, GeneratorLimits, History, ResultItem,
-};
+pub use engine::{GenerationResponse, Generator, GeneratorLimits, ResultItem};
 pub use health::ModelHealth;
 pub use model::BatchModel;
 pub use onnx::{Contract, OnnxModel};
 pub use runtime::{Device, RuntimeOptions};
 pub use sidecar::Sidecar;
+pub use validate::{GenerationRequest, History, RequestError, ValidRequest};
 
 /// Errors of the generator, each naming what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +42,9 @@ pub enum GenerateError {
     /// The served index does not fit the model.
     #[error("the index does not fit the model: {0}")]
     IndexMismatch(String),
-    /// A request field.
-    #[error("{field}: {problem}")]
-    InvalidArgument {
-        field: &'static str,
-        problem: String,
-    },
+    /// A request broke a rule.
+    #[error(transparent)]
+    InvalidArgument(#[from] RequestError),
     /// The queue is full.
     #[error("overloaded: {0} requests already queued")]
     Overloaded(usize),

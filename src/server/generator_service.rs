@@ -14,7 +14,7 @@ use super::validate;
 use crate::generate::{GenerateError, Generator};
 use crate::proto::v1::generator_service_server::GeneratorService;
 use crate::proto::v1::{
-    GenerateRequest as GenerateMsg, GenerateResponse, GeneratedItem, StatsRequest, StatsResponse,
+    GenerateRequest, GenerateResponse, GeneratedItem, StatsRequest, StatsResponse,
 };
 
 /// The service name health reports under.
@@ -30,7 +30,7 @@ impl GeneratorServiceImpl {
         GeneratorServiceImpl { state, generator }
     }
 
-    async fn run(&self, msg: GenerateMsg) -> Result<GenerateResponse, Status> {
+    async fn run(&self, msg: GenerateRequest) -> Result<GenerateResponse, Status> {
         let index = self
             .state
             .current()
@@ -78,7 +78,7 @@ impl GeneratorServiceImpl {
 impl GeneratorService for GeneratorServiceImpl {
     async fn generate(
         &self,
-        req: Request<GenerateMsg>,
+        req: Request<GenerateRequest>,
     ) -> Result<Response<GenerateResponse>, Status> {
         let t0 = Instant::now();
         let r = self.run(req.into_inner()).await;

@@ -66,7 +66,7 @@ impl From<GenerateError> for Status {
     fn from(e: GenerateError) -> Self {
         let msg = e.to_string();
         match e {
-            GenerateError::InvalidArgument { .. } => Status::invalid_argument(msg),
+            GenerateError::InvalidArgument(_) => Status::invalid_argument(msg),
             GenerateError::IndexMismatch(_) => Status::failed_precondition(msg),
             GenerateError::Overloaded(_) => Status::resource_exhausted(msg),
             GenerateError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),

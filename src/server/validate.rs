@@ -10,11 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::generate::{GenerateRequest, History};
+use crate::generate::{GenerationRequest, History};
 use crate::index::{CatalogUpdate, Index, TOKEN_ID_LIMIT, TokenId};
 use crate::proto::v1::{
-    CatalogChange, GenerateRequest as GenerateMsg, LookupRequest, NextTokensRequest, Sid,
-    catalog_change,
+    CatalogChange, GenerateRequest, LookupRequest, NextTokensRequest, Sid, catalog_change,
 };
 use crate::sid::{SidHeader, SidTable, Token};
 
@@ -301,7 +300,10 @@ impl UpdateRequest {
 
 /// A Generate request as the engine takes it (beam, top-k and the history's
 /// contents are checked by the engine against its limits and the index).
-pub fn generate(msg: GenerateMsg, default_wait: Duration) -> Result<GenerateRequest, RequestError> {
+pub fn generate(
+    msg: GenerateRequest,
+    default_wait: Duration,
+) -> Result<GenerationRequest, RequestError> {
     let history = match (
         msg.history_item_ids.is_empty(),
         msg.history_token_ids.is_empty(),
@@ -325,7 +327,7 @@ pub fn generate(msg: GenerateMsg, default_wait: Duration) -> Result<GenerateRequ
         0 => default_wait,
         ms => Duration::from_millis(u64::from(ms)),
     };
-    Ok(GenerateRequest {
+    Ok(GenerationRequest {
         history,
         beam: msg.beam_width.map(|b| b as usize),
         top_k: msg.top_k.map(|k| k as usize),
