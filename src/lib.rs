@@ -8,6 +8,7 @@
 //! Library modules are free of gRPC and async runtimes; [`proto`] holds the
 //! generated API types for the services.
 
+pub mod catalog;
 pub mod eval;
 pub mod failpoint;
 pub mod fsx;

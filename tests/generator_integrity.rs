@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::wait_for_health;
+use sidx::catalog::CatalogUpdate;
 use sidx::generate::{Generator, GeneratorLimits, OnnxModel, RuntimeOptions};
-use sidx::index::{CatalogUpdate, IndexStore, build_from_table};
+use sidx::index::{IndexStore, build_from_table};
 use sidx::proto::v1::generator_service_client::GeneratorServiceClient;
 use sidx::proto::v1::{GenerateRequest, StatsRequest};
 use sidx::server::{ServerConfig, start_generator_server};

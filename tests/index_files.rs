@@ -7,7 +7,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use sidx::index::{CatalogUpdate, IndexHandle, IndexStore, build_from_table, format};
+use sidx::catalog::CatalogUpdate;
+use sidx::index::{IndexStore, build_from_table, format};
+use sidx::server::metrics::Metrics;
+use sidx::server::{IndexState, ServerConfig};
 use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
 
 fn catalog(n: usize, prefix: &str) -> SidTable {
@@ -200,7 +203,14 @@ fn readers_never_see_a_mixed_state_while_versions_swap() {
     let dir = tempfile::tempdir().unwrap();
     let store = IndexStore::new(dir.path()).with_keep(2);
     build_from_table(&store, &catalog(100, "v0-"), "test", None).unwrap();
-    let handle = Arc::new(IndexHandle::open(store.clone()).unwrap());
+    // The services' state: readers take the served version, reloads swap it.
+    let handle = Arc::new(IndexState::new(
+        store.clone(),
+        ServerConfig::default(),
+        Arc::new(Metrics::default()),
+    ));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(handle.reload()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let checks = Arc::new(AtomicUsize::new(0));
     let readers: Vec<_> = (0..3)
@@ -208,7 +218,7 @@ fn readers_never_see_a_mixed_state_while_versions_swap() {
             let (handle, stop, checks) = (handle.clone(), stop.clone(), checks.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let index = handle.load();
+                    let index = handle.current().expect("a version is served");
                     // Version k holds items "v0-*" (100) plus "u{k}-*" for every update ≤ k.
                     let v = index.version();
                     assert_eq!(index.item_count(), 100 + 10 * (v - 1), "version {v}");
@@ -236,7 +246,7 @@ fn readers_never_see_a_mixed_state_while_versions_swap() {
         }
         .apply(&store)
         .unwrap();
-        assert_eq!(handle.reload().unwrap(), Some(k));
+        assert_eq!(runtime.block_on(handle.reload()).unwrap(), Some(k));
     }
     stop.store(true, Ordering::Relaxed);
     for r in readers {

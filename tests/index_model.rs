@@ -8,7 +8,8 @@ use common::{SIZES, sid_strategy};
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use sidx::index::{CatalogUpdate, Index, IndexStore, TokenId, build_from_table};
+use sidx::catalog::CatalogUpdate;
+use sidx::index::{Index, IndexStore, TokenId, build_from_table};
 use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
 
 fn layout() -> Layout {

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::wait_for_health;
-use sidx::index::{CatalogUpdate, IndexError, IndexStore, Manifest, build_from_table};
+use sidx::catalog::CatalogUpdate;
+use sidx::index::{IndexError, IndexStore, Manifest, build_from_table};
 use sidx::proto::v1::index_service_client::IndexServiceClient;
 use sidx::proto::v1::*;
 use sidx::server::{RunningServer, ServerConfig, start_index_server};

@@ -203,7 +203,7 @@ pub fn exercise_index(index: &Index, table: Option<&SidTable>) {
         .expect("nothing changed the files since open");
     let max_len = index.max_sid_len();
     let _ = index.used_token_limit();
-    let _ = index.layer_stats();
+    let _ = sidx::catalog::layer_stats(index);
     let _ = (index.version(), index.sid_count(), index.item_count());
     let _ = index.token_id_limit();
 

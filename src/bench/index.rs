@@ -247,7 +247,7 @@ const UPDATE_ITEMS: usize = 10_000;
 /// Seconds to apply a catalog update (new SIDs for fresh items, deletes of
 /// existing ones) to the version just built: a full streaming rewrite.
 fn bench_update(store: &IndexStore, n: usize, m: u16) -> Result<f64> {
-    use sidx::index::CatalogUpdate;
+    use sidx::catalog::CatalogUpdate;
     use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
     let layout = Layout::new(vec![m as u32; 3])?;
     let mut upserts = SidTable::new(SidHeader::new(&layout, CollisionMode::Disambiguate));

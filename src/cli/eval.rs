@@ -4,20 +4,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use sidx::eval::{self, EvalConfig};
-use sidx::index::{IndexHandle, IndexStore};
+use sidx::index::IndexStore;
 use sidx::progress::Progress;
 use sidx::sid::SidTable;
 
 use super::generate::ModelArgs;
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Split {
-    /// The last item of each user is the target, the ones before it the history.
-    LeaveOneOut,
-}
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -26,11 +20,10 @@ pub struct EvalArgs {
     index: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    /// Users' interactions: `user item item …` per line, oldest first.
+    /// Users' interactions: `user item item …` per line, oldest first; each
+    /// user's last item is the target, the ones before it the history.
     #[arg(long)]
     sequences: PathBuf,
-    #[arg(long, value_enum, default_value = "leave-one-out")]
-    split: Split,
     /// Beam width (= SIDs returned; Recall@50 needs at least 50).
     #[arg(long, default_value_t = 50)]
     beam: usize,
@@ -52,10 +45,10 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: &EvalArgs, progress: &Progress) -> Result<()> {
-    let Split::LeaveOneOut = a.split;
-    let handle = IndexHandle::open(IndexStore::new(&a.index))
+    let index = IndexStore::new(&a.index)
+        .open_current()
         .with_context(|| format!("opening the index in {}", a.index.display()))?;
-    let index = handle.load();
+    let index = std::sync::Arc::new(index);
     let mut cases = eval::leave_one_out(&a.sequences).map_err(anyhow::Error::msg)?;
     if cases.is_empty() {
         bail!("{}: no user with at least two items", a.sequences.display());

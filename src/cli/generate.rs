@@ -10,7 +10,7 @@ use clap::Args;
 use sidx::generate::{
     Device, GenerationRequest, Generator, GeneratorLimits, History, OnnxModel, RuntimeOptions,
 };
-use sidx::index::{Index, IndexHandle, IndexStore};
+use sidx::index::{Index, IndexStore};
 
 /// The generator model and how it runs.
 #[derive(Args)]
@@ -104,9 +104,10 @@ pub struct GenerateArgs {
 }
 
 pub fn run(a: &GenerateArgs) -> Result<()> {
-    let handle = IndexHandle::open(IndexStore::new(&a.index))
+    let index = IndexStore::new(&a.index)
+        .open_current()
         .with_context(|| format!("opening the index in {}", a.index.display()))?;
-    let index: Arc<Index> = handle.load();
+    let index: Arc<Index> = Arc::new(index);
     let generator = a.model.start(&index)?;
     let history = if a.history.is_empty() {
         History::Tokens(a.history_tokens.clone())

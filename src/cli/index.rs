@@ -7,7 +7,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use sidx::server::mirror::Mirror;
 
-use sidx::index::{CatalogUpdate, IndexStore, build_from_table};
+use sidx::catalog::{CatalogUpdate, Embeddings};
+use sidx::index::{IndexStore, build_from_table};
 use sidx::pipeline;
 use sidx::sid::SidTable;
 
@@ -192,7 +193,11 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             let mut update = CatalogUpdate::default();
             if let (Some(emb), Some(ids)) = (&a.upserts, &a.upsert_ids) {
                 let (x, n, d) = pipeline::read_embeddings(emb)?;
-                update.upsert_embeddings = Some((x, d, pipeline::read_ids(ids, n)?));
+                update.upsert_embeddings = Some(Embeddings {
+                    values: x,
+                    dim: d,
+                    ids: pipeline::read_ids(ids, n)?,
+                });
             }
             if let Some(p) = &a.upsert_sids {
                 update.upsert_sids = Some(SidTable::read(p)?);

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use std::sync::Arc;
 
-use sidx::index::{IndexHandle, IndexStore};
+use sidx::index::IndexStore;
 use sidx::server::{
     ServerConfig, TlsConfig, start_generator_server, start_index_server, termination,
 };
@@ -167,13 +167,13 @@ pub fn run(cmd: ServeCommand) -> Result<()> {
                     None => None,
                 };
                 // The model and the index must fit before the port opens.
-                let handle = IndexHandle::open(store.clone()).with_context(|| {
+                let index = store.open_current().with_context(|| {
                     format!(
                         "the generator needs a published index version in {}",
                         a.server.index.display()
                     )
                 })?;
-                let generator = Arc::new(a.model.start(&handle.load())?);
+                let generator = Arc::new(a.model.start(&index)?);
                 let server =
                     start_generator_server(store, config, Arc::clone(&generator), termination())
                         .await?;

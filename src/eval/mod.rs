@@ -88,7 +88,7 @@ pub enum Group {
 /// Groups items by the layer-2 code of their SID in `reference` (the original
 /// RQ SIDs, so every variant is split the same way).
 pub fn groups(reference: &crate::sid::SidTable, head_share: f64) -> HashMap<String, Group> {
-    let counts = crate::hourglass::layer_counts(reference);
+    let counts = reference.layer_counts();
     let items = reference.len() as u64;
     let split = crate::hourglass::head_tail(&counts[1], items, head_share);
     let head: std::collections::HashSet<u32> = split.head.iter().map(|c| c.code).collect();

@@ -1,33 +1,9 @@
 //! The paper's two fixes for the hourglass: drop layer 2 for every item, or
 //! only for items behind the most frequent layer-2 tokens (variable-length SIDs).
 
-use std::fmt;
-
-use super::report::layer_counts;
 use crate::sid::{
-    CollisionMode, MitigationRule, SidTable, Token, resolve_collisions, strip_disambiguation,
+    CollisionMode, MitigationRule, SidTable, Strategy, resolve_collisions, strip_disambiguation,
 };
-
-/// Which layer-2 tokens to drop.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Strategy {
-    /// Every layer-2 token (capacity falls from M^L to M^(L−1)).
-    DropLayer2,
-    /// Tokens among the `K` most frequent layer-2 codes (ties: lower code first).
-    TopK(usize),
-    /// Tokens of codes holding more than a share `P` of the items.
-    TopP(f64),
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::DropLayer2 => f.write_str("drop-layer2"),
-            Self::TopK(k) => write!(f, "top-k (K = {k})"),
-            Self::TopP(p) => write!(f, "top-p (P = {p})"),
-        }
-    }
-}
 
 /// Why a mitigation cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -38,15 +14,6 @@ pub enum MitigateError {
     AlreadyMitigated(String),
     #[error("{0}")]
     Parameter(String),
-}
-
-/// Layer-2 tokens are removed by `rule`; other tokens are kept.
-pub fn apply_rule(rule: &MitigationRule, sid: &[Token], out: &mut Vec<Token>) {
-    out.clear();
-    out.extend(
-        sid.iter()
-            .filter(|t| !(t.layer == 2 && rule.dropped_layer2.binary_search(&t.code).is_ok())),
-    );
 }
 
 /// Applies `strategy` to the quantizer tokens of `table`, then resolves
@@ -61,15 +28,15 @@ pub fn mitigate(
         return Err(MitigateError::TooFewLayers(layout.layers()));
     }
     if let Some(m) = &table.header().mitigation {
-        return Err(MitigateError::AlreadyMitigated(m.strategy.clone()));
+        return Err(MitigateError::AlreadyMitigated(m.strategy.name().into()));
     }
     let base = strip_disambiguation(table);
-    let counts = &layer_counts(&base)[1];
+    let counts = &base.layer_counts()[1];
     let rule = rule_for(strategy, counts, base.len())?;
     let mut dropped = SidTable::new(base.header().clone());
     let mut buf = Vec::new();
     for (id, sid) in base.iter() {
-        apply_rule(&rule, sid, &mut buf);
+        rule.apply(sid, &mut buf);
         dropped.push(id, &buf);
     }
     dropped.header_mut().mitigation = Some(rule);
@@ -86,19 +53,14 @@ fn rule_for(
         .filter(|&c| counts[c as usize] > 0)
         .collect();
     ranked.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
-    let (name, k, p, mut dropped) = match strategy {
-        Strategy::DropLayer2 => (
-            "drop-layer2",
-            None,
-            None,
-            (0..counts.len() as u32).collect(),
-        ),
+    let mut dropped = match strategy {
+        Strategy::DropLayer2 => (0..counts.len() as u32).collect(),
         Strategy::TopK(k) => {
             if k == 0 {
                 return Err(MitigateError::Parameter("--k must be at least 1".into()));
             }
             ranked.truncate(k);
-            ("top-k", Some(k), None, ranked)
+            ranked
         }
         Strategy::TopP(p) => {
             if !(p > 0.0 && p < 1.0) {
@@ -108,14 +70,12 @@ fn rule_for(
             }
             let min = p * items as f64;
             ranked.retain(|&c| counts[c as usize] as f64 > min);
-            ("top-p", None, Some(p), ranked)
+            ranked
         }
     };
     dropped.sort_unstable();
     Ok(MitigationRule {
-        strategy: name.into(),
-        k,
-        p,
+        strategy,
         dropped_layer2: dropped,
     })
 }
@@ -123,7 +83,7 @@ fn rule_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sid::{CollisionStats, Layout, SidHeader};
+    use crate::sid::{CollisionStats, Layout, SidHeader, Token};
 
     fn table() -> SidTable {
         // Layer-2 code 0 on 4 items, code 1 on 2, code 2 on 1.

@@ -6,10 +6,11 @@ mod report;
 mod stats;
 mod svg;
 
-pub use mitigate::{MitigateError, Strategy, apply_rule, mitigate};
+pub use crate::sid::Strategy;
+pub use mitigate::{MitigateError, mitigate};
 pub use report::{
     CodeCount, DEFAULT_HEAD_SHARE, HeadTail, HourglassReport, LengthCount, MitigationSummary,
-    PathStats, head_tail, layer_counts,
+    PathStats, head_tail,
 };
 pub use stats::{LayerStats, entropy_bits, gini, std_dev};
 pub use svg::render as render_svg;

@@ -86,31 +86,11 @@ pub struct CodeCount {
     pub items: u64,
 }
 
-/// Item count of every code of every quantizer layer: `counts[l - 1][code]`.
-pub fn layer_counts(table: &SidTable) -> Vec<Vec<u64>> {
-    let layout = table.layout();
-    let mut counts: Vec<Vec<u64>> = layout
-        .codebook_sizes()
-        .iter()
-        .map(|&m| vec![0; m as usize])
-        .collect();
-    for (_, sid) in table.iter() {
-        for t in sid.iter().filter(|t| (t.layer as usize) <= layout.layers()) {
-            let c = &mut counts[t.layer as usize - 1];
-            if c.len() <= t.code as usize {
-                c.resize(t.code as usize + 1, 0);
-            }
-            c[t.code as usize] += 1;
-        }
-    }
-    counts
-}
-
 impl HourglassReport {
     /// Measures `table`; `head_share` sets the layer-2 head/tail split.
     pub fn measure(table: &SidTable, head_share: f64) -> Self {
         let layout = table.layout();
-        let counts = layer_counts(table);
+        let counts = table.layer_counts();
         let layers = counts
             .iter()
             .zip(layout.codebook_sizes())
@@ -225,9 +205,9 @@ impl HourglassReport {
 
 fn summarize(rule: &MitigationRule) -> MitigationSummary {
     MitigationSummary {
-        strategy: rule.strategy.clone(),
-        k: rule.k,
-        p: rule.p,
+        strategy: rule.strategy.name().into(),
+        k: rule.strategy.k(),
+        p: rule.strategy.p(),
         dropped_layer2_codes: rule.dropped_layer2.len(),
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use super::report::{HourglassReport, layer_counts};
+use super::report::HourglassReport;
 use crate::sid::SidTable;
 
 const WIDTH: f64 = 1200.0;
@@ -24,7 +24,7 @@ const COLORS: [&str; 6] = [
 
 /// Renders the report of `table` as a standalone SVG document.
 pub fn render(table: &SidTable, report: &HourglassReport) -> String {
-    let counts = layer_counts(table);
+    let counts = table.layer_counts();
     let layers = counts.len();
     let height = TOP + layers as f64 * ROW + (layers.saturating_sub(1)) as f64 * GAP + 50.0;
     let mut s = String::new();

@@ -21,10 +21,10 @@ pub use builder::{BuildCounts, IndexBuilder};
 pub use manifest::{FileEntry, Manifest};
 pub use reader::{Index, NextTokens, NodeId};
 pub use store::{
-    BuildSummary, CURRENT_FILE, CancelToken, IndexHandle, IndexStore, MIRROR_PREFIX, VERSIONS_DIR,
+    BuildSummary, CURRENT_FILE, CancelToken, IndexStore, MIRROR_PREFIX, VERSIONS_DIR,
     build_from_table, build_sorted,
 };
-pub use update::{CatalogUpdate, UpdateSummary};
+pub use update::{SidUpdate, UpdateSummary};
 
 use std::path::{Path, PathBuf};
 

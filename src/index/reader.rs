@@ -521,17 +521,6 @@ impl Index {
         true
     }
 
-    /// Concentration statistics of each quantizer layer of the served SIDs.
-    pub fn layer_stats(&self) -> Vec<crate::hourglass::LayerStats> {
-        self.manifest
-            .layer_counts
-            .iter()
-            .zip(self.layout.codebook_sizes())
-            .enumerate()
-            .map(|(l, (c, &m))| crate::hourglass::LayerStats::from_counts(l as u8 + 1, m, c))
-            .collect()
-    }
-
     /// The parent of a non-root node: the node whose child range holds it.
     fn parent(&self, node: NodeId) -> NodeId {
         let fc = self.first_child();

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -35,7 +34,6 @@ use super::builder::IndexBuilder;
 use super::manifest::{FileEntry, MANIFEST_FILE, Manifest};
 use super::reader::{ITEMS_FST, Index, SIDS_FST, TRIE_FILE};
 use super::{BuildCounts, IndexError, TokenId};
-use crate::hourglass::layer_counts;
 use crate::quantize::CODEBOOKS_FILE;
 use crate::sid::SidTable;
 
@@ -756,7 +754,7 @@ pub fn build_from_table(
     let mut template = Manifest::new(&table.layout(), table.header().collisions);
     template.source = source.to_owned();
     template.mitigation = table.header().mitigation.clone();
-    template.layer_counts = layer_counts(table);
+    template.layer_counts = table.layer_counts();
     let manifest = store.publish(|dir| {
         let counts = write_version_files(dir, entries.into_iter())?;
         if let Some(src) = codebooks {
@@ -767,45 +765,4 @@ pub fn build_from_table(
         Ok(template.with_counts(counts))
     })?;
     Ok(BuildSummary::of(&manifest, t0))
-}
-
-/// The version a service serves, swapped atomically: a request holds the
-/// `Arc<Index>` it started with, so a swap never disturbs it, and the old
-/// version is unmapped when its last reader lets go.
-pub struct IndexHandle {
-    store: IndexStore,
-    current: ArcSwap<Index>,
-}
-
-impl IndexHandle {
-    /// Opens the current version of `store`.
-    pub fn open(store: IndexStore) -> Result<Self, IndexError> {
-        let index = store.open_current()?;
-        Ok(Self {
-            store,
-            current: ArcSwap::from_pointee(index),
-        })
-    }
-
-    /// The version to use for one request, from first step to last.
-    pub fn load(&self) -> Arc<Index> {
-        self.current.load_full()
-    }
-
-    pub fn store(&self) -> &IndexStore {
-        &self.store
-    }
-
-    /// Swaps to the version `CURRENT` names if it changed; returns the new version.
-    pub fn reload(&self) -> Result<Option<u64>, IndexError> {
-        let Some(v) = self.store.current()? else {
-            return Ok(None);
-        };
-        if v == self.current.load().version() {
-            return Ok(None);
-        }
-        let index = self.store.open_version(v)?;
-        self.current.store(Arc::new(index));
-        Ok(Some(v))
-    }
 }

@@ -9,20 +9,18 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::reader::Index;
+use super::store::WriterLock;
 use super::store::{BuildSummary, IndexStore, copy_synced, write_version_files};
 use super::{IndexError, TokenId};
-use crate::hourglass::apply_rule;
-use crate::progress::Progress;
-use crate::quantize::{CODEBOOKS_FILE, ResidualQuantizer};
+use crate::quantize::CODEBOOKS_FILE;
 use crate::sid::{CollisionMode, SidTable, Token};
 
-/// What to change in the catalog.
+/// SIDs to change in an index (embeddings are the catalog's business:
+/// [`crate::catalog::CatalogUpdate`] turns them into SIDs first).
 #[derive(Default)]
-pub struct CatalogUpdate {
-    /// Items with explicit SIDs: new ones are added, existing ones re-pointed.
+pub struct SidUpdate {
+    /// Items with SIDs: new ones are added, existing ones re-pointed.
     pub upsert_sids: Option<SidTable>,
-    /// Items with embeddings (`ids.len() × dim`): new ones are encoded; existing ones keep their SID.
-    pub upsert_embeddings: Option<(Vec<f32>, usize, Vec<String>)>,
     /// Items to remove; every one must exist.
     pub deletes: Vec<String>,
 }
@@ -35,13 +33,13 @@ pub struct UpdateSummary {
     pub build: BuildSummary,
     pub added: usize,
     pub replaced: usize,
-    /// Existing items sent as embeddings: their SID is kept.
+    /// Existing items sent as embeddings: their SID is kept (set by the catalog).
     pub kept: usize,
     pub deleted: usize,
     pub disambiguated: usize,
 }
 
-impl CatalogUpdate {
+impl SidUpdate {
     /// Applies the update to the current version of `store` and publishes
     /// the result — all of it or, on any error, nothing.
     ///
@@ -55,11 +53,21 @@ impl CatalogUpdate {
     /// order of changes within one update does not matter. An existing item
     /// upserted with its own SID (or its quantizer tokens) keeps it.
     pub fn apply(self, store: &IndexStore) -> Result<UpdateSummary, IndexError> {
-        let t0 = Instant::now();
         // Hold the writer lock from reading the base to publishing, so that no
         // other writer's version is overwritten by one built from an older base.
         let lock = store.lock()?;
-        let old = store.open_current_locked(&lock)?;
+        let base = store.open_current_locked(&lock)?;
+        self.apply_locked(store, &lock, &base)
+    }
+
+    /// [`SidUpdate::apply`] on `old`, the current version read under `lock`.
+    pub(crate) fn apply_locked(
+        self,
+        store: &IndexStore,
+        lock: &WriterLock,
+        old: &Index,
+    ) -> Result<UpdateSummary, IndexError> {
+        let t0 = Instant::now();
         let deletes: HashSet<&str> = self.deletes.iter().map(String::as_str).collect();
         for (i, id) in self.deletes.iter().enumerate() {
             if old.sid(id).is_none() {
@@ -69,7 +77,7 @@ impl CatalogUpdate {
                 });
             }
         }
-        let (mut added, mut replaced, mut kept) = (0, 0, 0);
+        let (mut added, mut replaced) = (0, 0);
 
         // The upserts as (item id, wanted token ids, the item's old SID).
         let mut wanted: Vec<(String, Vec<TokenId>, Option<Vec<TokenId>>)> = Vec::new();
@@ -79,28 +87,6 @@ impl CatalogUpdate {
                 old.token_ids(sid, &mut ids)
                     .map_err(|e| IndexError::Input(format!("upsert SIDs, item {id:?}: {e}")))?;
                 wanted.push((id.to_owned(), ids.clone(), old.sid(id)));
-            }
-        }
-        if let Some((x, dim, ids)) = &self.upsert_embeddings {
-            if x.len() != ids.len() * dim {
-                return Err(IndexError::Input(format!(
-                    "upsert embeddings: {} values for {} ids of dimension {dim}",
-                    x.len(),
-                    ids.len()
-                )));
-            }
-            // Existing items keep their SIDs; only new ones are encoded.
-            let fresh: Vec<usize> = (0..ids.len())
-                .filter(|&i| old.sid(&ids[i]).is_none())
-                .collect();
-            kept += ids.len() - fresh.len();
-            let sids = encode_new(&old, x, *dim, &fresh)?;
-            for (&i, sid) in fresh.iter().zip(sids) {
-                let sid = sid
-                    .iter()
-                    .map(|&t| old.token_id(t))
-                    .collect::<Result<Vec<_>, _>>()?;
-                wanted.push((ids[i].clone(), sid, None));
             }
         }
         let mut seen = HashSet::with_capacity(wanted.len());
@@ -123,7 +109,7 @@ impl CatalogUpdate {
                 .filter(|(_, _, prev)| prev.is_some())
                 .map(|(id, _, _)| id.clone()),
         );
-        let mut assigner = Disambiguator::new(&old, &removed);
+        let mut assigner = Disambiguator::new(old, &removed);
         let mut delta: Vec<(Vec<TokenId>, String)> = Vec::with_capacity(wanted.len());
         let mut placed: Vec<Option<Vec<TokenId>>> = vec![None; wanted.len()];
         // Items keeping their SIDs first, then explicit SIDs, then the rest.
@@ -155,18 +141,18 @@ impl CatalogUpdate {
         let mut sid = Vec::new();
         for id in &removed {
             if old.sid_into(id, &mut sid) {
-                count(&old, &mut layer_counts, &sid, -1);
+                count(old, &mut layer_counts, &sid, -1);
             }
         }
         for (sid, _) in &delta {
-            count(&old, &mut layer_counts, sid, 1);
+            count(old, &mut layer_counts, sid, 1);
         }
         let merged = MergeSorted::new(old_entries, delta.into_iter());
         let previous_version = old.version();
         let old_dir = old.dir().to_owned();
         let old_manifest = old.manifest().clone();
         let disambiguated = assigner.disambiguated;
-        let manifest = store.publish_locked(&lock, |dir| {
+        let manifest = store.publish_locked(lock, |dir| {
             let counts = write_version_files(dir, merged)?;
             if old_manifest.has_codebooks {
                 copy_synced(&old_dir.join(CODEBOOKS_FILE), &dir.join(CODEBOOKS_FILE))?;
@@ -181,7 +167,7 @@ impl CatalogUpdate {
             build: BuildSummary::of(&manifest, t0),
             added,
             replaced,
-            kept,
+            kept: 0,
             deleted: deletes.len(),
             disambiguated,
         })
@@ -199,56 +185,6 @@ fn count(index: &Index, counts: &mut [Vec<u64>], sid: &[TokenId], delta: i64) {
             *c = c.saturating_add_signed(delta);
         }
     }
-}
-
-/// Quantizer tokens (mitigation applied) of the rows `rows` of `x`.
-fn encode_new(
-    index: &Index,
-    x: &[f32],
-    dim: usize,
-    rows: &[usize],
-) -> Result<Vec<Vec<Token>>, IndexError> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let m = index.manifest();
-    if !m.has_codebooks {
-        return Err(IndexError::Input(
-            "this index stores no codebooks (build it with --codebooks) so it cannot encode embeddings; send --upsert-sids instead".into(),
-        ));
-    }
-    let rq = ResidualQuantizer::load(&index.dir().join(CODEBOOKS_FILE))?;
-    if rq.dim() != dim {
-        return Err(IndexError::Input(format!(
-            "upsert embeddings have dimension {dim}, the stored codebooks {}",
-            rq.dim()
-        )));
-    }
-    let sub: Vec<f32> = rows
-        .iter()
-        .flat_map(|&r| &x[r * dim..(r + 1) * dim])
-        .copied()
-        .collect();
-    let codes = rq.encode(&sub, 1, &Progress::hidden()).codes;
-    let layers = rq.layers();
-    let mut buf = Vec::new();
-    Ok(codes
-        .chunks_exact(layers)
-        .map(|c| {
-            let sid: Vec<Token> = c
-                .iter()
-                .enumerate()
-                .map(|(l, &code)| Token::new(l as u8 + 1, code))
-                .collect();
-            match &m.mitigation {
-                Some(rule) => {
-                    apply_rule(rule, &sid, &mut buf);
-                    buf.clone()
-                }
-                None => sid,
-            }
-        })
-        .collect())
 }
 
 /// Which upserts a pass places.

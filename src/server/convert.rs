@@ -40,8 +40,7 @@ pub fn stats_msg(index: &Index, state: &IndexState) -> StatsResponse {
         items: m.items,
         sids: m.sids,
         codebook_sizes: m.codebook_sizes.clone(),
-        layers: index
-            .layer_stats()
+        layers: crate::catalog::layer_stats(index)
             .into_iter()
             .map(|l| LayerStats {
                 layer: l.layer as u32,
@@ -62,7 +61,7 @@ pub fn stats_msg(index: &Index, state: &IndexState) -> StatsResponse {
         mitigation: m
             .mitigation
             .as_ref()
-            .map_or(String::new(), |r| r.strategy.clone()),
+            .map_or(String::new(), |r| r.strategy.name().to_string()),
         refused_version: refused.as_ref().map_or(0, |r| r.version),
         refused_reason: refused.map_or(String::new(), |r| r.reason),
     }

@@ -10,8 +10,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::catalog::{CatalogUpdate, Embeddings};
 use crate::generate::{GenerationRequest, History};
-use crate::index::{CatalogUpdate, Index, TOKEN_ID_LIMIT, TokenId};
+use crate::index::{Index, TOKEN_ID_LIMIT, TokenId};
 use crate::proto::v1::{
     CatalogChange, GenerateRequest, LookupRequest, NextTokensRequest, Sid, catalog_change,
 };
@@ -292,7 +293,11 @@ impl UpdateRequest {
         }
         Ok(CatalogUpdate {
             upsert_sids: (!self.sids.is_empty()).then_some(self.sids),
-            upsert_embeddings: self.dim.map(|d| (self.embeddings, d, self.embedding_ids)),
+            upsert_embeddings: self.dim.map(|dim| Embeddings {
+                values: self.embeddings,
+                dim,
+                ids: self.embedding_ids,
+            }),
             deletes: self.deletes,
         })
     }

@@ -47,22 +47,6 @@ pub enum SidError {
     Io(#[from] fsx::FsError),
 }
 
-/// The layer-2 rule of a variable-length SID set (the hourglass mitigation),
-/// stored so that catalog updates can apply the same rule to new items.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MitigationRule {
-    /// `drop-layer2`, `top-k` or `top-p`.
-    pub strategy: String,
-    /// K of `top-k`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub k: Option<usize>,
-    /// P of `top-p`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p: Option<f64>,
-    /// Layer-2 codes whose token is dropped, ascending (every code for `drop-layer2`).
-    pub dropped_layer2: Vec<u32>,
-}
-
 /// What the `#sidx` header line records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SidHeader {
@@ -74,7 +58,7 @@ pub struct SidHeader {
     pub collisions: CollisionMode,
     /// The layer-2 mitigation these SIDs went through, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mitigation: Option<MitigationRule>,
+    pub mitigation: Option<super::MitigationRule>,
 }
 
 impl SidHeader {

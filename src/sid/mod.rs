@@ -9,9 +9,11 @@
 
 mod collisions;
 mod file;
+mod mitigation;
 
 pub use collisions::{CollisionMode, CollisionStats, resolve_collisions, strip_disambiguation};
-pub use file::{HEADER_PREFIX, MitigationRule, SidError, SidHeader, parse_tokens};
+pub use file::{HEADER_PREFIX, SidError, SidHeader, parse_tokens};
+pub use mitigation::{MitigationRule, Strategy};
 
 use std::fmt;
 
@@ -172,6 +174,26 @@ pub struct SidTable {
 }
 
 impl SidTable {
+    /// Item count of every code of every quantizer layer: `counts[l - 1][code]`.
+    pub fn layer_counts(&self) -> Vec<Vec<u64>> {
+        let layout = self.layout();
+        let mut counts: Vec<Vec<u64>> = layout
+            .codebook_sizes()
+            .iter()
+            .map(|&m| vec![0; m as usize])
+            .collect();
+        for (_, sid) in self.iter() {
+            for t in sid.iter().filter(|t| (t.layer as usize) <= layout.layers()) {
+                let c = &mut counts[t.layer as usize - 1];
+                if c.len() <= t.code as usize {
+                    c.resize(t.code as usize + 1, 0);
+                }
+                c[t.code as usize] += 1;
+            }
+        }
+        counts
+    }
+
     /// An empty table carrying `header`.
     pub fn new(header: SidHeader) -> Self {
         Self {
