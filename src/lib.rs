@@ -9,6 +9,7 @@
 //! generated API types for the services.
 
 pub mod catalog;
+pub mod client;
 pub mod eval;
 pub mod failpoint;
 pub mod fsx;

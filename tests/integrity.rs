@@ -707,9 +707,9 @@ async fn replication_needs_its_token_when_one_is_configured() {
     // A mirror with the token copies the index; without it, it cannot.
     let local = tempfile::tempdir().unwrap();
     let source = format!("http://{}", server.addr);
-    let without = sidx::server::mirror::Mirror::new(source.clone(), IndexStore::new(local.path()));
+    let without = sidx::client::mirror::Mirror::new(source.clone(), IndexStore::new(local.path()));
     assert!(without.sync_once().await.is_err());
-    let mirror = sidx::server::mirror::Mirror::new(source, IndexStore::new(local.path()))
+    let mirror = sidx::client::mirror::Mirror::new(source, IndexStore::new(local.path()))
         .with_token(Some(REPLICATION.into()));
     assert_eq!(mirror.sync_once().await.unwrap(), 1);
     assert_eq!(

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use sidx::client::mirror::Mirror;
 use sidx::index::{Index, IndexStore, build_from_table};
-use sidx::server::mirror::Mirror;
 use sidx::server::{ServerConfig, start_index_server};
 use sidx::sid::SidTable;
 

@@ -136,6 +136,29 @@ async fn tls_and_mutual_tls() {
         "a client without a certificate must be refused"
     );
 
+    // The client module's builder speaks the same TLS: CA plus identity is
+    // served, the CA alone is refused by mTLS.
+    let connect = sidx::client::Connect::new(&url).tls_ca(server_cert.cert.pem().into_bytes());
+    let channel = connect
+        .clone()
+        .identity(
+            client_cert.cert.pem().into_bytes(),
+            client_cert.signing_key.serialize_pem().into_bytes(),
+        )
+        .channel()
+        .await
+        .unwrap();
+    let s = sidx::client::index_client(channel)
+        .stats(StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.items, 100);
+    assert!(
+        refused(connect.endpoint().unwrap()).await,
+        "the client module without an identity must be refused"
+    );
+
     // Plain text against the TLS port fails too.
     let plain = Channel::from_shared(format!("http://127.0.0.1:{}", server.addr.port())).unwrap();
     assert!(

@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tonic::transport::Channel;
 
 use super::fixtures::{key_tokens, long_tailed_sids};
+use sidx::client::Connect;
 use sidx::index::IndexStore;
 use sidx::progress::Progress;
 use sidx::proto::v1::index_service_client::IndexServiceClient;
@@ -271,13 +272,8 @@ pub async fn run(b: &GrpcBench, progress: &Progress) -> Result<()> {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let mut clients = Vec::new();
     for _ in 0..b.connections.max(1) {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-            .tcp_nodelay(true)
-            .initial_stream_window_size(Some(sidx::server::WINDOW))
-            .initial_connection_window_size(Some(4 * sidx::server::WINDOW))
-            .connect()
-            .await?;
-        clients.push(IndexServiceClient::new(channel).max_decoding_message_size(64 << 20));
+        let channel = Connect::new(&addr.to_string()).channel().await?;
+        clients.push(sidx::client::index_client(channel));
     }
     let prefixes = Arc::new(Prefixes::new(&keys, 100_000, b.prefix_depth));
     drop(keys);

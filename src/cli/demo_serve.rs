@@ -12,12 +12,12 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use sidx::client::Connect;
+use sidx::client::mirror::Mirror;
 use sidx::eval::{Case, leave_one_out};
 use sidx::generate::{Generator, GeneratorLimits, OnnxModel, RuntimeOptions};
 use sidx::index::{IndexStore, build_from_table};
 use sidx::proto::v1::GenerateRequest;
-use sidx::proto::v1::generator_service_client::GeneratorServiceClient;
-use sidx::server::mirror::Mirror;
 use sidx::server::{ServerConfig, start_generator_server, start_index_server};
 use sidx::sid::SidTable;
 
@@ -103,7 +103,7 @@ pub async fn serve_and_generate(
 
     // The generator's own copy of the index, mirrored from the index service.
     let local = IndexStore::new(&serve.join("generator-index"));
-    sidx::server::mirror::prepare_root(local.root())?;
+    sidx::client::mirror::prepare_root(local.root())?;
     Mirror::new(index_url, local.clone()).sync_once().await?;
     let model = OnnxModel::open(
         &model_dir.join("model_kv.onnx"),
@@ -118,7 +118,8 @@ pub async fn serve_and_generate(
         std::future::pending(),
     )
     .await?;
-    let client = GeneratorServiceClient::connect(format!("http://{}", gen_server.addr)).await?;
+    let client =
+        sidx::client::generator_client(Connect::new(&gen_server.addr.to_string()).channel().await?);
 
     let (cases, real) = cases(&table, sequences, users);
     let mut summary = ServeSummary {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use sidx::server::mirror::Mirror;
+use sidx::client::mirror::Mirror;
 
 use sidx::catalog::{CatalogUpdate, Embeddings};
 use sidx::index::{IndexStore, build_from_table};
@@ -123,7 +123,7 @@ pub struct RollbackArgs {
 pub fn run(cmd: IndexCommand) -> Result<()> {
     match cmd {
         IndexCommand::Mirror(a) => {
-            sidx::server::mirror::prepare_root(&a.index)?;
+            sidx::client::mirror::prepare_root(&a.index)?;
             let mirror = Mirror::new(a.from, IndexStore::new(&a.index)).with_token(a.token);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -1,16 +1,16 @@
 //! `sidx probe`: a client-side check of running services, for `helm test`
 //! and operators — health, then one real query each.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-use sidx::proto::v1::generator_service_client::GeneratorServiceClient;
-use sidx::proto::v1::index_service_client::IndexServiceClient;
+use sidx::client::Connect;
 use sidx::proto::v1::{GenerateRequest, LookupRequest, NextTokensRequest, Sid};
 
 #[derive(Args)]
@@ -27,20 +27,21 @@ pub struct ProbeArgs {
     /// Deadline of each call, seconds.
     #[arg(long, default_value_t = 10)]
     timeout_s: u64,
+    /// CA certificate (PEM) to trust for `https://` addresses.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
 }
 
-async fn channel(addr: &str, timeout: Duration) -> Result<Channel> {
-    let url = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Endpoint::from_shared(url.clone())?
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect()
+async fn channel(addr: &str, timeout: Duration, tls_ca: Option<&Path>) -> Result<Channel> {
+    let mut connect = Connect::new(addr).connect_timeout(timeout).timeout(timeout);
+    if let Some(ca) = tls_ca {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        connect = connect.tls_ca(pem);
+    }
+    connect
+        .channel()
         .await
-        .with_context(|| format!("connecting to {url}"))
+        .with_context(|| format!("connecting to {}", connect.url()))
 }
 
 async fn healthy(ch: Channel, service: &str) -> Result<()> {
@@ -69,9 +70,9 @@ pub fn run(a: &ProbeArgs) -> Result<()> {
     runtime.block_on(async {
         let mut history = a.history.clone();
         if let Some(addr) = &a.index {
-            let ch = channel(addr, timeout).await?;
+            let ch = channel(addr, timeout, a.tls_ca.as_deref()).await?;
             healthy(ch.clone(), "sidx.v1.IndexService").await?;
-            let mut client = IndexServiceClient::new(ch);
+            let mut client = sidx::client::index_client(ch);
             // Follow the first allowed token from the root until a complete SID.
             let mut sid = Sid::default();
             let version = loop {
@@ -115,9 +116,9 @@ pub fn run(a: &ProbeArgs) -> Result<()> {
             if history.is_empty() {
                 bail!("--generator needs --history (or --index to find an item)");
             }
-            let ch = channel(addr, timeout).await?;
+            let ch = channel(addr, timeout, a.tls_ca.as_deref()).await?;
             healthy(ch.clone(), "sidx.v1.GeneratorService").await?;
-            let r = GeneratorServiceClient::new(ch)
+            let r = sidx::client::generator_client(ch)
                 .generate(GenerateRequest {
                     history_item_ids: history,
                     top_k: Some(5),

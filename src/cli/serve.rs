@@ -14,7 +14,7 @@ use sidx::server::{
 };
 
 use super::generate::ModelArgs;
-use sidx::server::mirror::Mirror;
+use sidx::client::mirror::Mirror;
 
 #[derive(Subcommand)]
 pub enum ServeCommand {
@@ -154,7 +154,7 @@ pub fn run(cmd: ServeCommand) -> Result<()> {
             async_runtime()?.block_on(async {
                 let mirror = match &a.mirror_from {
                     Some(source) => {
-                        sidx::server::mirror::prepare_root(&a.server.index)?;
+                        sidx::client::mirror::prepare_root(&a.server.index)?;
                         let mirror = Mirror::new(source.clone(), store.clone())
                             .with_token(a.mirror_token.clone());
                         // A stop before the first copy is a clean exit.

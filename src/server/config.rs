@@ -68,7 +68,7 @@ impl Default for ServerConfig {
             addr: "127.0.0.1:50051".parse().expect("valid"),
             metrics_addr: None,
             max_request_bytes: 4 << 20,
-            max_response_bytes: 64 << 20,
+            max_response_bytes: crate::proto::MAX_MESSAGE_BYTES,
             max_batch: 4096,
             max_update_changes: 1_000_000,
             request_timeout_ms: 5_000,

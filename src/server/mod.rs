@@ -10,7 +10,6 @@ mod generator_service;
 mod index_service;
 mod limits;
 pub mod metrics;
-pub mod mirror;
 mod state;
 mod status;
 mod stream_end;
@@ -41,9 +40,6 @@ use crate::generate::Generator;
 use crate::index::IndexStore;
 use crate::proto::v1::generator_service_server::GeneratorServiceServer;
 use crate::proto::v1::index_service_server::IndexServiceServer;
-
-/// Initial HTTP/2 stream window (bytes); connections get four times as much.
-pub const WINDOW: u32 = 4 << 20;
 
 /// Why a server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -323,9 +319,8 @@ fn router(
         )
         .http2_keepalive_timeout(Some(Duration::from_secs(config.keepalive_timeout_s.max(1))))
         .tcp_nodelay(true)
-        // Allowed-token lists of a batch can reach megabytes: open the HTTP/2 windows.
-        .initial_stream_window_size(Some(WINDOW))
-        .initial_connection_window_size(Some(4 * WINDOW))
+        .initial_stream_window_size(Some(crate::proto::WINDOW))
+        .initial_connection_window_size(Some(4 * crate::proto::WINDOW))
         .trace_fn(|req| tracing::info_span!("grpc", path = %req.uri().path()));
     if config.max_connection_age_s > 0 {
         builder = builder.max_connection_age(Duration::from_secs(config.max_connection_age_s));

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use super::Connect;
 
 use crate::index::{IndexError, IndexStore, MIRROR_PREFIX};
 use crate::proto::v1::index_service_client::IndexServiceClient;
@@ -73,13 +75,11 @@ impl Mirror {
     }
 
     async fn client(&self) -> Result<IndexServiceClient<Channel>, MirrorError> {
-        let channel = Endpoint::from_shared(self.source.clone())
-            .map_err(|e| self.source_err(e))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
+        let channel = Connect::new(&self.source)
+            .channel()
             .await
-            .map_err(|e| self.source_err(e))?;
-        Ok(IndexServiceClient::new(channel).max_decoding_message_size(64 << 20))
+            .map_err(|e| self.source_err(e.message))?;
+        Ok(super::index_client(channel))
     }
 
     /// A client and the source's stream of served versions (the current one first).
