@@ -1,6 +1,11 @@
-//! Compiles `proto/` with tonic-prost-build; `protoc` is the vendored binary
-//! from the `protoc-bin-vendored` crate, never a hand-installed one.
+//! Compiles `proto/` with tonic-prost-build (with the `grpc` feature); `protoc`
+//! is the vendored binary from the `protoc-bin-vendored` crate, never a
+//! hand-installed one.
 
+#[cfg(not(feature = "grpc"))]
+fn main() {}
+
+#[cfg(feature = "grpc")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let protos = ["proto/sidx/v1/index.proto", "proto/sidx/v1/generator.proto"];

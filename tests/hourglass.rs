@@ -106,7 +106,12 @@ fn real_data() -> Option<PathBuf> {
 #[test]
 fn real_amazon_embeddings_are_hourglass_shaped_and_top_k_helps() {
     let Some(data) = real_data() else {
-        eprintln!("NOTE: ../shared/data/amazon_scientific not found; real-data check not run");
+        // CI has the data (`.ci/run` sets SIDX_REQUIRE_DATA): missing there is a failure.
+        assert!(
+            std::env::var_os("SIDX_REQUIRE_DATA").is_none(),
+            "SIDX_REQUIRE_DATA is set but ../shared/data/amazon_scientific (or SIDX_DATA_DIR) is missing"
+        );
+        eprintln!("SKIPPED: ../shared/data/amazon_scientific not found; real-data check not run");
         return;
     };
     let out = tempfile::tempdir().unwrap();

@@ -34,19 +34,19 @@ pub struct ModelArgs {
     #[arg(long, env = "SIDX_MODEL_THREADS", default_value_t = 0)]
     model_threads: usize,
     /// Beam width when a request gives none.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = GeneratorLimits::default().default_beam)]
     default_beam: usize,
     /// Largest beam width a request may ask for.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = GeneratorLimits::default().max_beam)]
     max_beam: usize,
     /// SIDs returned when a request gives no top-k.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = GeneratorLimits::default().default_top_k)]
     default_top_k: usize,
     /// Requests decoded together in one batch at most.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = GeneratorLimits::default().max_batch)]
     max_batch: usize,
     /// Requests waiting for the model beyond which new ones get RESOURCE_EXHAUSTED.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = GeneratorLimits::default().queue)]
     queue: usize,
 }
 

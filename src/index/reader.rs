@@ -47,6 +47,9 @@ pub struct NextTokens<'a> {
     pub complete: bool,
 }
 
+/// Maps one index file: the crate's one `unsafe` call (`unsafe_code` is
+/// denied everywhere else by `[lints]` in Cargo.toml).
+#[allow(unsafe_code)]
 fn map(path: &Path, mapped: &mut Vec<(PathBuf, File, u64)>) -> Result<Mmap, IndexError> {
     let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => IndexError::corrupt(path, "missing"),

@@ -77,6 +77,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let t0 = Instant::now();
         // The clone is the one made ready by poll_ready's contract: swap it in.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -91,11 +92,8 @@ where
             }),
             Err(_) => {
                 let method = req.uri().path().rsplit('/').next().unwrap_or("").to_owned();
-                self.metrics.observe(
-                    &method,
-                    tonic::Code::ResourceExhausted,
-                    Instant::now().elapsed(),
-                );
+                self.metrics
+                    .observe(&method, tonic::Code::ResourceExhausted, t0.elapsed());
                 let status = tonic::Status::resource_exhausted(
                     "server is at its concurrency limit; retry with backoff",
                 );
