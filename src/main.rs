@@ -1,4 +1,5 @@
-//! The `sidx` command line: parses the arguments and dispatches to [`cli`].
+//! The `sidx` command line: parses the arguments and dispatches to [`cli`]
+//! (and [`bench`] for `sidx bench …`).
 
 mod bench;
 mod cli;
@@ -51,7 +52,7 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Benchmarks that print a table.
     #[command(subcommand)]
-    Bench(cli::bench::BenchCommand),
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +97,6 @@ fn run(command: Command) -> Result<()> {
         Command::Probe(a) => cli::probe::run(&a),
         Command::Eval(a) => cli::eval::run(&a, &progress),
         Command::Demo(a) => cli::demo::run(&a, &progress),
-        Command::Bench(b) => cli::bench::run(b, &progress),
+        Command::Bench(b) => bench::run(b, &progress),
     }
 }

@@ -1,4 +1,4 @@
-//! The benchmarks behind `sidx bench …`: each prints a table with its peers
+//! `sidx bench …`: benchmarks that each print a table, with their peers
 //! measured in the same run. Fixtures shared with the Criterion benches are
 //! in [`fixtures`], helpers in [`util`]; nothing here is part of the library.
 
@@ -8,3 +8,32 @@ pub mod grpc;
 pub mod index;
 pub mod quantize;
 pub mod util;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use sidx::progress::Progress;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// RQ training and greedy encoding, sidx against faiss-cpu's ResidualQuantizer.
+    Quantize(quantize::QuantizeBench),
+    /// Index build, size, open and lookup speed against trie peers.
+    Index(index::IndexBench),
+    /// Load against `sidx serve index`: throughput, latency, overload, swaps under load.
+    Grpc(grpc::GrpcBench),
+    /// Constrained beam search: the constraint's cost per step, and end to end with an ONNX generator.
+    Generate(generate::GenerateBench),
+}
+
+pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
+    match cmd {
+        BenchCommand::Quantize(b) => quantize::run(&b, progress),
+        BenchCommand::Index(b) => index::run(&b, progress),
+        BenchCommand::Generate(b) => generate::run(&b, progress),
+        BenchCommand::Grpc(b) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(grpc::run(&b, progress)),
+    }
+}

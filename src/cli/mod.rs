@@ -1,6 +1,5 @@
 //! The subcommands: arguments parsed by clap, turned into library calls.
 
-pub mod bench;
 pub mod demo;
 pub mod demo_serve;
 pub mod eval;

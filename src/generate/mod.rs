@@ -7,6 +7,7 @@
 mod beam;
 pub mod engine;
 mod health;
+mod limits;
 mod model;
 pub mod onnx;
 pub mod runtime;
@@ -19,8 +20,9 @@ use std::path::PathBuf;
 pub use beam::{
     BeamConfig, BeamResult, Generated, ModelError, Row, Search, StepModel, beam_search,
 };
-pub use engine::{GenerationResponse, Generator, GeneratorLimits, ResultItem};
+pub use engine::{GenerationResponse, Generator, ResultItem};
 pub use health::ModelHealth;
+pub use limits::GeneratorLimits;
 pub use model::BatchModel;
 pub use onnx::{Contract, OnnxModel};
 pub use runtime::{Device, RuntimeOptions};

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::beam::BeamConfig;
-use super::engine::GeneratorLimits;
+use super::limits::GeneratorLimits;
 use super::sidecar::Sidecar;
 use crate::index::Index;
 
