@@ -8,17 +8,17 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use sidx::generate::{
-    Device, GenerationRequest, Generator, GeneratorLimits, History, OnnxModel, RuntimeOptions,
+    Device, GenerationRequest, Generator, GeneratorLimits, History, RuntimeOptions,
 };
 use sidx::index::{Index, IndexStore};
 
 /// The generator model and how it runs.
 #[derive(Args)]
 pub struct ModelArgs {
-    /// ONNX generator (input_ids, attention_mask[, position_ids][, past_key_values.N.key|value] → logits[, present.N.…]).
+    /// ONNX generator: a decoder-only file (input_ids, attention_mask[, position_ids][, past_key_values.N.key|value] → logits[, present.N.…]), or an export folder (model.onnx, or optimum's encoder_model.onnx + decoder_model[_merged|_with_past].onnx).
     #[arg(long, env = "SIDX_MODEL")]
     model: PathBuf,
-    /// Sidecar JSON (token mapping, special ids) [default: generator.json beside --model].
+    /// Sidecar JSON (token mapping, special ids) [default: generator.json beside --model, or in it].
     #[arg(long, env = "SIDX_SIDECAR")]
     sidecar: Option<PathBuf>,
     /// Execution provider: cpu, cuda or cuda:N.
@@ -59,7 +59,7 @@ impl ModelArgs {
             allow_cpu_fallback: self.allow_cpu_fallback,
             threads: self.model_threads,
         };
-        let model = OnnxModel::open(&self.model, self.sidecar.as_deref(), &opts)?;
+        let model = sidx::generate::open_model(&self.model, self.sidecar.as_deref(), &opts)?;
         let limits = GeneratorLimits {
             default_beam: self.default_beam,
             max_beam: self.max_beam,
@@ -68,7 +68,7 @@ impl ModelArgs {
             queue: self.queue,
             ..GeneratorLimits::default()
         };
-        Ok(Generator::start(model, index, limits)?)
+        Ok(Generator::start_boxed(model, index, limits)?)
     }
 }
 

@@ -6,13 +6,33 @@
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
-use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+use ort::value::{DynValue, PrimitiveTensorElementType, Tensor, TensorElementType, ValueType};
 
 use super::GenerateError;
 use super::beam::{ModelError, Row, StepModel};
 use super::model::BatchModel;
 use super::runtime::{Device, RuntimeOptions, open_session};
 use super::sidecar::Sidecar;
+
+/// The floating-point type of a graph's caches or logits: whatever the
+/// export chose; scores are accumulated in f32 either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Float {
+    F32,
+    F16,
+    BF16,
+}
+
+impl Float {
+    pub(super) fn of(ty: TensorElementType) -> Option<Self> {
+        match ty {
+            TensorElementType::Float32 => Some(Float::F32),
+            TensorElementType::Float16 => Some(Float::F16),
+            TensorElementType::Bfloat16 => Some(Float::BF16),
+            _ => None,
+        }
+    }
+}
 
 /// What the graph takes and returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,9 +47,12 @@ pub struct Contract {
     pub logits_rank: usize,
     /// Vocabulary size when the graph fixes it.
     pub vocab: Option<usize>,
+    /// Element type of the KV cache (F32 without one).
+    pub cache_type: Float,
+    pub logits_type: Float,
 }
 
-fn tensor(v: &ValueType) -> Option<(TensorElementType, &[i64])> {
+pub(super) fn tensor(v: &ValueType) -> Option<(TensorElementType, &[i64])> {
     match v {
         ValueType::Tensor { ty, shape, .. } => Some((*ty, shape)),
         _ => None,
@@ -43,6 +66,7 @@ impl Contract {
         let mut attention_mask = false;
         let mut position_ids = false;
         let mut past: Vec<(usize, bool, i64, i64)> = Vec::new();
+        let mut cache_types = Vec::new();
         for input in session.inputs() {
             let name = input.name();
             let (ty, shape) =
@@ -64,11 +88,14 @@ impl Contract {
                 _ => {
                     let (layer, is_value) = parse_cache_name(name, "past_key_values.")
                         .ok_or_else(|| format!("input {name} is not part of the decoder contract (input_ids, attention_mask, position_ids, past_key_values.N.key|value)"))?;
-                    if ty != TensorElementType::Float32 || shape.len() != 4 {
-                        return Err(format!(
-                            "input {name} must be float32 [batch, heads, past, head_dim]"
-                        ));
-                    }
+                    let float = Float::of(ty).filter(|_| shape.len() == 4).ok_or_else(|| {
+                        format!(
+                            "input {name} must be float32, float16 or bfloat16 \
+                             [batch, heads, past, head_dim], is {ty:?} of rank {}",
+                            shape.len()
+                        )
+                    })?;
+                    cache_types.push(float);
                     past.push((layer, is_value, shape[1], shape[3]));
                 }
             }
@@ -107,20 +134,27 @@ impl Contract {
                 ),
                 None => (0, 0),
             };
+        let cache_type = cache_types.first().copied().unwrap_or(Float::F32);
+        if cache_types.iter().any(|&t| t != cache_type) {
+            return Err("past_key_values inputs disagree on their element type".into());
+        }
         let mut logits = None;
         let mut present = 0;
         for output in session.outputs() {
             let name = output.name();
             if name == "logits" {
                 let (ty, shape) = tensor(output.dtype()).ok_or("output logits is not a tensor")?;
-                if ty != TensorElementType::Float32 || !(2..=3).contains(&shape.len()) {
-                    return Err(format!(
-                        "output logits must be float32 [batch, seq, vocab] or [batch, vocab], is {ty:?} of rank {}",
-                        shape.len()
-                    ));
-                }
+                let float = Float::of(ty)
+                    .filter(|_| (2..=3).contains(&shape.len()))
+                    .ok_or_else(|| {
+                        format!(
+                            "output logits must be float32, float16 or bfloat16 [batch, seq, vocab] \
+                             or [batch, vocab], is {ty:?} of rank {}",
+                            shape.len()
+                        )
+                    })?;
                 let v = shape[shape.len() - 1];
-                logits = Some((shape.len(), (v > 0).then_some(v as usize)));
+                logits = Some((shape.len(), (v > 0).then_some(v as usize), float));
             } else if let Some((layer, _)) = parse_cache_name(name, "present.") {
                 if layer >= cache_layers {
                     return Err(format!(
@@ -130,7 +164,7 @@ impl Contract {
                 present += 1;
             }
         }
-        let (logits_rank, vocab) = logits.ok_or("the model has no logits output")?;
+        let (logits_rank, vocab, logits_type) = logits.ok_or("the model has no logits output")?;
         if present != 2 * cache_layers {
             return Err(format!(
                 "{} past_key_values inputs but {present} present outputs",
@@ -144,12 +178,14 @@ impl Contract {
             head_dim,
             logits_rank,
             vocab,
+            cache_type,
+            logits_type,
         })
     }
 }
 
 /// `prefix` + `N.key` / `N.value` → (N, is_value).
-fn parse_cache_name(name: &str, prefix: &str) -> Option<(usize, bool)> {
+pub(super) fn parse_cache_name(name: &str, prefix: &str) -> Option<(usize, bool)> {
     let rest = name.strip_prefix(prefix)?;
     let (layer, kind) = rest.split_once('.')?;
     let is_value = match kind {
@@ -201,8 +237,24 @@ impl OnnxModel {
             %device,
             kv_cache_layers = contract.cache_layers,
             position_ids = contract.position_ids,
+            cache_type = ?contract.cache_type,
+            logits_type = ?contract.logits_type,
             "generator model loaded"
         );
+        if contract.cache_layers == 0 {
+            tracing::warn!(
+                model = %model.display(),
+                "the export has no KV cache: every step feeds the whole sequence (several times \
+                 slower); export with past, e.g. `optimum-cli export onnx --task text-generation-with-past`"
+            );
+        }
+        if !contract.position_ids {
+            tracing::warn!(
+                model = %model.display(),
+                "the export takes no position_ids: left padding would shift positions, so only \
+                 requests with prompts of equal length are decoded together"
+            );
+        }
         Ok(OnnxModel {
             session,
             contract,
@@ -230,13 +282,35 @@ impl OnnxModel {
     }
 
     /// A search over these prompts (one per request, vocabulary ids).
+    ///
+    /// Left padding is harmless only to a graph that takes `position_ids`;
+    /// without them (absolute positions counted from the first token) each
+    /// call runs requests of equal prompt length together, never padded.
     pub fn batch(&mut self, prompts: Vec<Vec<i64>>) -> OnnxBatch<'_> {
+        let mut lengths: Vec<usize> = Vec::new();
+        let group_of = prompts
+            .iter()
+            .map(|p| {
+                if self.contract.position_ids {
+                    return 0;
+                }
+                match lengths.iter().position(|&l| l == p.len()) {
+                    Some(g) => g,
+                    None => {
+                        lengths.push(p.len());
+                        lengths.len() - 1
+                    }
+                }
+            })
+            .collect::<Vec<_>>();
+        let groups = group_of.iter().max().map_or(1, |g| g + 1);
         OnnxBatch {
             model: self,
+            pads: vec![0; prompts.len()],
             prompts,
-            cache: Vec::new(),
-            pads: Vec::new(),
-            width: 0,
+            group_of,
+            states: (0..groups).map(|_| CacheState::default()).collect(),
+            previous: Vec::new(),
         }
     }
 }
@@ -260,11 +334,23 @@ impl BatchModel for OnnxModel {
 pub struct OnnxBatch<'m> {
     model: &'m mut OnnxModel,
     prompts: Vec<Vec<i64>>,
+    /// Per request: the left padding of its prompt in the first call.
+    pads: Vec<usize>,
+    /// Per request: the group of requests it runs with (one group unless
+    /// padding would shift positions, see [`OnnxModel::batch`]).
+    group_of: Vec<usize>,
+    /// Per group: its KV cache.
+    states: Vec<CacheState>,
+    /// The last call's rows: (group, row within the group's call).
+    previous: Vec<(usize, usize)>,
+}
+
+/// One group's cache between calls.
+#[derive(Default)]
+struct CacheState {
     /// The last call's `present.*` outputs, as ONNX Runtime returned them
     /// (layer-major, key then value): `[rows, heads, width, head_dim]`.
     cache: Vec<DynValue>,
-    /// Per request: the left padding of its prompt in the first call.
-    pads: Vec<usize>,
     /// Sequence length the cache holds.
     width: usize,
 }
@@ -327,34 +413,71 @@ impl OnnxBatch<'_> {
     }
 
     /// The cache rows of each row's parent, for `past_key_values` input `k`.
-    fn gathered_cache(&self, k: usize, rows: &[Row<'_>]) -> Result<Vec<f32>, ort::Error> {
+    fn gathered_cache(&self, g: usize, k: usize, rows: &[Row<'_>]) -> Result<DynValue, ort::Error> {
         let c = &self.model.contract;
-        let per_row = c.heads * self.width * c.head_dim;
-        let (_, present) = self.cache[k].try_extract_tensor::<f32>()?;
-        let mut gathered = Vec::with_capacity(rows.len() * per_row);
-        for r in rows {
-            let p = r
-                .parent
-                .expect("every row after the first call has a parent");
-            gathered.extend_from_slice(&present[p * per_row..(p + 1) * per_row]);
-        }
-        Ok(gathered)
+        let state = &self.states[g];
+        let shape = vec![rows.len(), c.heads, state.width, c.head_dim];
+        let parents = rows.iter().map(|r| {
+            r.parent
+                .expect("every row after the first call has a parent")
+        });
+        gather_float(c.cache_type, &state.cache[k], parents, shape)
     }
 
+    /// Scores `rows`, each group of requests in its own call; `out` in row order.
     fn run(&mut self, rows: &[Row<'_>], out: &mut Vec<f32>) -> Result<(), ort::Error> {
+        if self.states.len() == 1 {
+            self.run_group(0, rows, out)?;
+            self.previous = (0..rows.len()).map(|i| (0, i)).collect();
+            return Ok(());
+        }
+        let vocab = self.model.sidecar.vocab_size as usize;
+        out.clear();
+        out.resize(rows.len() * vocab, 0.0);
+        let mut previous = vec![(0, 0); rows.len()];
+        let mut scores = Vec::new();
+        for g in 0..self.states.len() {
+            let (at, local): (Vec<usize>, Vec<Row<'_>>) = rows
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| self.group_of[r.request] == g)
+                .map(|(i, r)| {
+                    let parent = r.parent.map(|p| self.previous[p].1);
+                    (i, Row { parent, ..*r })
+                })
+                .unzip();
+            if local.is_empty() {
+                continue;
+            }
+            self.run_group(g, &local, &mut scores)?;
+            for (j, &i) in at.iter().enumerate() {
+                out[i * vocab..(i + 1) * vocab]
+                    .copy_from_slice(&scores[j * vocab..(j + 1) * vocab]);
+                previous[i] = (g, j);
+            }
+        }
+        self.previous = previous;
+        Ok(())
+    }
+
+    fn run_group(
+        &mut self,
+        g: usize,
+        rows: &[Row<'_>],
+        out: &mut Vec<f32>,
+    ) -> Result<(), ort::Error> {
         let c = self.model.contract.clone();
         let n = rows.len();
         let first = rows.iter().all(|r| r.parent.is_none());
         let step_with_cache = c.cache_layers > 0 && !first;
         let (ids, mask, pos, seq, total) = if step_with_cache {
-            let total = self.width + 1;
+            let total = self.states[g].width + 1;
             let (ids, mask, pos) = self.next_tokens(rows, total);
             (ids, mask, pos, 1, total)
         } else {
             let (ids, mask, pos, width) = self.full_sequences(rows);
             if c.cache_layers > 0 {
-                self.width = 0;
-                self.pads = vec![0; self.prompts.len()];
+                self.states[g].width = 0;
                 for r in rows {
                     self.pads[r.request] = width - self.prompts[r.request].len() - r.sid.len();
                 }
@@ -380,31 +503,15 @@ impl OnnxBatch<'_> {
         for k in 0..2 * c.cache_layers {
             // The first call's cache is empty (width 0).
             let past = if step_with_cache {
-                self.gathered_cache(k, rows)?
+                self.gathered_cache(g, k, rows)?
             } else {
-                Vec::new()
+                zeros(c.cache_type, vec![n, c.heads, 0, c.head_dim])?
             };
-            let shape = [n, c.heads, self.width, c.head_dim];
-            inputs.push((
-                cache_name("past_key_values.", k),
-                Tensor::from_array((shape, past))?.into(),
-            ));
+            inputs.push((cache_name("past_key_values.", k), past.into()));
         }
-        self.cache.clear();
+        self.states[g].cache.clear();
         let mut outputs = self.model.session.run(inputs)?;
-        let (shape, logits) = outputs["logits"].try_extract_tensor::<f32>()?;
-        let vocab = *shape.last().unwrap_or(&0) as usize;
-        let stride_rows = if c.logits_rank == 3 {
-            shape[1] as usize
-        } else {
-            1
-        };
-        out.clear();
-        out.reserve(n * vocab);
-        for i in 0..n {
-            let last = (i * stride_rows + stride_rows - 1) * vocab;
-            log_softmax_into(&logits[last..last + vocab], out);
-        }
+        last_log_probs(&outputs["logits"], c.logits_type, c.logits_rank, n, out)?;
         if c.cache_layers > 0 {
             // Kept as ONNX Runtime returned them: the next step copies only
             // the parents' rows out of them.
@@ -413,20 +520,107 @@ impl OnnxBatch<'_> {
                 let present = outputs
                     .remove(&name)
                     .ok_or_else(|| ort::Error::new(format!("the model returned no {name}")))?;
-                self.cache.push(present);
+                self.states[g].cache.push(present);
             }
-            self.width = total;
+            self.states[g].width = total;
         }
         Ok(())
     }
 }
 
-/// Appends `log_softmax(logits)`.
-fn log_softmax_into(logits: &[f32], out: &mut Vec<f32>) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+/// The rows `rows` (in that order) of `value`, whose first dimension is the
+/// row: the tensor `shape` (its first entry the number of rows taken).
+pub(super) fn gather<T: PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static>(
+    value: &DynValue,
+    rows: impl Iterator<Item = usize>,
+    shape: Vec<usize>,
+) -> Result<DynValue, ort::Error> {
+    let per_row: usize = shape[1..].iter().product();
+    let (_, data) = value.try_extract_tensor::<T>()?;
+    let mut gathered = Vec::with_capacity(shape[0] * per_row);
+    for p in rows {
+        gathered.extend_from_slice(&data[p * per_row..(p + 1) * per_row]);
+    }
+    Ok(Tensor::from_array((shape, gathered))?.into_dyn())
+}
+
+/// [`gather`] for a tensor of element type `ty`.
+pub(super) fn gather_float(
+    ty: Float,
+    value: &DynValue,
+    rows: impl Iterator<Item = usize>,
+    shape: Vec<usize>,
+) -> Result<DynValue, ort::Error> {
+    match ty {
+        Float::F32 => gather::<f32>(value, rows, shape),
+        Float::F16 => gather::<half::f16>(value, rows, shape),
+        Float::BF16 => gather::<half::bf16>(value, rows, shape),
+    }
+}
+
+/// A tensor of zeros of element type `ty` (empty when a dimension is 0: the
+/// first call's past).
+pub(super) fn zeros(ty: Float, shape: Vec<usize>) -> Result<DynValue, ort::Error> {
+    let n = shape.iter().product();
+    Ok(match ty {
+        Float::F32 => Tensor::from_array((shape, vec![0f32; n]))?.into_dyn(),
+        Float::F16 => Tensor::from_array((shape, vec![half::f16::ZERO; n]))?.into_dyn(),
+        Float::BF16 => Tensor::from_array((shape, vec![half::bf16::ZERO; n]))?.into_dyn(),
+    })
+}
+
+/// Writes `log_softmax` of each row's last logits (in f32, whatever the
+/// graph's type), `rows × vocab` values.
+pub(super) fn last_log_probs(
+    logits: &DynValue,
+    ty: Float,
+    rank: usize,
+    rows: usize,
+    out: &mut Vec<f32>,
+) -> Result<(), ort::Error> {
+    out.clear();
+    match ty {
+        Float::F32 => {
+            let (shape, l) = logits.try_extract_tensor::<f32>()?;
+            each_last_row(shape, rank, rows, |r| log_softmax_into(&l[r], out, |&x| x));
+        }
+        Float::F16 => {
+            let (shape, l) = logits.try_extract_tensor::<half::f16>()?;
+            each_last_row(shape, rank, rows, |r| {
+                log_softmax_into(&l[r], out, |x| x.to_f32())
+            });
+        }
+        Float::BF16 => {
+            let (shape, l) = logits.try_extract_tensor::<half::bf16>()?;
+            each_last_row(shape, rank, rows, |r| {
+                log_softmax_into(&l[r], out, |x| x.to_f32())
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` with the range of each row's last-position logits.
+fn each_last_row(
+    shape: &ort::value::Shape,
+    rank: usize,
+    rows: usize,
+    mut f: impl FnMut(std::ops::Range<usize>),
+) {
+    let vocab = *shape.last().unwrap_or(&0) as usize;
+    let positions = if rank == 3 { shape[1] as usize } else { 1 };
+    for i in 0..rows {
+        let last = (i * positions + positions - 1) * vocab;
+        f(last..last + vocab);
+    }
+}
+
+/// Appends `log_softmax(logits)`, accumulated in f32.
+fn log_softmax_into<T>(logits: &[T], out: &mut Vec<f32>, f32_of: impl Fn(&T) -> f32) {
+    let max = logits.iter().map(&f32_of).fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|l| (f32_of(l) - max).exp()).sum();
     let lse = max + sum.ln();
-    out.extend(logits.iter().map(|&l| l - lse));
+    out.extend(logits.iter().map(|l| f32_of(l) - lse));
 }
 
 impl StepModel for OnnxBatch<'_> {

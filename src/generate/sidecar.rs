@@ -35,6 +35,10 @@ pub struct Sidecar {
     pub max_positions: u32,
     /// Most recent history items kept in a prompt.
     pub max_history_items: u32,
+    /// An encoder–decoder's first decoder token (default: the export's
+    /// `config.json` `decoder_start_token_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder_start_id: Option<u32>,
 }
 
 impl Sidecar {

@@ -135,6 +135,7 @@ impl SyntheticModel {
             sid_token_limit,
             max_positions: 1024,
             max_history_items: 50,
+            decoder_start_id: None,
         };
         let scores = SyntheticScores {
             eos: 3,
