@@ -7,8 +7,8 @@ constrained beam-search results stored beside each export.
     .venv-hf/bin/python python/hf_fixtures.py --out tests/fixtures/hf
 
 Writes, per model, OUT/<name>/ with the optimum export (model.onnx or the
-seq2seq files, config.json), generator.json (the sidx sidecar) and
-expected.json: for a few users, HF `generate(num_beams=B, num_return_sequences=K,
+seq2seq files, config.json), the HF weights it came from (hf/, for `sidx
+bench hf`), generator.json (the sidx sidecar) and expected.json: for a few users, HF `generate(num_beams=B, num_return_sequences=K,
 prefix_allowed_tokens_fn=<the index's trie>, length_penalty=0.0)` — the SIDs in
 order with their summed log-probabilities — constrained, and unconstrained
 among SID tokens (what sidx's unconstrained mode decodes).
@@ -198,15 +198,15 @@ def export(model, arch, out, dtype):
     is converted with onnxruntime's own float16 converter — caches, logits
     and weights in fp16, as optimum's CUDA fp16 export has them."""
     src = out / "hf"
-    model.save_pretrained(src)
+    model.save_pretrained(src)  # kept: `sidx bench hf` runs HF on these weights
     task = "text2text-generation-with-past" if arch == "t5" else "text-generation-with-past"
     cmd = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model",
            str(src), "--task", task, str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"optimum export of {arch} failed:\n{r.stderr[-3000:]}")
-    shutil.rmtree(src)
     if dtype == "fp16":
+        shutil.rmtree(src)
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
 

@@ -5,6 +5,7 @@
 pub mod fixtures;
 pub mod generate;
 pub mod grpc;
+pub mod hf;
 pub mod index;
 pub mod quantize;
 pub mod util;
@@ -24,6 +25,8 @@ pub enum BenchCommand {
     Grpc(grpc::GrpcBench),
     /// Constrained beam search: the constraint's cost per step, and end to end with an ONNX generator.
     Generate(generate::GenerateBench),
+    /// sidx against Hugging Face generate on the same models (tests/fixtures/hf), cached and uncached.
+    Hf(hf::HfBench),
 }
 
 pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
@@ -31,6 +34,7 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
         BenchCommand::Quantize(b) => quantize::run(&b, progress),
         BenchCommand::Index(b) => index::run(&b, progress),
         BenchCommand::Generate(b) => generate::run(&b, progress),
+        BenchCommand::Hf(b) => hf::run(&b, progress),
         BenchCommand::Grpc(b) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
