@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use sidx::generate::synthetic::{Scores, SyntheticScores};
-use sidx::generate::{BeamConfig, StepModel, beam_search};
+use sidx::generate::{BeamConfig, beam_search};
 use sidx::index::{Index, IndexStore, TokenId, build_from_table};
 use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
 
@@ -33,7 +33,7 @@ fn exhaustive(index: &Index, model: &SyntheticScores, request: usize) -> Vec<(Ve
             for k in 0..s.len() {
                 score += model.row(request, &s[..k])[s[k] as usize];
             }
-            score += model.row(request, &s)[model.eos()];
+            score += model.row(request, &s)[model.eos];
             (s, score)
         })
         .collect();

@@ -124,7 +124,8 @@ fn wide_beam_equals_exhaustive_scoring_with_the_real_model() {
     let mut batch = plain.batch(vec![p.clone()]);
     let mut lp = Vec::new();
     batch.log_probs(&rows, &mut lp).unwrap();
-    let (v, off, eos) = (batch.vocab(), batch.sid_offset(), batch.eos());
+    // A score row: SID token t at t, end-of-SID last.
+    let (v, eos) = (batch.sid_tokens() + 1, batch.sid_tokens());
     let at: HashMap<&[TokenId], &[f32]> = prefixes
         .iter()
         .enumerate()
@@ -134,7 +135,7 @@ fn wide_beam_equals_exhaustive_scoring_with_the_real_model() {
         .iter()
         .map(|s| {
             let score = (0..s.len())
-                .map(|k| at[&s[..k]][off + s[k] as usize])
+                .map(|k| at[&s[..k]][s[k] as usize])
                 .sum::<f32>()
                 + at[s.as_slice()][eos];
             (s.clone(), score)

@@ -1049,6 +1049,7 @@ fn fixture(share: bool) -> &'static Fixture {
                 sid_token_limit: limit,
                 max_positions: 64,
                 max_history_items: 20,
+                decoder_start_id: None,
             };
             sidecar
                 .check_index(&index)

@@ -23,21 +23,18 @@ pub struct Row<'a> {
     pub sid: &'a [TokenId],
 }
 
-/// A model that scores next tokens for a batch of requests.
+/// A model that scores next tokens for a batch of requests — only the
+/// tokens a search can choose: a score row holds SID token `t` (the index's
+/// layer-tagged id) at `t`, for `t < sid_tokens()`, and end-of-SID last. A
+/// model with a larger vocabulary (an LLM's) normalizes over all of it but
+/// hands over this slice alone.
 pub trait StepModel {
-    /// Length of one score row.
-    fn vocab(&self) -> usize;
-    /// Position of the end-of-SID token in a row.
-    fn eos(&self) -> usize;
-    /// Position of SID token 0 (the index's layer-tagged ids) in a row.
-    fn sid_offset(&self) -> usize {
-        0
-    }
-    /// How many SID token ids the model knows (from `sid_offset`); the
-    /// unconstrained search chooses among these.
+    /// How many SID token ids the model knows; the unconstrained search
+    /// chooses among these, and a row is `sid_tokens() + 1` wide.
     fn sid_tokens(&self) -> usize;
-    /// Log-probabilities (≤ 0, the search relies on it) of the next token
-    /// for each row; writes `rows.len() × vocab()` values, row-major.
+    /// Log-probabilities (≤ 0, the search relies on it) of each row's next
+    /// SID token and of end-of-SID; writes `rows.len() × (sid_tokens() + 1)`
+    /// values, row-major.
     fn log_probs(&mut self, rows: &[Row<'_>], out: &mut Vec<f32>) -> Result<(), ModelError>;
 }
 
@@ -189,10 +186,15 @@ pub fn beam_search(
     model: &mut dyn StepModel,
     configs: &[BeamConfig],
 ) -> Result<Search, ModelError> {
-    let vocab = model.vocab();
-    let eos = model.eos();
-    let sid_offset = model.sid_offset();
     let sid_tokens = model.sid_tokens().min(usize::from(TokenId::MAX) + 1);
+    let (vocab, eos) = (sid_tokens + 1, sid_tokens);
+    if index.used_token_limit() as usize > sid_tokens {
+        return Err(format!(
+            "the index uses SID token ids below {} but the model scores {sid_tokens}",
+            index.used_token_limit()
+        )
+        .into());
+    }
     if index.max_sid_len() > MAX_SID_LEN {
         return Err(format!(
             "the index holds SIDs of {} tokens; beam search builds at most {MAX_SID_LEN}",
@@ -269,7 +271,7 @@ pub fn beam_search(
                         if extend {
                             // Only the allowed slice is read.
                             for &t in index.children(node) {
-                                pool.offer(i, Some(t), h.score + row[sid_offset + usize::from(t)]);
+                                pool.offer(i, Some(t), h.score + row[usize::from(t)]);
                             }
                         }
                         if index.is_terminal(node) {
@@ -278,7 +280,7 @@ pub fn beam_search(
                     }
                     None => {
                         if extend {
-                            let sid_row = &row[sid_offset..sid_offset + sid_tokens];
+                            let sid_row = &row[..sid_tokens];
                             for (t, &lp) in sid_row.iter().enumerate() {
                                 pool.offer(i, Some(t as TokenId), h.score + lp);
                             }

@@ -431,7 +431,7 @@ impl OnnxBatch<'_> {
             self.previous = (0..rows.len()).map(|i| (0, i)).collect();
             return Ok(());
         }
-        let vocab = self.model.sidecar.vocab_size as usize;
+        let vocab = ScoreSlice::of(&self.model.sidecar).width();
         out.clear();
         out.resize(rows.len() * vocab, 0.0);
         let mut previous = vec![(0, 0); rows.len()];
@@ -511,7 +511,15 @@ impl OnnxBatch<'_> {
         }
         self.states[g].cache.clear();
         let mut outputs = self.model.session.run(inputs)?;
-        last_log_probs(&outputs["logits"], c.logits_type, c.logits_rank, n, out)?;
+        let slice = ScoreSlice::of(&self.model.sidecar);
+        last_log_probs(
+            &outputs["logits"],
+            c.logits_type,
+            c.logits_rank,
+            n,
+            slice,
+            out,
+        )?;
         if c.cache_layers > 0 {
             // Kept as ONNX Runtime returned them: the next step copies only
             // the parents' rows out of them.
@@ -569,90 +577,123 @@ pub(super) fn zeros(ty: Float, shape: Vec<usize>) -> Result<DynValue, ort::Error
     })
 }
 
-/// Writes `log_softmax` of each row's last logits (in f32, whatever the
-/// graph's type), `rows × vocab` values.
+/// The part of a logits row the search reads ([`StepModel`]'s row): the SID
+/// tokens, then end-of-SID — normalized over the whole row.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ScoreSlice {
+    pub(super) vocab: usize,
+    pub(super) offset: usize,
+    pub(super) tokens: usize,
+    pub(super) eos: usize,
+}
+
+impl ScoreSlice {
+    pub(super) fn of(s: &Sidecar) -> Self {
+        ScoreSlice {
+            vocab: s.vocab_size as usize,
+            offset: s.sid_token_offset as usize,
+            tokens: s.sid_token_limit as usize,
+            eos: s.end_of_sid_id as usize,
+        }
+    }
+
+    pub(super) fn width(&self) -> usize {
+        self.tokens + 1
+    }
+}
+
+/// Writes each row's last-position scores as [`StepModel`] rows: the
+/// log-softmax over the whole vocabulary (in f32, whatever the graph's type)
+/// read once, only the SID slice and end-of-SID written.
 pub(super) fn last_log_probs(
     logits: &DynValue,
     ty: Float,
     rank: usize,
     rows: usize,
+    slice: ScoreSlice,
     out: &mut Vec<f32>,
 ) -> Result<(), ort::Error> {
     out.clear();
+    out.reserve(rows * slice.width());
     match ty {
         Float::F32 => {
             let (shape, l) = logits.try_extract_tensor::<f32>()?;
-            each_last_row(shape, rank, rows, |r| log_softmax_into(&l[r], out, |&x| x));
+            each_last_row(shape, rank, rows, slice, |r| {
+                slice_log_softmax(&l[r], slice, out, |&x| x)
+            })
         }
         Float::F16 => {
             let (shape, l) = logits.try_extract_tensor::<half::f16>()?;
-            each_last_row(shape, rank, rows, |r| {
-                log_softmax_into(&l[r], out, |x| x.to_f32())
-            });
+            each_last_row(shape, rank, rows, slice, |r| {
+                slice_log_softmax(&l[r], slice, out, |x| x.to_f32())
+            })
         }
         Float::BF16 => {
             let (shape, l) = logits.try_extract_tensor::<half::bf16>()?;
-            each_last_row(shape, rank, rows, |r| {
-                log_softmax_into(&l[r], out, |x| x.to_f32())
-            });
+            each_last_row(shape, rank, rows, slice, |r| {
+                slice_log_softmax(&l[r], slice, out, |x| x.to_f32())
+            })
         }
     }
-    Ok(())
 }
 
-/// Calls `f` with the range of each row's last-position logits.
+/// Calls `f` with the range of each row's last-position logits, after
+/// checking the logits have `rows` rows of the sidecar's vocabulary.
 fn each_last_row(
     shape: &ort::value::Shape,
     rank: usize,
     rows: usize,
+    slice: ScoreSlice,
     mut f: impl FnMut(std::ops::Range<usize>),
-) {
+) -> Result<(), ort::Error> {
     let vocab = *shape.last().unwrap_or(&0) as usize;
-    let positions = if rank == 3 { shape[1] as usize } else { 1 };
+    let positions = if rank == 3 {
+        shape.get(1).copied().unwrap_or(0) as usize
+    } else {
+        1
+    };
+    if vocab != slice.vocab
+        || shape.first().copied().unwrap_or(0) as usize != rows
+        || positions == 0
+    {
+        return Err(ort::Error::new(format!(
+            "logits of shape {shape:?} for {rows} rows, expected rows of vocab_size {}",
+            slice.vocab
+        )));
+    }
     for i in 0..rows {
         let last = (i * positions + positions - 1) * vocab;
         f(last..last + vocab);
     }
+    Ok(())
 }
 
-/// Appends `log_softmax(logits)`, accumulated in f32.
-fn log_softmax_into<T>(logits: &[T], out: &mut Vec<f32>, f32_of: impl Fn(&T) -> f32) {
+/// Appends the SID slice and end-of-SID of `log_softmax(logits)`, accumulated in f32.
+fn slice_log_softmax<T>(
+    logits: &[T],
+    s: ScoreSlice,
+    out: &mut Vec<f32>,
+    f32_of: impl Fn(&T) -> f32,
+) {
     let max = logits.iter().map(&f32_of).fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = logits.iter().map(|l| (f32_of(l) - max).exp()).sum();
     let lse = max + sum.ln();
-    out.extend(logits.iter().map(|l| f32_of(l) - lse));
+    out.extend(
+        logits[s.offset..s.offset + s.tokens]
+            .iter()
+            .map(|l| f32_of(l) - lse),
+    );
+    out.push(f32_of(&logits[s.eos]) - lse);
 }
 
 impl StepModel for OnnxBatch<'_> {
-    fn vocab(&self) -> usize {
-        self.model.sidecar.vocab_size as usize
-    }
-
-    fn eos(&self) -> usize {
-        self.model.sidecar.end_of_sid_id as usize
-    }
-
-    fn sid_offset(&self) -> usize {
-        self.model.sidecar.sid_token_offset as usize
-    }
-
     fn sid_tokens(&self) -> usize {
         self.model.sidecar.sid_token_limit as usize
     }
 
     fn log_probs(&mut self, rows: &[Row<'_>], out: &mut Vec<f32>) -> Result<(), ModelError> {
-        self.run(rows, out)?;
-        let want = rows.len() * self.vocab();
-        if out.len() != want {
-            return Err(format!(
-                "{}: logits have {} values for {} rows, expected {want} (vocab_size {})",
-                self.model.path.display(),
-                out.len(),
-                rows.len(),
-                self.vocab()
-            )
-            .into());
-        }
+        self.run(rows, out)
+            .map_err(|e| format!("{}: {e}", self.model.path.display()))?;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use ort::value::{DynValue, Tensor, TensorElementType};
 use super::GenerateError;
 use super::beam::{ModelError, Row, StepModel};
 use super::model::BatchModel;
-use super::onnx::{Float, gather_float, last_log_probs, tensor, zeros};
+use super::onnx::{Float, ScoreSlice, gather_float, last_log_probs, tensor, zeros};
 use super::runtime::{Device, RuntimeOptions, open_session};
 use super::sidecar::Sidecar;
 
@@ -555,7 +555,14 @@ impl Seq2SeqBatch<'_> {
         };
         let mut outputs = session.run(inputs)?;
         let c = self.model.contract.clone();
-        last_log_probs(&outputs["logits"], c.logits_type, 3, n, out)?;
+        last_log_probs(
+            &outputs["logits"],
+            c.logits_type,
+            3,
+            n,
+            ScoreSlice::of(&self.model.sidecar),
+            out,
+        )?;
         if cached {
             let take = |outputs: &mut ort::session::SessionOutputs<'_>, name: String| {
                 outputs
@@ -584,15 +591,6 @@ impl Seq2SeqBatch<'_> {
 }
 
 impl StepModel for Seq2SeqBatch<'_> {
-    fn vocab(&self) -> usize {
-        self.model.sidecar.vocab_size as usize
-    }
-    fn eos(&self) -> usize {
-        self.model.sidecar.end_of_sid_id as usize
-    }
-    fn sid_offset(&self) -> usize {
-        self.model.sidecar.sid_token_offset as usize
-    }
     fn sid_tokens(&self) -> usize {
         self.model.sidecar.sid_token_limit as usize
     }

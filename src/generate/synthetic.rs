@@ -24,8 +24,9 @@ pub enum Scores {
     Fixed,
 }
 
-/// Synthetic scores over a vocabulary of SID tokens `0..sid_tokens` at
-/// `sid_offset`, with end-of-SID at `eos`.
+/// Synthetic scores over a vocabulary of `vocab` tokens holding the SID
+/// tokens `0..sid_tokens` at `sid_offset` and end-of-SID at `eos` (the
+/// search is handed that slice, as [`StepModel`] says).
 #[derive(Clone, Debug)]
 pub struct SyntheticScores {
     pub seed: u64,
@@ -77,15 +78,6 @@ impl SyntheticScores {
 }
 
 impl StepModel for SyntheticScores {
-    fn vocab(&self) -> usize {
-        self.vocab
-    }
-    fn eos(&self) -> usize {
-        self.eos
-    }
-    fn sid_offset(&self) -> usize {
-        self.sid_offset
-    }
     fn sid_tokens(&self) -> usize {
         self.sid_tokens
     }
@@ -94,11 +86,15 @@ impl StepModel for SyntheticScores {
             Scores::Hashed => {
                 out.clear();
                 for row in rows {
-                    out.extend(self.row(row.request, row.sid));
+                    let full = self.row(row.request, row.sid);
+                    out.extend_from_slice(
+                        &full[self.sid_offset..self.sid_offset + self.sid_tokens],
+                    );
+                    out.push(full[self.eos]);
                 }
             }
             Scores::Fixed => {
-                let need = rows.len() * self.vocab;
+                let need = rows.len() * (self.sid_tokens + 1);
                 if out.len() < need {
                     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
                     out.resize_with(need, || -rng.random::<f32>() * 12.0);
