@@ -42,6 +42,9 @@ enum Command {
     Serve(cli::serve::ServeCommand),
     /// Generate items for one user's history with an ONNX generator, constrained by the index.
     Generate(cli::generate::GenerateArgs),
+    /// Set up a generator model: `init` writes its sidecar.
+    #[command(subcommand)]
+    Generator(cli::generator::GeneratorCommand),
     /// Check running services: health, then one real query each (for `helm test`).
     Probe(cli::probe::ProbeArgs),
     /// Evaluate a generator on held-out interactions: Recall/NDCG@K, head/tail, invalid SIDs.
@@ -94,6 +97,7 @@ fn run(command: Command) -> Result<()> {
         Command::Index(c) => cli::index::run(c),
         Command::Serve(c) => cli::serve::run(c),
         Command::Generate(a) => cli::generate::run(&a),
+        Command::Generator(c) => cli::generator::run(c),
         Command::Probe(a) => cli::probe::run(&a),
         Command::Eval(a) => cli::eval::run(&a, &progress),
         Command::Demo(a) => cli::demo::run(&a, &progress),

@@ -441,3 +441,99 @@ fn demo_runs_the_pipeline_and_serves_generate_end_to_end() {
     let text = String::from_utf8_lossy(&run.stdout);
     assert!(text.contains("constrained 0 of"), "{text}");
 }
+
+/// A model folder without a sidecar is refused with what the file is and the
+/// command that writes it; `sidx generator init` writes one from the export's
+/// graph and config.json and the index, and the folder then generates.
+#[test]
+fn generator_init_writes_the_sidecar_a_model_folder_lacks() {
+    let work = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/t5");
+    let model = work.path().join("t5");
+    std::fs::create_dir(&model).unwrap();
+    for f in [
+        "encoder_model.onnx",
+        "decoder_model.onnx",
+        "decoder_with_past_model.onnx",
+        "config.json",
+    ] {
+        std::fs::copy(fixture.join(f), model.join(f)).unwrap();
+    }
+    let index = work.path().join("idx");
+    let sids = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generator/sids.tsv");
+    assert!(
+        sidx(&["index", "build", "--sids", p(&sids), "--out", p(&index)])
+            .status
+            .success()
+    );
+    let generate = || {
+        sidx(&[
+            "generate",
+            "--model",
+            p(&model),
+            "--index",
+            p(&index),
+            "--history",
+            "9,10,11",
+            "--json",
+        ])
+    };
+    fails_with(
+        &generate(),
+        &["generator.json", "not found", "sidx generator init"],
+    );
+
+    let init = sidx(&[
+        "generator",
+        "init",
+        "--model",
+        p(&model),
+        "--index",
+        p(&index),
+        "--max-positions",
+        "256",
+    ]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("generator.json")).unwrap()).unwrap();
+    let committed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("generator.json")).unwrap()).unwrap();
+    for key in [
+        "vocab_size",
+        "pad_id",
+        "bos_id",
+        "end_of_sid_id",
+        "sid_token_offset",
+        "codebook_sizes",
+        "sid_token_limit",
+        "max_positions",
+    ] {
+        assert_eq!(written[key], committed[key], "{key}");
+    }
+    assert_eq!(
+        written["decoder_start_id"], 0,
+        "T5's decoder_start_token_id from config.json"
+    );
+    let out = generate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A second init does not overwrite without --force.
+    fails_with(
+        &sidx(&[
+            "generator",
+            "init",
+            "--model",
+            p(&model),
+            "--index",
+            p(&index),
+        ]),
+        &["exists", "--force"],
+    );
+}

@@ -4,6 +4,7 @@ pub mod demo;
 pub mod demo_serve;
 pub mod eval;
 pub mod generate;
+pub mod generator;
 pub mod hourglass;
 pub mod index;
 pub mod probe;

@@ -28,7 +28,7 @@ pub use model::BatchModel;
 pub use onnx::{Contract, Float, OnnxModel};
 pub use runtime::{Device, RuntimeOptions};
 pub use seq2seq::Seq2SeqModel;
-pub use sidecar::Sidecar;
+pub use sidecar::{Sidecar, SidecarInit};
 pub use validate::{GenerationRequest, History, RequestError, ValidRequest};
 
 /// Opens the generator at `path`: an ONNX file (a decoder-only model), or
@@ -71,6 +71,74 @@ pub fn open_model(
             seq2seq::DECODER_WITH_PAST_FILE,
             seq2seq::DECODER_MERGED_FILE
         ),
+    })
+}
+
+/// What a model folder or file says about itself, for `sidx generator init`:
+/// the vocabulary size (the logits' last dimension, else `vocab_size` of
+/// `config.json`), the longest sequence and the decoder-start token (from
+/// `config.json`, when it has them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelFacts {
+    pub vocab_size: Option<u32>,
+    pub max_positions: Option<u32>,
+    pub decoder_start_id: Option<u32>,
+}
+
+pub fn model_facts(
+    path: &std::path::Path,
+    opts: &RuntimeOptions,
+) -> Result<ModelFacts, GenerateError> {
+    let dir = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(path)
+    };
+    let config: Option<serde_json::Value> = std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let field = |names: &[&str]| {
+        names.iter().find_map(|n| {
+            config
+                .as_ref()?
+                .get(*n)?
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+        })
+    };
+    let graph = if path.is_dir() {
+        [
+            seq2seq::DECODER_FILE,
+            seq2seq::DECODER_MERGED_FILE,
+            "model.onnx",
+        ]
+        .iter()
+        .map(|f| path.join(f))
+        .find(|p| p.is_file())
+    } else {
+        Some(path.to_path_buf())
+    };
+    let from_graph = match graph {
+        Some(g) => {
+            let (session, _) = runtime::open_session(&g, opts)?;
+            session
+                .outputs()
+                .iter()
+                .find(|o| o.name() == "logits")
+                .and_then(|o| match o.dtype() {
+                    ort::value::ValueType::Tensor { shape, .. } => shape.last().copied(),
+                    _ => None,
+                })
+                .filter(|&v| v > 0)
+                .map(|v| v as u32)
+        }
+        None => None,
+    };
+    Ok(ModelFacts {
+        vocab_size: from_graph.or_else(|| field(&["vocab_size"])),
+        max_positions: field(&["n_positions", "max_position_embeddings"]),
+        decoder_start_id: field(&["decoder_start_token_id"])
+            .filter(|_| path.join(seq2seq::ENCODER_FILE).is_file()),
     })
 }
 

@@ -41,6 +41,20 @@ pub struct Sidecar {
     pub decoder_start_id: Option<u32>,
 }
 
+/// What `sidx generator init` does not read from the model or the index.
+#[derive(Clone, Debug)]
+pub struct SidecarInit {
+    pub pad_id: u32,
+    pub bos_id: u32,
+    pub sep_id: u32,
+    /// Default: `sep_id`.
+    pub end_of_sid_id: Option<u32>,
+    pub sid_token_offset: u32,
+    pub max_positions: u32,
+    pub max_history_items: u32,
+    pub decoder_start_id: Option<u32>,
+}
+
 impl Sidecar {
     /// The sidecar beside `model`: `generator.json` in the same directory.
     pub fn path_for(model: &Path) -> PathBuf {
@@ -53,8 +67,51 @@ impl Sidecar {
             path: path.to_path_buf(),
             problem,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                err(
+                    "not found. The sidecar (generator.json) tells sidx how SID tokens map to \
+                     the model's vocabulary, the special tokens and the prompt; write one with \
+                     `sidx generator init --model MODEL --index INDEX` or pass --sidecar"
+                        .to_string(),
+                )
+            } else {
+                err(e.to_string())
+            }
+        })?;
         Self::parse(&text).map_err(err)
+    }
+
+    /// A sidecar for a model of `vocab_size` tokens serving `index`: the SID
+    /// tokens from `sid_token_offset` to the end of the vocabulary, the
+    /// special ids and prompt limits of `init`; checked, index included.
+    pub fn init(vocab_size: u32, index: &Index, init: &SidecarInit) -> Result<Self, String> {
+        let sid_token_limit = vocab_size
+            .checked_sub(init.sid_token_offset)
+            .ok_or_else(|| {
+                format!(
+                    "sid_token_offset {} is beyond the vocabulary of {vocab_size}",
+                    init.sid_token_offset
+                )
+            })?;
+        let s = Sidecar {
+            format: "sidx-generator".into(),
+            version: 1,
+            vocab_size,
+            pad_id: init.pad_id,
+            bos_id: init.bos_id,
+            sep_id: init.sep_id,
+            end_of_sid_id: init.end_of_sid_id.unwrap_or(init.sep_id),
+            sid_token_offset: init.sid_token_offset,
+            codebook_sizes: index.layout().codebook_sizes().to_vec(),
+            sid_token_limit,
+            max_positions: init.max_positions,
+            max_history_items: init.max_history_items,
+            decoder_start_id: init.decoder_start_id,
+        };
+        s.check()?;
+        s.check_index(index)?;
+        Ok(s)
     }
 
     /// Parses and checks sidecar JSON.
