@@ -217,3 +217,25 @@ fn t5_folder_serves_through_the_engine() {
         assert_eq!(sids, want);
     }
 }
+
+/// One file of a T5 export given as `--model` says which contract it tried,
+/// why it failed, and which folder to pass instead.
+#[test]
+fn a_file_of_an_encoder_decoder_export_names_the_folder_to_pass() {
+    let opts = RuntimeOptions::default();
+    for file in [
+        "encoder_model.onnx",
+        "decoder_model.onnx",
+        "decoder_with_past_model.onnx",
+    ] {
+        let e = open_model(&fixture("t5").join(file), None, &opts)
+            .err()
+            .unwrap_or_else(|| panic!("{file} opened as a decoder-only model"))
+            .to_string();
+        assert!(e.contains("decoder-only contract"), "{file}: {e}");
+        assert!(
+            e.contains(&format!("--model {}", fixture("t5").display())),
+            "{file}: {e}"
+        );
+    }
+}

@@ -41,7 +41,9 @@ pub fn open_model(
     opts: &RuntimeOptions,
 ) -> Result<Box<dyn BatchModel>, GenerateError> {
     if !path.is_dir() {
-        return Ok(Box::new(OnnxModel::open(path, sidecar, opts)?));
+        return OnnxModel::open(path, sidecar, opts)
+            .map(|m| Box::new(m) as Box<dyn BatchModel>)
+            .map_err(|e| with_folder_hint(path, e));
     }
     let sidecar = sidecar
         .map(std::path::Path::to_path_buf)
@@ -72,6 +74,26 @@ pub fn open_model(
             seq2seq::DECODER_MERGED_FILE
         ),
     })
+}
+
+/// A file that is one part of an encoder–decoder export fails the
+/// decoder-only contract; say so, and which folder to pass instead.
+fn with_folder_hint(path: &std::path::Path, e: GenerateError) -> GenerateError {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    match e {
+        GenerateError::Model { path, problem } if dir.join(seq2seq::ENCODER_FILE).is_file() => {
+            GenerateError::Model {
+                problem: format!(
+                    "tried the decoder-only contract: {problem}. This file belongs to an \
+                     encoder-decoder export ({} is beside it): pass the folder, --model {}",
+                    seq2seq::ENCODER_FILE,
+                    dir.display()
+                ),
+                path,
+            }
+        }
+        e => e,
+    }
 }
 
 /// What a model folder or file says about itself, for `sidx generator init`:
