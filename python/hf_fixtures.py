@@ -88,6 +88,59 @@ class Trie:
         return a
 
 
+class Vocab:
+    """How SID tokens and the prompt sit in a model's vocabulary: sidx's
+    own layout (special tokens, then SID token t at OFFSET + t), or an
+    LLM-style one (`llm=True`): a text vocabulary of TEXT tokens with the SID
+    tokens appended in shuffled order, named `<a_12>` (layer letter, code) in
+    tokenizer.json, no BOS, and a text prompt around the history."""
+
+    TEXT = 200
+    PREFIX = [17, 42, 99]  # "the user bought"
+    SUFFIX = [5, 6]  # ". next:"
+
+    def __init__(self, sid_tokens, sizes, llm=False, seed=0):
+        self.llm, self.sizes, self.sid_tokens = llm, sizes, sid_tokens
+        if llm:
+            ids = list(range(self.TEXT, self.TEXT + sid_tokens))
+            random.Random(seed).shuffle(ids)
+            self.ids, self.eos, self.sep, self.size = ids, 1, 2, self.TEXT + sid_tokens
+        else:
+            self.ids = [OFFSET + t for t in range(sid_tokens)]
+            self.eos, self.sep, self.size = SEP, SEP, OFFSET + sid_tokens
+        self.sid_of = {v: t for t, v in enumerate(self.ids)}
+
+    def prompt(self, items, sids):
+        if not self.llm:
+            return decoder_prompt(items, sids)
+        p = list(self.PREFIX)
+        for i in items:
+            p += [self.ids[t] for t in sids[i]] + [self.sep]
+        return p + self.SUFFIX
+
+    def target(self, item, sids):
+        return [self.ids[t] for t in sids[item]] + [self.eos]
+
+    def name(self, t):
+        offsets = [sum(self.sizes[:l]) for l in range(len(self.sizes) + 1)]
+        layer = next((l for l in range(len(self.sizes)) if t < offsets[l + 1]), len(self.sizes))
+        return f"<{'abcdefgh'[layer]}_{t - offsets[layer]}>"
+
+    def tokenizer_json(self):
+        """A WordLevel tokenizer.json naming every token (SID tokens as added tokens)."""
+        vocab = {"<pad>": 0, "<eos>": 1, ",": 2}
+        vocab.update({f"w{i}": i for i in range(3, self.TEXT)})
+        added = []
+        for t, v in enumerate(self.ids):
+            vocab[self.name(t)] = v
+            added.append({"id": v, "content": self.name(t), "single_word": False, "lstrip": False,
+                          "rstrip": False, "normalized": False, "special": False})
+        return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+                "normalizer": None, "pre_tokenizer": {"type": "WhitespaceSplit"},
+                "post_processor": None, "decoder": None,
+                "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<pad>"}}
+
+
 def decoder_prompt(items, sids):
     p = [BOS]
     for i in items:
@@ -128,7 +181,7 @@ def build(arch, vocab):
     raise ValueError(arch)
 
 
-def train(model, arch, users, sids, steps, seed):
+def train(model, arch, users, sids, steps, seed, vocab):
     torch.manual_seed(seed)
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -144,7 +197,7 @@ def train(model, arch, users, sids, steps, seed):
             labels = torch.tensor([y + [-100] * (t - len(y)) for y in tgt])
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         else:
-            seqs = [decoder_prompt(u, sids) for u in batch]
+            seqs = [vocab.prompt(u[:-1], sids) + vocab.target(u[-1], sids) for u in batch]
             n = max(map(len, seqs))
             ids = torch.tensor([x + [PAD] * (n - len(x)) for x in seqs])
             mask = (torch.arange(n)[None] < torch.tensor([len(x) for x in seqs])[:, None]).long()
@@ -158,24 +211,32 @@ def train(model, arch, users, sids, steps, seed):
 
 
 @torch.no_grad()
-def hf_topk(model, arch, trie, prompt, beam, k, max_sid, constrained, sid_tokens):
+def hf_topk(model, arch, trie, prompt, beam, k, max_sid, constrained, vocab):
     """HF constrained beam search; SIDs (layer-tagged ids) best first with scores."""
     start = 1 if arch == "t5" else len(prompt)
+    eos = vocab.eos
 
     def allowed(_batch, seq):
-        gen = [t - OFFSET for t in seq.tolist()[start:]]
+        gen = []
+        for t in seq.tolist()[start:]:
+            if t not in vocab.sid_of:  # a finished hypothesis (end-of-SID, padding)
+                return [eos]
+            gen.append(vocab.sid_of[t])
         if constrained:
-            return trie.allowed(gen) or [SEP]
+            a = [vocab.ids[t - OFFSET] for t in trie.allowed(gen) if t != SEP]
+            if tuple(gen) in trie.ends:
+                a.append(eos)
+            return a or [eos]
         if len(gen) >= max_sid:
-            return [SEP]
-        return list(range(OFFSET, OFFSET + sid_tokens)) + ([SEP] if gen else [])
+            return [eos]
+        return list(vocab.ids) + ([eos] if gen else [])
 
     ids = torch.tensor([prompt])
     out = model.generate(
         input_ids=ids, attention_mask=torch.ones_like(ids), num_beams=beam,
         num_return_sequences=k, prefix_allowed_tokens_fn=allowed, length_penalty=0.0,
         early_stopping=False, max_new_tokens=max_sid + 1, output_scores=True,
-        return_dict_in_generate=True, do_sample=False, eos_token_id=SEP, pad_token_id=PAD,
+        return_dict_in_generate=True, do_sample=False, eos_token_id=eos, pad_token_id=PAD,
         decoder_start_token_id=PAD if arch == "t5" else None,
     )
     result = []
@@ -183,9 +244,9 @@ def hf_topk(model, arch, trie, prompt, beam, k, max_sid, constrained, sid_tokens
         gen = seq[start:]
         sid = []
         for t in gen:
-            if t == SEP:
+            if t == eos or t == PAD:
                 break
-            sid.append(t - OFFSET)
+            sid.append(vocab.sid_of[t])
         result.append({"sid": sid, "score": score})
     return result
 
@@ -243,7 +304,7 @@ def main():
     ap.add_argument("--sids", default=str(ROOT / "tests/fixtures/generator/sids.tsv"))
     ap.add_argument("--sequences", default=str(ROOT / "../shared/data/amazon_scientific/sequences.txt"))
     ap.add_argument("--out", default=str(ROOT / "tests/fixtures/hf"))
-    ap.add_argument("--archs", default="gpt2,llama,qwen2,t5")
+    ap.add_argument("--archs", default="gpt2,llama,qwen2,t5,qwen2-llm")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--users", type=int, default=4)
     ap.add_argument("--beam", type=int, default=20)
@@ -252,30 +313,31 @@ def main():
     import transformers
 
     sids, sizes, sid_tokens = read_sids(args.sids)
-    vocab = OFFSET + sid_tokens
     users = histories(args.sequences, sids, 8)
     trie = Trie(sids)
     max_sid = max(map(len, sids.values()))
     probe_users = users[-args.users:]
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for arch in args.archs.split(","):
+    for name_arch in args.archs.split(","):
+        arch, llm = name_arch.removesuffix("-llm"), name_arch.endswith("-llm")
+        vocab = Vocab(sid_tokens, sizes, llm=llm)
         torch.manual_seed(0)
-        model = build(arch, vocab)
-        loss = float(train(model, arch, users[: -args.users], sids, args.steps, seed=0))
+        model = build(arch, vocab.size)
+        loss = float(train(model, arch, users[: -args.users], sids, args.steps, 0, vocab))
         cases = []
         for u in probe_users:
             history = u[:-1]
-            prompt = encoder_prompt(history, sids) if arch == "t5" else decoder_prompt(history, sids)
+            prompt = encoder_prompt(history, sids) if arch == "t5" else vocab.prompt(history, sids)
             case = {"history": history, "prompt": prompt}
             for constrained in (True, False):
                 key = "constrained" if constrained else "unconstrained"
                 case[key] = hf_topk(model, arch, trie, prompt, args.beam, args.top_k, max_sid,
-                                    constrained, sid_tokens)
+                                    constrained, vocab)
             cases.append(case)
         dtypes = ["fp32", "fp16", "dynamo"] if arch == "gpt2" else ["fp32"]
         for dtype in dtypes:
-            name = arch if dtype == "fp32" else f"{arch}-{dtype}"
+            name = name_arch if dtype == "fp32" else f"{arch}-{dtype}"
             d = out / name
             if d.exists():
                 shutil.rmtree(d)
@@ -285,11 +347,23 @@ def main():
             else:
                 export(model, arch, d, dtype)
             sidecar = {
-                "format": "sidx-generator", "version": 1, "vocab_size": vocab, "pad_id": PAD,
+                "format": "sidx-generator", "version": 1, "vocab_size": vocab.size, "pad_id": PAD,
                 "bos_id": BOS, "sep_id": SEP, "end_of_sid_id": SEP, "sid_token_offset": OFFSET,
                 "codebook_sizes": sizes, "sid_token_limit": sid_tokens, "max_positions": 256,
                 "max_history_items": 8,
             }
+            if llm:
+                # Version 2: SID tokens named through tokenizer.json, no BOS,
+                # a text prompt around the history.
+                sidecar = {
+                    "format": "sidx-generator", "version": 2, "vocab_size": vocab.size,
+                    "pad_id": PAD, "sep_id": vocab.sep, "end_of_sid_id": vocab.eos,
+                    "sid_token_names": {"tokenizer": "tokenizer.json", "template": "<{letter}_{code}>"},
+                    "prompt_prefix": Vocab.PREFIX, "prompt_suffix": Vocab.SUFFIX,
+                    "codebook_sizes": sizes, "sid_token_limit": sid_tokens, "max_positions": 256,
+                    "max_history_items": 8,
+                }
+                (d / "tokenizer.json").write_text(json.dumps(vocab.tokenizer_json()) + "\n")
             (d / "generator.json").write_text(json.dumps(sidecar, indent=2) + "\n")
             (d / "expected.json").write_text(json.dumps({
                 "arch": arch, "dtype": dtype, "beam": args.beam, "top_k": args.top_k,

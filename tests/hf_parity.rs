@@ -20,6 +20,7 @@ struct Expected {
 
 #[derive(Deserialize)]
 struct Case {
+    history: Vec<String>,
     prompt: Vec<i64>,
     constrained: Vec<Hit>,
     unconstrained: Vec<Hit>,
@@ -79,6 +80,22 @@ fn assert_dir_equals_hf(name: &str, model_dir: &Path, tol: f32) {
     let dir = tempfile::tempdir().unwrap();
     let index = index(dir.path());
     let mut m = model(model_dir);
+    // The sidecar builds the prompt HF was given from the item ids.
+    for case in &expected.cases {
+        let sids: Vec<Vec<TokenId>> = case
+            .history
+            .iter()
+            .map(|id| index.sid(id).unwrap())
+            .collect();
+        let prompt = m
+            .sidecar()
+            .prompt(sids.iter().map(Vec::as_slice), index.max_sid_len());
+        assert_eq!(
+            prompt, case.prompt,
+            "{name}: the prompt of {:?}",
+            case.history
+        );
+    }
     for constrained in [true, false] {
         let cfg = BeamConfig {
             beam: expected.beam,
@@ -238,4 +255,12 @@ fn a_file_of_an_encoder_decoder_export_names_the_folder_to_pass() {
             "{file}: {e}"
         );
     }
+}
+
+/// An LLM-style vocabulary: SID tokens appended to a text vocabulary in
+/// shuffled order and named `<a_12>` in tokenizer.json, no BOS, a text
+/// prompt around the history (sidecar version 2).
+#[test]
+fn qwen2_with_named_sid_tokens_and_a_text_prompt_equals_hf() {
+    assert_equals_hf("qwen2-llm", 1e-4);
 }

@@ -103,8 +103,8 @@ fn init(a: &InitArgs) -> Result<()> {
     println!(
         "wrote {}: vocabulary {vocab}, SID tokens {}..{} for codebooks {:?}, end-of-SID {}",
         out.display(),
-        sidecar.sid_token_offset,
-        sidecar.sid_token_offset + sidecar.sid_token_limit,
+        a.sid_token_offset,
+        a.sid_token_offset + sidecar.sid_token_limit,
         sidecar.codebook_sizes,
         sidecar.end_of_sid_id
     );

@@ -95,7 +95,10 @@ impl Generator {
             constrained: true,
             max_len: 1,
         };
-        let prompt = vec![i64::from(sidecar.bos_id)];
+        let mut prompt = sidecar.prompt(std::iter::empty(), index.max_sid_len());
+        if prompt.is_empty() {
+            prompt.push(i64::from(sidecar.sep_id));
+        }
         let warm = beam_search(index, &mut *model.batch(vec![prompt]), &[warmup]);
         warm.map_err(|e| GenerateError::Model {
             path: model.source().to_path_buf(),

@@ -580,25 +580,40 @@ pub(super) fn zeros(ty: Float, shape: Vec<usize>) -> Result<DynValue, ort::Error
 /// The part of a logits row the search reads ([`StepModel`]'s row): the SID
 /// tokens, then end-of-SID — normalized over the whole row.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct ScoreSlice {
-    pub(super) vocab: usize,
-    pub(super) offset: usize,
-    pub(super) tokens: usize,
-    pub(super) eos: usize,
+pub(super) struct ScoreSlice<'s> {
+    vocab: usize,
+    sid: SidColumns<'s>,
+    eos: usize,
 }
 
-impl ScoreSlice {
-    pub(super) fn of(s: &Sidecar) -> Self {
+/// Where the SID tokens sit in a logits row.
+#[derive(Clone, Copy, Debug)]
+enum SidColumns<'s> {
+    Range { offset: usize, tokens: usize },
+    Listed(&'s [u32]),
+}
+
+impl<'s> ScoreSlice<'s> {
+    pub(super) fn of(s: &'s Sidecar) -> Self {
+        let sid = match &s.sid_token_ids {
+            Some(ids) => SidColumns::Listed(ids),
+            None => SidColumns::Range {
+                offset: s.sid_token_offset.unwrap_or(0) as usize,
+                tokens: s.sid_token_limit as usize,
+            },
+        };
         ScoreSlice {
             vocab: s.vocab_size as usize,
-            offset: s.sid_token_offset as usize,
-            tokens: s.sid_token_limit as usize,
+            sid,
             eos: s.end_of_sid_id as usize,
         }
     }
 
     pub(super) fn width(&self) -> usize {
-        self.tokens + 1
+        match self.sid {
+            SidColumns::Range { tokens, .. } => tokens + 1,
+            SidColumns::Listed(ids) => ids.len() + 1,
+        }
     }
 }
 
@@ -610,7 +625,7 @@ pub(super) fn last_log_probs(
     ty: Float,
     rank: usize,
     rows: usize,
-    slice: ScoreSlice,
+    slice: ScoreSlice<'_>,
     out: &mut Vec<f32>,
 ) -> Result<(), ort::Error> {
     out.clear();
@@ -643,7 +658,7 @@ fn each_last_row(
     shape: &ort::value::Shape,
     rank: usize,
     rows: usize,
-    slice: ScoreSlice,
+    slice: ScoreSlice<'_>,
     mut f: impl FnMut(std::ops::Range<usize>),
 ) -> Result<(), ort::Error> {
     let vocab = *shape.last().unwrap_or(&0) as usize;
@@ -671,18 +686,23 @@ fn each_last_row(
 /// Appends the SID slice and end-of-SID of `log_softmax(logits)`, accumulated in f32.
 fn slice_log_softmax<T>(
     logits: &[T],
-    s: ScoreSlice,
+    s: ScoreSlice<'_>,
     out: &mut Vec<f32>,
     f32_of: impl Fn(&T) -> f32,
 ) {
     let max = logits.iter().map(&f32_of).fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = logits.iter().map(|l| (f32_of(l) - max).exp()).sum();
     let lse = max + sum.ln();
-    out.extend(
-        logits[s.offset..s.offset + s.tokens]
-            .iter()
-            .map(|l| f32_of(l) - lse),
-    );
+    match s.sid {
+        SidColumns::Range { offset, tokens } => out.extend(
+            logits[offset..offset + tokens]
+                .iter()
+                .map(|l| f32_of(l) - lse),
+        ),
+        SidColumns::Listed(ids) => {
+            out.extend(ids.iter().map(|&i| f32_of(&logits[i as usize]) - lse))
+        }
+    }
     out.push(f32_of(&logits[s.eos]) - lse);
 }
 

@@ -1,6 +1,11 @@
 //! The generator's sidecar (`generator.json` next to the model): how SID
 //! tokens map to vocabulary ids, the special tokens, and the prompt format.
-//! Written by `python/train_generator.py`.
+//! Version 1 (written by `python/train_generator.py`, `sidx generator init`):
+//! SID token `t` at `sid_token_offset + t`, prompts `BOS (SID SEP)*`.
+//! Version 2 adds what an LLM's vocabulary needs: SID tokens listed
+//! (`sid_token_ids`) or named through the model's `tokenizer.json`
+//! (`sid_token_names`, e.g. `<{letter}_{code}>` for `<a_12>`), an optional
+//! BOS, and fixed token ids before and after the history.
 
 use std::path::{Path, PathBuf};
 
@@ -15,18 +20,35 @@ use crate::index::{Index, TokenId};
 pub struct Sidecar {
     /// Always `sidx-generator`.
     pub format: String,
-    /// Always 1.
+    /// 1, or 2 for the fields marked "version 2".
     pub version: u32,
     /// Rows of the model's logits.
     pub vocab_size: u32,
     pub pad_id: u32,
-    pub bos_id: u32,
+    /// Starts every prompt (required in version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_id: Option<u32>,
     /// Written after each history item's SID.
     pub sep_id: u32,
     /// Ends a generated SID (the training tooling uses `sep_id`).
     pub end_of_sid_id: u32,
-    /// SID token id `t` (the index's layer-tagged id) is vocabulary id `sid_token_offset + t`.
-    pub sid_token_offset: u32,
+    /// SID token id `t` (the index's layer-tagged id) is vocabulary id
+    /// `sid_token_offset + t` (required unless the ids are listed or named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid_token_offset: Option<u32>,
+    /// Version 2: the vocabulary id of each SID token id, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid_token_ids: Option<Vec<u32>>,
+    /// Version 2: SID tokens named in the model's tokenizer (resolved into
+    /// `sid_token_ids` when the sidecar is loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid_token_names: Option<SidTokenNames>,
+    /// Version 2: vocabulary ids before the history (after BOS, if any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompt_prefix: Vec<u32>,
+    /// Version 2: vocabulary ids after the history, before the SID.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompt_suffix: Vec<u32>,
     /// The quantizer layout the model was trained on.
     pub codebook_sizes: Vec<u32>,
     /// SID token ids the model knows (quantizer tokens plus disambiguation tokens).
@@ -39,6 +61,18 @@ pub struct Sidecar {
     /// `config.json` `decoder_start_token_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decoder_start_id: Option<u32>,
+}
+
+/// SID tokens named in a Hugging Face `tokenizer.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidTokenNames {
+    /// The tokenizer file, relative to the sidecar's folder.
+    pub tokenizer: PathBuf,
+    /// A token's name: `{layer}` (1-based), `{letter}` (a for layer 1, b, …;
+    /// the disambiguation layer is the letter after the last quantizer
+    /// layer) and `{code}`.
+    pub template: String,
 }
 
 /// What `sidx generator init` does not read from the model or the index.
@@ -79,7 +113,14 @@ impl Sidecar {
                 err(e.to_string())
             }
         })?;
-        Self::parse(&text).map_err(err)
+        let mut s: Sidecar = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+        if let Some(names) = &s.sid_token_names {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            s.sid_token_ids =
+                Some(resolve_names(names, dir, &s.codebook_sizes, s.sid_token_limit).map_err(err)?);
+        }
+        s.check().map_err(err)?;
+        Ok(s)
     }
 
     /// A sidecar for a model of `vocab_size` tokens serving `index`: the SID
@@ -99,10 +140,14 @@ impl Sidecar {
             version: 1,
             vocab_size,
             pad_id: init.pad_id,
-            bos_id: init.bos_id,
+            bos_id: Some(init.bos_id),
             sep_id: init.sep_id,
             end_of_sid_id: init.end_of_sid_id.unwrap_or(init.sep_id),
-            sid_token_offset: init.sid_token_offset,
+            sid_token_offset: Some(init.sid_token_offset),
+            sid_token_ids: None,
+            sid_token_names: None,
+            prompt_prefix: Vec::new(),
+            prompt_suffix: Vec::new(),
             codebook_sizes: index.layout().codebook_sizes().to_vec(),
             sid_token_limit,
             max_positions: init.max_positions,
@@ -114,41 +159,103 @@ impl Sidecar {
         Ok(s)
     }
 
-    /// Parses and checks sidecar JSON.
+    /// Parses and checks sidecar JSON (token names need [`Sidecar::load`],
+    /// which knows the folder of the tokenizer).
     pub fn parse(text: &str) -> Result<Self, String> {
         let s: Sidecar = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if s.sid_token_names.is_some() {
+            return Err(
+                "sid_token_names: resolved only when the sidecar is loaded from a file".into(),
+            );
+        }
         s.check()?;
         Ok(s)
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.format != "sidx-generator" || self.version != 1 {
+        if self.format != "sidx-generator" || !(1..=2).contains(&self.version) {
             return Err(format!(
-                "format {:?} version {} (expected sidx-generator version 1)",
+                "format {:?} version {} (expected sidx-generator version 1 or 2)",
                 self.format, self.version
             ));
         }
-        let sid_end = u64::from(self.sid_token_offset) + u64::from(self.sid_token_limit);
-        if sid_end > u64::from(self.vocab_size) {
-            return Err(format!(
-                "sid_token_offset {} + sid_token_limit {} exceeds vocab_size {}",
-                self.sid_token_offset, self.sid_token_limit, self.vocab_size
-            ));
+        let v2 = self.sid_token_ids.is_some()
+            || self.sid_token_names.is_some()
+            || !self.prompt_prefix.is_empty()
+            || !self.prompt_suffix.is_empty()
+            || self.bos_id.is_none();
+        if self.version == 1 && v2 {
+            return Err(
+                "version 1 needs bos_id and sid_token_offset and has no sid_token_ids, \
+                        sid_token_names, prompt_prefix or prompt_suffix (those are version 2)"
+                    .into(),
+            );
         }
-        for (name, id) in [
-            ("pad_id", self.pad_id),
+        let sid_ids: std::collections::HashSet<u32> =
+            match (&self.sid_token_ids, self.sid_token_offset) {
+                (Some(ids), _) => {
+                    if ids.len() != self.sid_token_limit as usize {
+                        return Err(format!(
+                            "sid_token_ids lists {} ids for sid_token_limit {}",
+                            ids.len(),
+                            self.sid_token_limit
+                        ));
+                    }
+                    let set: std::collections::HashSet<u32> = ids.iter().copied().collect();
+                    if set.len() != ids.len() {
+                        return Err("sid_token_ids lists a vocabulary id twice".into());
+                    }
+                    if let Some(&id) = ids.iter().find(|&&id| id >= self.vocab_size) {
+                        return Err(format!(
+                            "sid_token_ids: {id} is not below vocab_size {}",
+                            self.vocab_size
+                        ));
+                    }
+                    set
+                }
+                (None, Some(offset)) => {
+                    let end = u64::from(offset) + u64::from(self.sid_token_limit);
+                    if end > u64::from(self.vocab_size) {
+                        return Err(format!(
+                            "sid_token_offset {offset} + sid_token_limit {} exceeds vocab_size {}",
+                            self.sid_token_limit, self.vocab_size
+                        ));
+                    }
+                    (offset..end as u32).collect()
+                }
+                (None, None) => {
+                    return Err(
+                        "the SID tokens need sid_token_offset, sid_token_ids or sid_token_names"
+                            .into(),
+                    );
+                }
+            };
+        let specials = [
+            ("pad_id", Some(self.pad_id)),
             ("bos_id", self.bos_id),
-            ("sep_id", self.sep_id),
-            ("end_of_sid_id", self.end_of_sid_id),
-        ] {
+            ("sep_id", Some(self.sep_id)),
+            ("end_of_sid_id", Some(self.end_of_sid_id)),
+        ];
+        for (name, id) in specials.iter().filter_map(|(n, id)| Some((n, (*id)?))) {
             if id >= self.vocab_size {
                 return Err(format!(
                     "{name} {id} is not below vocab_size {}",
                     self.vocab_size
                 ));
             }
-            if (self.sid_token_offset..sid_end as u32).contains(&id) {
+            if sid_ids.contains(&id) {
                 return Err(format!("{name} {id} falls among the SID token ids"));
+            }
+        }
+        for (name, ids) in [
+            ("prompt_prefix", &self.prompt_prefix),
+            ("prompt_suffix", &self.prompt_suffix),
+        ] {
+            if let Some(id) = ids.iter().find(|&&id| id >= self.vocab_size) {
+                return Err(format!(
+                    "{name}: {id} is not below vocab_size {}",
+                    self.vocab_size
+                ));
             }
         }
         if self.max_history_items == 0 || self.max_positions == 0 {
@@ -185,9 +292,12 @@ impl Sidecar {
         Ok(())
     }
 
-    /// Vocabulary id of a SID token.
+    /// Vocabulary id of a SID token (below `sid_token_limit`, as the index check ensures).
     pub fn vocab_id(&self, t: TokenId) -> i64 {
-        i64::from(self.sid_token_offset) + i64::from(t)
+        match &self.sid_token_ids {
+            Some(ids) => i64::from(ids[usize::from(t)]),
+            None => i64::from(self.sid_token_offset.unwrap_or(0)) + i64::from(t),
+        }
     }
 
     /// The prompt for a history of SIDs (oldest first): BOS, then each SID
@@ -197,7 +307,10 @@ impl Sidecar {
         history: impl DoubleEndedIterator<Item = &'a [TokenId]>,
         max_sid_len: usize,
     ) -> Vec<i64> {
-        let budget = (self.max_positions as usize).saturating_sub(2 + max_sid_len);
+        let fixed = usize::from(self.bos_id.is_some())
+            + self.prompt_prefix.len()
+            + self.prompt_suffix.len();
+        let budget = (self.max_positions as usize).saturating_sub(1 + fixed + max_sid_len);
         let mut kept: Vec<&[TokenId]> = Vec::new();
         let mut len = 0;
         for sid in history.rev().take(self.max_history_items as usize) {
@@ -207,12 +320,181 @@ impl Sidecar {
             len += sid.len() + 1;
             kept.push(sid);
         }
-        let mut out = Vec::with_capacity(len + 1);
-        out.push(i64::from(self.bos_id));
+        let mut out = Vec::with_capacity(len + fixed);
+        out.extend(self.bos_id.map(i64::from));
+        out.extend(self.prompt_prefix.iter().map(|&t| i64::from(t)));
         for sid in kept.iter().rev() {
             out.extend(sid.iter().map(|&t| self.vocab_id(t)));
             out.push(i64::from(self.sep_id));
         }
+        out.extend(self.prompt_suffix.iter().map(|&t| i64::from(t)));
         out
+    }
+}
+
+/// The vocabulary id of every SID token id `0..limit`, by name in `tokenizer.json`.
+fn resolve_names(
+    names: &SidTokenNames,
+    dir: &Path,
+    codebook_sizes: &[u32],
+    limit: u32,
+) -> Result<Vec<u32>, String> {
+    let path = dir.join(&names.tokenizer);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("sid_token_names: tokenizer {}: {e}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("sid_token_names: tokenizer {}: {e}", path.display()))?;
+    let mut vocab: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    if let Some(v) = json.pointer("/model/vocab").and_then(|v| v.as_object()) {
+        for (name, id) in v {
+            if let Some(id) = id.as_u64().and_then(|i| u32::try_from(i).ok()) {
+                vocab.insert(name.as_str(), id);
+            }
+        }
+    }
+    for t in json
+        .get("added_tokens")
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(name), Some(id)) = (
+            t.get("content").and_then(|c| c.as_str()),
+            t.get("id").and_then(|i| i.as_u64()),
+        ) {
+            vocab.insert(name, id as u32);
+        }
+    }
+    let layers = codebook_sizes.len();
+    (0..limit)
+        .map(|t| {
+            let (mut layer, mut code) = (layers, t);
+            let mut start = 0;
+            for (l, &m) in codebook_sizes.iter().enumerate() {
+                if t < start + m {
+                    (layer, code) = (l, t - start);
+                    break;
+                }
+                start += m;
+            }
+            if layer == layers {
+                code = t - start;
+            }
+            let letter = char::from(b'a' + (layer as u8 % 26));
+            let name = names
+                .template
+                .replace("{layer}", &(layer + 1).to_string())
+                .replace("{letter}", &letter.to_string())
+                .replace("{code}", &code.to_string());
+            vocab.get(name.as_str()).copied().ok_or_else(|| {
+                format!(
+                    "sid_token_names: SID token {t} is {name:?}, which {} does not have",
+                    path.display()
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v1() -> serde_json::Value {
+        serde_json::json!({
+            "format": "sidx-generator", "version": 1, "vocab_size": 20, "pad_id": 0,
+            "bos_id": 1, "sep_id": 2, "end_of_sid_id": 2, "sid_token_offset": 3,
+            "codebook_sizes": [4, 4], "sid_token_limit": 10, "max_positions": 64,
+            "max_history_items": 5
+        })
+    }
+
+    fn parse(v: &serde_json::Value) -> Result<Sidecar, String> {
+        Sidecar::parse(&v.to_string())
+    }
+
+    #[test]
+    fn version_1_files_keep_working_and_stay_version_1() {
+        let s = parse(&v1()).unwrap();
+        assert_eq!(s.vocab_id(4), 7);
+        assert_eq!(s.prompt([&[0u16, 5][..]].into_iter(), 2), vec![1, 3, 8, 2]);
+        let mut no_bos = v1();
+        no_bos.as_object_mut().unwrap().remove("bos_id");
+        assert!(parse(&no_bos).unwrap_err().contains("version 2"));
+    }
+
+    #[test]
+    fn version_2_lists_sid_tokens_and_wraps_the_history() {
+        let mut v = v1();
+        let o = v.as_object_mut().unwrap();
+        o.insert("version".into(), 2.into());
+        o.remove("bos_id");
+        o.remove("sid_token_offset");
+        o.insert(
+            "sid_token_ids".into(),
+            serde_json::json!([19, 18, 17, 16, 15, 14, 13, 12, 11, 10]),
+        );
+        o.insert("prompt_prefix".into(), serde_json::json!([5, 6]));
+        o.insert("prompt_suffix".into(), serde_json::json!([7]));
+        let s = parse(&v).unwrap();
+        assert_eq!(s.vocab_id(0), 19);
+        assert_eq!(
+            s.prompt([&[0u16, 5][..]].into_iter(), 2),
+            vec![5, 6, 19, 14, 2, 7]
+        );
+        // A special token among the SID ids, or an id listed twice, is refused.
+        let mut bad = v.clone();
+        bad["sep_id"] = 12.into();
+        assert!(
+            parse(&bad)
+                .unwrap_err()
+                .contains("sep_id 12 falls among the SID token ids")
+        );
+        let mut twice = v.clone();
+        twice["sid_token_ids"][1] = 19.into();
+        assert!(parse(&twice).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn names_resolve_through_tokenizer_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut added = Vec::new();
+        // Layers 1, 2 (4 codes each), then 2 disambiguation codes: <a_0>…<c_1> at 100 + t.
+        for t in 0..10u32 {
+            let (letter, code) = match t {
+                0..4 => ('a', t),
+                4..8 => ('b', t - 4),
+                _ => ('c', t - 8),
+            };
+            added.push(serde_json::json!({"id": 100 + t, "content": format!("<{letter}_{code}>")}));
+        }
+        let tok = serde_json::json!({"added_tokens": added, "model": {"vocab": {"hello": 5}}});
+        std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
+        let mut v = v1();
+        let o = v.as_object_mut().unwrap();
+        o.insert("version".into(), 2.into());
+        o.insert("vocab_size".into(), 200.into());
+        o.remove("sid_token_offset");
+        o.insert(
+            "sid_token_names".into(),
+            serde_json::json!({"tokenizer": "tokenizer.json", "template": "<{letter}_{code}>"}),
+        );
+        let path = dir.path().join("generator.json");
+        std::fs::write(&path, v.to_string()).unwrap();
+        let s = Sidecar::load(&path).unwrap();
+        assert_eq!(
+            s.sid_token_ids.as_deref(),
+            Some(&(100..110).collect::<Vec<u32>>()[..])
+        );
+        assert!(
+            Sidecar::parse(&v.to_string())
+                .unwrap_err()
+                .contains("loaded from a file")
+        );
+        // A name the tokenizer lacks is named in the error.
+        v["sid_token_limit"] = 11.into();
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = Sidecar::load(&path).unwrap_err().to_string();
+        assert!(e.contains("\"<c_2>\""), "{e}");
     }
 }
