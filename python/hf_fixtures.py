@@ -39,25 +39,8 @@ import torch
 
 PAD, BOS, SEP, OFFSET = 0, 1, 2, 3
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def read_sids(path):
-    """Item id -> layer-tagged token ids, the layout and the SID token count."""
-    sids, header = {}, None
-    for line in open(path):
-        line = line.rstrip("\n")
-        if line.startswith("#sidx "):
-            header = json.loads(line[len("#sidx "):])
-            continue
-        if not line or line.startswith("#"):
-            continue
-        item, tokens = line.split("\t")
-        sids[item] = [tuple(int(x) for x in t.split(":")) for t in tokens.split()]
-    sizes = header["codebook_sizes"]
-    offsets = [sum(sizes[:l]) for l in range(len(sizes) + 1)]
-    dis = max((c + 1 for s in sids.values() for (l, c) in s if l > len(sizes)), default=0)
-    ids = {i: [offsets[min(l, len(sizes) + 1) - 1] + c for (l, c) in s] for i, s in sids.items()}
-    return ids, sizes, offsets[-1] + dis
+sys.path.insert(0, str(ROOT / "python"))
+from train_generator import read_sids  # noqa: E402  (item id -> layer-tagged ids, layout, count)
 
 
 def histories(path, sids, max_items):

@@ -215,23 +215,12 @@ impl OnnxModel {
         let sidecar_path = sidecar
             .map(Path::to_path_buf)
             .unwrap_or_else(|| Sidecar::path_for(model));
-        let sidecar = Sidecar::load(&sidecar_path)?;
         let (session, device) = open_session(model, opts)?;
         let contract = Contract::detect(&session).map_err(|problem| GenerateError::Model {
             path: model.to_path_buf(),
             problem,
         })?;
-        if let Some(v) = contract.vocab
-            && v != sidecar.vocab_size as usize
-        {
-            return Err(GenerateError::Sidecar {
-                path: sidecar_path,
-                problem: format!(
-                    "vocab_size {} but the model's logits have {v} columns",
-                    sidecar.vocab_size
-                ),
-            });
-        }
+        let sidecar = Sidecar::load_for(&sidecar_path, contract.vocab)?;
         tracing::info!(
             model = %model.display(),
             %device,

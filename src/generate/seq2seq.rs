@@ -216,7 +216,6 @@ impl Seq2SeqModel {
         let sidecar_path = sidecar
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.join("generator.json"));
-        let sidecar = Sidecar::load(&sidecar_path)?;
         let encoder_path = dir.join(ENCODER_FILE);
         let (encoder, device) = open_session(&encoder_path, opts)?;
         check_ids(&encoder, "input_ids")
@@ -279,17 +278,7 @@ impl Seq2SeqModel {
                 ),
             ));
         };
-        if let Some(v) = contract.vocab
-            && v != sidecar.vocab_size as usize
-        {
-            return Err(GenerateError::Sidecar {
-                path: sidecar_path,
-                problem: format!(
-                    "vocab_size {} but the decoder's logits have {v} columns",
-                    sidecar.vocab_size
-                ),
-            });
-        }
+        let sidecar = Sidecar::load_for(&sidecar_path, contract.vocab)?;
         let decoder_start = decoder_start_id(dir, &sidecar)?;
         tracing::info!(
             dir = %dir.display(),

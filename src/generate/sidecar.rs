@@ -264,6 +264,24 @@ impl Sidecar {
         Ok(())
     }
 
+    /// Loads the sidecar at `path` and checks it against the vocabulary the
+    /// model's logits fix (`None` when the graph leaves it open).
+    pub fn load_for(path: &Path, logits_vocab: Option<usize>) -> Result<Self, GenerateError> {
+        let s = Self::load(path)?;
+        if let Some(v) = logits_vocab
+            && v != s.vocab_size as usize
+        {
+            return Err(GenerateError::Sidecar {
+                path: path.to_path_buf(),
+                problem: format!(
+                    "vocab_size {} but the model's logits have {v} columns",
+                    s.vocab_size
+                ),
+            });
+        }
+        Ok(s)
+    }
+
     /// Checks that `index` serves the SIDs this model was trained on.
     pub fn check_index(&self, index: &Index) -> Result<(), String> {
         let sizes = index.layout().codebook_sizes();
