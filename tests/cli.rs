@@ -537,3 +537,72 @@ fn generator_init_writes_the_sidecar_a_model_folder_lacks() {
         &["exists", "--force"],
     );
 }
+
+/// An LLM-style export (SID tokens named in tokenizer.json, no BOS, a text
+/// prompt): `generator init` writes the version-2 sidecar HF's prompts were
+/// built with, and the folder generates with it.
+#[test]
+fn generator_init_writes_a_version_2_sidecar_from_the_tokenizer() {
+    let work = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/qwen2-llm");
+    let model = work.path().join("qwen2");
+    std::fs::create_dir(&model).unwrap();
+    for f in ["model.onnx", "config.json", "tokenizer.json"] {
+        std::fs::copy(fixture.join(f), model.join(f)).unwrap();
+    }
+    let index = work.path().join("idx");
+    let sids = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generator/sids.tsv");
+    assert!(
+        sidx(&["index", "build", "--sids", p(&sids), "--out", p(&index)])
+            .status
+            .success()
+    );
+    let init = sidx(&[
+        "generator",
+        "init",
+        "--model",
+        p(&model),
+        "--index",
+        p(&index),
+        "--no-bos",
+        "--sep-id",
+        "2",
+        "--end-of-sid-id",
+        "1",
+        "--sid-token-names",
+        "<{letter}_{code}>",
+        "--prompt-prefix",
+        "17,42,99",
+        "--prompt-suffix",
+        "5,6",
+        "--max-positions",
+        "256",
+        "--max-history-items",
+        "8",
+    ]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("generator.json")).unwrap()).unwrap();
+    let committed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("generator.json")).unwrap()).unwrap();
+    assert_eq!(written, committed, "the sidecar the fixture was built with");
+    let out = sidx(&[
+        "generate",
+        "--model",
+        p(&model),
+        "--index",
+        p(&index),
+        "--history",
+        "9,10,11",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,12 +1,16 @@
 //! `sidx generator init`: writes the sidecar (`generator.json`) of a model
-//! from what the model and the index say, and checks it.
+//! from what the model and the index say, and checks it — version 1 (SID
+//! tokens at an offset, BOS) or version 2 (SID tokens named in the
+//! tokenizer, no BOS, token ids around the history).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
-use sidx::generate::{RuntimeOptions, Sidecar, SidecarInit, model_facts};
+use sidx::generate::{
+    RuntimeOptions, SidTokenNames, SidTokensInit, Sidecar, SidecarInit, model_facts,
+};
 use sidx::index::IndexStore;
 
 #[derive(Subcommand)]
@@ -28,8 +32,11 @@ pub struct InitArgs {
     out: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pad_id: u32,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "no_bos")]
     bos_id: u32,
+    /// Prompts start without a BOS token (sidecar version 2).
+    #[arg(long)]
+    no_bos: bool,
     /// Written after each history item's SID.
     #[arg(long, default_value_t = 2)]
     sep_id: u32,
@@ -37,8 +44,21 @@ pub struct InitArgs {
     #[arg(long)]
     end_of_sid_id: Option<u32>,
     /// Vocabulary id of SID token 0; every id from here to the end of the vocabulary is a SID token.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, conflicts_with = "sid_token_names")]
     sid_token_offset: u32,
+    /// SID tokens named in the tokenizer instead, e.g. `<{letter}_{code}>`
+    /// ({layer} 1-based, {letter} a, b, …, {code}); sidecar version 2.
+    #[arg(long)]
+    sid_token_names: Option<String>,
+    /// The tokenizer naming them [default: tokenizer.json in the model's folder].
+    #[arg(long, requires = "sid_token_names")]
+    tokenizer: Option<PathBuf>,
+    /// Token ids before the history, comma-separated (sidecar version 2).
+    #[arg(long, value_delimiter = ',')]
+    prompt_prefix: Vec<u32>,
+    /// Token ids after the history, before the SID (sidecar version 2).
+    #[arg(long, value_delimiter = ',')]
+    prompt_suffix: Vec<u32>,
     /// Longest prompt plus SID [default: config.json's n_positions / max_position_embeddings, else 1024].
     #[arg(long)]
     max_positions: Option<u32>,
@@ -76,18 +96,6 @@ fn init(a: &InitArgs) -> Result<()> {
     let index = IndexStore::new(&a.index)
         .open_current()
         .with_context(|| format!("opening the index in {}", a.index.display()))?;
-    let init = SidecarInit {
-        pad_id: a.pad_id,
-        bos_id: a.bos_id,
-        sep_id: a.sep_id,
-        end_of_sid_id: a.end_of_sid_id,
-        sid_token_offset: a.sid_token_offset,
-        max_positions: a.max_positions.or(facts.max_positions).unwrap_or(1024),
-        max_history_items: a.max_history_items,
-        decoder_start_id: a.decoder_start_id.or(facts.decoder_start_id),
-    };
-    let sidecar = Sidecar::init(vocab, &index, &init)
-        .map_err(|e| anyhow::anyhow!("the sidecar would not fit: {e}"))?;
     let out = a.out.clone().unwrap_or_else(|| {
         if a.model.is_dir() {
             a.model.join("generator.json")
@@ -95,18 +103,71 @@ fn init(a: &InitArgs) -> Result<()> {
             Sidecar::path_for(&a.model)
         }
     });
+    let out_dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
+    let sid_tokens = match &a.sid_token_names {
+        None => SidTokensInit::Offset(a.sid_token_offset),
+        Some(template) => {
+            let model_dir = if a.model.is_dir() {
+                a.model.clone()
+            } else {
+                a.model.parent().map(Path::to_path_buf).unwrap_or_default()
+            };
+            let tokenizer = a
+                .tokenizer
+                .clone()
+                .unwrap_or_else(|| model_dir.join("tokenizer.json"));
+            // Stored relative to the sidecar when it sits beside it.
+            let tokenizer = match (tokenizer.parent(), tokenizer.file_name()) {
+                (Some(d), Some(f)) if same_dir(d, &out_dir) => PathBuf::from(f),
+                _ => std::path::absolute(&tokenizer)?,
+            };
+            SidTokensInit::Names {
+                names: SidTokenNames {
+                    tokenizer,
+                    template: template.clone(),
+                },
+                dir: out_dir.clone(),
+            }
+        }
+    };
+    let init = SidecarInit {
+        pad_id: a.pad_id,
+        bos_id: (!a.no_bos).then_some(a.bos_id),
+        sep_id: a.sep_id,
+        end_of_sid_id: a.end_of_sid_id,
+        sid_tokens,
+        prompt_prefix: a.prompt_prefix.clone(),
+        prompt_suffix: a.prompt_suffix.clone(),
+        max_positions: a.max_positions.or(facts.max_positions).unwrap_or(1024),
+        max_history_items: a.max_history_items,
+        decoder_start_id: a.decoder_start_id.or(facts.decoder_start_id),
+    };
+    let sidecar = Sidecar::init(vocab, &index, &init)
+        .map_err(|e| anyhow::anyhow!("the sidecar would not fit: {e}"))?;
     if out.exists() && !a.force {
         bail!("{} exists (pass --force to overwrite)", out.display());
     }
     let json = serde_json::to_string_pretty(&sidecar)? + "\n";
     sidx::fsx::write_atomic(&out, |w| w.write_all(json.as_bytes()))?;
     println!(
-        "wrote {}: vocabulary {vocab}, SID tokens {}..{} for codebooks {:?}, end-of-SID {}",
+        "wrote {} (version {}): vocabulary {vocab}, {} SID tokens for codebooks {:?}, end-of-SID {}",
         out.display(),
-        a.sid_token_offset,
-        a.sid_token_offset + sidecar.sid_token_limit,
+        sidecar.version,
+        sidecar.sid_token_limit,
         sidecar.codebook_sizes,
         sidecar.end_of_sid_id
     );
     Ok(())
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let norm = |p: &Path| {
+        let p = if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        };
+        p.canonicalize().ok()
+    };
+    norm(a).is_some() && norm(a) == norm(b)
 }

@@ -28,7 +28,7 @@ pub use model::BatchModel;
 pub use onnx::{Contract, Float, OnnxModel};
 pub use runtime::{Device, RuntimeOptions};
 pub use seq2seq::Seq2SeqModel;
-pub use sidecar::{Sidecar, SidecarInit};
+pub use sidecar::{SidTokenNames, SidTokensInit, Sidecar, SidecarInit};
 pub use validate::{GenerationRequest, History, RequestError, ValidRequest};
 
 /// Opens the generator at `path`: an ONNX file (a decoder-only model), or

@@ -79,14 +79,30 @@ pub struct SidTokenNames {
 #[derive(Clone, Debug)]
 pub struct SidecarInit {
     pub pad_id: u32,
-    pub bos_id: u32,
+    pub bos_id: Option<u32>,
     pub sep_id: u32,
     /// Default: `sep_id`.
     pub end_of_sid_id: Option<u32>,
-    pub sid_token_offset: u32,
+    pub sid_tokens: SidTokensInit,
+    pub prompt_prefix: Vec<u32>,
+    pub prompt_suffix: Vec<u32>,
     pub max_positions: u32,
     pub max_history_items: u32,
     pub decoder_start_id: Option<u32>,
+}
+
+/// Where `sidx generator init` finds the SID tokens in the vocabulary.
+#[derive(Clone, Debug)]
+pub enum SidTokensInit {
+    /// From this vocabulary id to the end of the vocabulary.
+    Offset(u32),
+    /// Named in a tokenizer; the model knows every SID token id whose name
+    /// it has, counted from 0.
+    Names {
+        names: SidTokenNames,
+        /// The folder the sidecar is written to (`names.tokenizer` is relative to it).
+        dir: PathBuf,
+    },
 }
 
 impl Sidecar {
@@ -126,29 +142,50 @@ impl Sidecar {
     /// A sidecar for a model of `vocab_size` tokens serving `index`: the SID
     /// tokens from `sid_token_offset` to the end of the vocabulary, the
     /// special ids and prompt limits of `init`; checked, index included.
+    ///
+    /// The result is what the file holds (names, not the ids they resolve
+    /// to); it is checked resolved.
     pub fn init(vocab_size: u32, index: &Index, init: &SidecarInit) -> Result<Self, String> {
-        let sid_token_limit = vocab_size
-            .checked_sub(init.sid_token_offset)
-            .ok_or_else(|| {
-                format!(
-                    "sid_token_offset {} is beyond the vocabulary of {vocab_size}",
-                    init.sid_token_offset
-                )
-            })?;
-        let s = Sidecar {
+        let codebook_sizes = index.layout().codebook_sizes().to_vec();
+        let (offset, names, ids) = match &init.sid_tokens {
+            SidTokensInit::Offset(offset) => (Some(*offset), None, None),
+            SidTokensInit::Names { names, dir } => {
+                let vocab = tokenizer_vocab(&dir.join(&names.tokenizer))?;
+                let ids: Vec<u32> = (0..crate::index::TOKEN_ID_LIMIT)
+                    .map_while(|t| {
+                        vocab
+                            .get(&sid_token_name(&names.template, &codebook_sizes, t))
+                            .copied()
+                    })
+                    .collect();
+                (None, Some(names.clone()), Some(ids))
+            }
+        };
+        let sid_token_limit = match (&ids, offset) {
+            (Some(ids), _) => ids.len() as u32,
+            (None, Some(offset)) => vocab_size.checked_sub(offset).ok_or_else(|| {
+                format!("sid_token_offset {offset} is beyond the vocabulary of {vocab_size}")
+            })?,
+            (None, None) => unreachable!("one of the two is set above"),
+        };
+        let v2 = names.is_some()
+            || init.bos_id.is_none()
+            || !init.prompt_prefix.is_empty()
+            || !init.prompt_suffix.is_empty();
+        let mut s = Sidecar {
             format: "sidx-generator".into(),
-            version: 1,
+            version: if v2 { 2 } else { 1 },
             vocab_size,
             pad_id: init.pad_id,
-            bos_id: Some(init.bos_id),
+            bos_id: init.bos_id,
             sep_id: init.sep_id,
             end_of_sid_id: init.end_of_sid_id.unwrap_or(init.sep_id),
-            sid_token_offset: Some(init.sid_token_offset),
-            sid_token_ids: None,
-            sid_token_names: None,
-            prompt_prefix: Vec::new(),
-            prompt_suffix: Vec::new(),
-            codebook_sizes: index.layout().codebook_sizes().to_vec(),
+            sid_token_offset: offset,
+            sid_token_ids: ids,
+            sid_token_names: names,
+            prompt_prefix: init.prompt_prefix.clone(),
+            prompt_suffix: init.prompt_suffix.clone(),
+            codebook_sizes,
             sid_token_limit,
             max_positions: init.max_positions,
             max_history_items: init.max_history_items,
@@ -156,6 +193,9 @@ impl Sidecar {
         };
         s.check()?;
         s.check_index(index)?;
+        if s.sid_token_names.is_some() {
+            s.sid_token_ids = None;
+        }
         Ok(s)
     }
 
@@ -350,23 +390,18 @@ impl Sidecar {
     }
 }
 
-/// The vocabulary id of every SID token id `0..limit`, by name in `tokenizer.json`.
-fn resolve_names(
-    names: &SidTokenNames,
-    dir: &Path,
-    codebook_sizes: &[u32],
-    limit: u32,
-) -> Result<Vec<u32>, String> {
-    let path = dir.join(&names.tokenizer);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("sid_token_names: tokenizer {}: {e}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("sid_token_names: tokenizer {}: {e}", path.display()))?;
-    let mut vocab: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+/// Token name → id of a Hugging Face `tokenizer.json` (its model's vocabulary
+/// and its added tokens).
+fn tokenizer_vocab(path: &Path) -> Result<std::collections::HashMap<String, u32>, String> {
+    let err =
+        |e: &dyn std::fmt::Display| format!("sid_token_names: tokenizer {}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| err(&e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(&e))?;
+    let mut vocab = std::collections::HashMap::new();
     if let Some(v) = json.pointer("/model/vocab").and_then(|v| v.as_object()) {
         for (name, id) in v {
             if let Some(id) = id.as_u64().and_then(|i| u32::try_from(i).ok()) {
-                vocab.insert(name.as_str(), id);
+                vocab.insert(name.clone(), id);
             }
         }
     }
@@ -376,35 +411,52 @@ fn resolve_names(
         .into_iter()
         .flatten()
     {
-        if let (Some(name), Some(id)) = (
-            t.get("content").and_then(|c| c.as_str()),
-            t.get("id").and_then(|i| i.as_u64()),
-        ) {
-            vocab.insert(name, id as u32);
+        let content = t.get("content").and_then(|c| c.as_str());
+        let id = t
+            .get("id")
+            .and_then(|i| i.as_u64())
+            .and_then(|i| u32::try_from(i).ok());
+        if let (Some(name), Some(id)) = (content, id) {
+            vocab.insert(name.to_string(), id);
         }
     }
-    let layers = codebook_sizes.len();
+    Ok(vocab)
+}
+
+/// The name of SID token id `t` under `template` for a layout of `codebook_sizes`.
+fn sid_token_name(template: &str, codebook_sizes: &[u32], t: u32) -> String {
+    let mut start = 0;
+    let mut at = (codebook_sizes.len(), 0);
+    for (l, &m) in codebook_sizes.iter().enumerate() {
+        if t < start + m {
+            at = (l, t - start);
+            break;
+        }
+        start += m;
+    }
+    if at.0 == codebook_sizes.len() {
+        at.1 = t - start;
+    }
+    let letter = char::from(b'a' + (at.0 % 26) as u8);
+    template
+        .replace("{layer}", &(at.0 + 1).to_string())
+        .replace("{letter}", &letter.to_string())
+        .replace("{code}", &at.1.to_string())
+}
+
+/// The vocabulary id of every SID token id `0..limit`, by name in `tokenizer.json`.
+fn resolve_names(
+    names: &SidTokenNames,
+    dir: &Path,
+    codebook_sizes: &[u32],
+    limit: u32,
+) -> Result<Vec<u32>, String> {
+    let path = dir.join(&names.tokenizer);
+    let vocab = tokenizer_vocab(&path)?;
     (0..limit)
         .map(|t| {
-            let (mut layer, mut code) = (layers, t);
-            let mut start = 0;
-            for (l, &m) in codebook_sizes.iter().enumerate() {
-                if t < start + m {
-                    (layer, code) = (l, t - start);
-                    break;
-                }
-                start += m;
-            }
-            if layer == layers {
-                code = t - start;
-            }
-            let letter = char::from(b'a' + (layer as u8 % 26));
-            let name = names
-                .template
-                .replace("{layer}", &(layer + 1).to_string())
-                .replace("{letter}", &letter.to_string())
-                .replace("{code}", &code.to_string());
-            vocab.get(name.as_str()).copied().ok_or_else(|| {
+            let name = sid_token_name(&names.template, codebook_sizes, t);
+            vocab.get(&name).copied().ok_or_else(|| {
                 format!(
                     "sid_token_names: SID token {t} is {name:?}, which {} does not have",
                     path.display()
