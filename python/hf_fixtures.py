@@ -244,12 +244,14 @@ def export(model, arch, out, dtype):
     src = out / "hf"
     model.save_pretrained(src)  # kept: `sidx bench hf` runs HF on these weights
     task = "text2text-generation-with-past" if arch == "t5" else "text-generation-with-past"
+    if dtype == "nocache":
+        task = "text-generation"
     cmd = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model",
            str(src), "--task", task, str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"optimum export of {arch} failed:\n{r.stderr[-3000:]}")
-    if dtype == "fp16":
+    if dtype in ("fp16", "nocache"):
         shutil.rmtree(src)
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -318,7 +320,8 @@ def main():
                 case[key] = hf_topk(model, arch, trie, prompt, args.beam, args.top_k, max_sid,
                                     constrained, vocab)
             cases.append(case)
-        dtypes = ["fp32", "fp16", "dynamo"] if arch == "gpt2" else ["fp32"]
+        dtypes = {"gpt2": ["fp32", "fp16", "dynamo"], "llama": ["fp32", "nocache"],
+                  "qwen2": ["fp32", "nocache"]}.get(name_arch, ["fp32"])
         for dtype in dtypes:
             name = name_arch if dtype == "fp32" else f"{arch}-{dtype}"
             d = out / name

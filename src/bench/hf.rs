@@ -59,8 +59,8 @@ struct PeerRow {
 }
 
 /// The export sidx runs for `name` with or without a cache: the fixture
-/// folder itself, T5's encoder and first-step decoder alone, or GPT-2's
-/// dynamo export (the same weights, no cache).
+/// folder itself, T5's encoder and first-step decoder alone, or the
+/// `-nocache` (optimum `text-generation`) or `-dynamo` export of the same weights.
 fn export(b: &HfBench, name: &str, cached: bool, scratch: &Path) -> Result<Option<PathBuf>> {
     let dir = b.fixtures.join(name);
     if cached {
@@ -79,8 +79,10 @@ fn export(b: &HfBench, name: &str, cached: bool, scratch: &Path) -> Result<Optio
         }
         return Ok(Some(sub));
     }
-    let dynamo = b.fixtures.join(format!("{name}-dynamo"));
-    Ok(dynamo.is_dir().then_some(dynamo))
+    Ok(["nocache", "dynamo"]
+        .iter()
+        .map(|v| b.fixtures.join(format!("{name}-{v}")))
+        .find(|d| d.is_dir()))
 }
 
 pub fn run(b: &HfBench, progress: &Progress) -> Result<()> {
