@@ -442,66 +442,82 @@ fn demo_runs_the_pipeline_and_serves_generate_end_to_end() {
     assert!(text.contains("constrained 0 of"), "{text}");
 }
 
+/// A model folder in `work` holding `files` of the HF fixture `name`
+/// (without its sidecar), and an index of the fixture SIDs.
+fn model_folder(work: &Path, name: &str, files: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hf")
+        .join(name);
+    let model = work.join(name);
+    std::fs::create_dir(&model).unwrap();
+    for f in files {
+        std::fs::copy(fixture.join(f), model.join(f)).unwrap();
+    }
+    let index = work.join("idx");
+    let sids = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generator/sids.tsv");
+    let built = sidx(&["index", "build", "--sids", p(&sids), "--out", p(&index)]);
+    assert!(built.status.success());
+    (fixture, model, index)
+}
+
+/// Runs `sidx generator init --model M --index I` plus `extra`; asserts success.
+fn generator_init(model: &Path, index: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "generator",
+        "init",
+        "--model",
+        p(model),
+        "--index",
+        p(index),
+    ];
+    args.extend_from_slice(extra);
+    let out = sidx(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sidecars(written: &Path, committed: &Path) -> (serde_json::Value, serde_json::Value) {
+    let read = |d: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join("generator.json")).unwrap()).unwrap()
+    };
+    (read(written), read(committed))
+}
+
+fn generate_in(model: &Path, index: &Path) -> Output {
+    sidx(&[
+        "generate",
+        "--model",
+        p(model),
+        "--index",
+        p(index),
+        "--history",
+        "9,10,11",
+        "--json",
+    ])
+}
+
 /// A model folder without a sidecar is refused with what the file is and the
 /// command that writes it; `sidx generator init` writes one from the export's
 /// graph and config.json and the index, and the folder then generates.
 #[test]
 fn generator_init_writes_the_sidecar_a_model_folder_lacks() {
     let work = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/t5");
-    let model = work.path().join("t5");
-    std::fs::create_dir(&model).unwrap();
-    for f in [
+    let files = [
         "encoder_model.onnx",
         "decoder_model.onnx",
         "decoder_with_past_model.onnx",
         "config.json",
-    ] {
-        std::fs::copy(fixture.join(f), model.join(f)).unwrap();
-    }
-    let index = work.path().join("idx");
-    let sids = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generator/sids.tsv");
-    assert!(
-        sidx(&["index", "build", "--sids", p(&sids), "--out", p(&index)])
-            .status
-            .success()
-    );
-    let generate = || {
-        sidx(&[
-            "generate",
-            "--model",
-            p(&model),
-            "--index",
-            p(&index),
-            "--history",
-            "9,10,11",
-            "--json",
-        ])
-    };
+    ];
+    let (fixture, model, index) = model_folder(work.path(), "t5", &files);
     fails_with(
-        &generate(),
+        &generate_in(&model, &index),
         &["generator.json", "not found", "sidx generator init"],
     );
-
-    let init = sidx(&[
-        "generator",
-        "init",
-        "--model",
-        p(&model),
-        "--index",
-        p(&index),
-        "--max-positions",
-        "256",
-    ]);
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let written: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(model.join("generator.json")).unwrap()).unwrap();
-    let committed: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("generator.json")).unwrap()).unwrap();
+    generator_init(&model, &index, &["--max-positions", "256"]);
+    let (written, committed) = sidecars(&model, &fixture);
     for key in [
         "vocab_size",
         "pad_id",
@@ -518,7 +534,7 @@ fn generator_init_writes_the_sidecar_a_model_folder_lacks() {
         written["decoder_start_id"], 0,
         "T5's decoder_start_token_id from config.json"
     );
-    let out = generate();
+    let out = generate_in(&model, &index);
     assert!(
         out.status.success(),
         "{}",
@@ -544,62 +560,32 @@ fn generator_init_writes_the_sidecar_a_model_folder_lacks() {
 #[test]
 fn generator_init_writes_a_version_2_sidecar_from_the_tokenizer() {
     let work = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/qwen2-llm");
-    let model = work.path().join("qwen2");
-    std::fs::create_dir(&model).unwrap();
-    for f in ["model.onnx", "config.json", "tokenizer.json"] {
-        std::fs::copy(fixture.join(f), model.join(f)).unwrap();
-    }
-    let index = work.path().join("idx");
-    let sids = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generator/sids.tsv");
-    assert!(
-        sidx(&["index", "build", "--sids", p(&sids), "--out", p(&index)])
-            .status
-            .success()
+    let files = ["model.onnx", "config.json", "tokenizer.json"];
+    let (fixture, model, index) = model_folder(work.path(), "qwen2-llm", &files);
+    generator_init(
+        &model,
+        &index,
+        &[
+            "--no-bos",
+            "--sep-id",
+            "2",
+            "--end-of-sid-id",
+            "1",
+            "--sid-token-names",
+            "<{letter}_{code}>",
+            "--prompt-prefix",
+            "17,42,99",
+            "--prompt-suffix",
+            "5,6",
+            "--max-positions",
+            "256",
+            "--max-history-items",
+            "8",
+        ],
     );
-    let init = sidx(&[
-        "generator",
-        "init",
-        "--model",
-        p(&model),
-        "--index",
-        p(&index),
-        "--no-bos",
-        "--sep-id",
-        "2",
-        "--end-of-sid-id",
-        "1",
-        "--sid-token-names",
-        "<{letter}_{code}>",
-        "--prompt-prefix",
-        "17,42,99",
-        "--prompt-suffix",
-        "5,6",
-        "--max-positions",
-        "256",
-        "--max-history-items",
-        "8",
-    ]);
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let written: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(model.join("generator.json")).unwrap()).unwrap();
-    let committed: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("generator.json")).unwrap()).unwrap();
+    let (written, committed) = sidecars(&model, &fixture);
     assert_eq!(written, committed, "the sidecar the fixture was built with");
-    let out = sidx(&[
-        "generate",
-        "--model",
-        p(&model),
-        "--index",
-        p(&index),
-        "--history",
-        "9,10,11",
-        "--json",
-    ]);
+    let out = generate_in(&model, &index);
     assert!(
         out.status.success(),
         "{}",

@@ -96,13 +96,7 @@ fn init(a: &InitArgs) -> Result<()> {
     let index = IndexStore::new(&a.index)
         .open_current()
         .with_context(|| format!("opening the index in {}", a.index.display()))?;
-    let out = a.out.clone().unwrap_or_else(|| {
-        if a.model.is_dir() {
-            a.model.join("generator.json")
-        } else {
-            Sidecar::path_for(&a.model)
-        }
-    });
+    let out = Sidecar::path_or_default(a.out.as_deref(), &a.model);
     let out_dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
     let sid_tokens = match &a.sid_token_names {
         None => SidTokensInit::Offset(a.sid_token_offset),

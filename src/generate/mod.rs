@@ -45,9 +45,7 @@ pub fn open_model(
             .map(|m| Box::new(m) as Box<dyn BatchModel>)
             .map_err(|e| with_folder_hint(path, e));
     }
-    let sidecar = sidecar
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| path.join("generator.json"));
+    let sidecar = Sidecar::path_or_default(sidecar, path);
     if path.join(seq2seq::ENCODER_FILE).is_file() {
         return Ok(Box::new(Seq2SeqModel::open(path, Some(&sidecar), opts)?));
     }

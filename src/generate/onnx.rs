@@ -212,9 +212,7 @@ impl OnnxModel {
         sidecar: Option<&Path>,
         opts: &RuntimeOptions,
     ) -> Result<Self, GenerateError> {
-        let sidecar_path = sidecar
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| Sidecar::path_for(model));
+        let sidecar_path = Sidecar::path_or_default(sidecar, model);
         let (session, device) = open_session(model, opts)?;
         let contract = Contract::detect(&session).map_err(|problem| GenerateError::Model {
             path: model.to_path_buf(),

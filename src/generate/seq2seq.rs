@@ -213,9 +213,7 @@ impl Seq2SeqModel {
         sidecar: Option<&Path>,
         opts: &RuntimeOptions,
     ) -> Result<Self, GenerateError> {
-        let sidecar_path = sidecar
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| dir.join("generator.json"));
+        let sidecar_path = Sidecar::path_or_default(sidecar, dir);
         let encoder_path = dir.join(ENCODER_FILE);
         let (encoder, device) = open_session(&encoder_path, opts)?;
         check_ids(&encoder, "input_ids")

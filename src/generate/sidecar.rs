@@ -106,9 +106,19 @@ pub enum SidTokensInit {
 }
 
 impl Sidecar {
-    /// The sidecar beside `model`: `generator.json` in the same directory.
+    /// The default sidecar of `model`: `generator.json` in an export folder,
+    /// or beside a model file.
     pub fn path_for(model: &Path) -> PathBuf {
-        model.with_file_name("generator.json")
+        if model.is_dir() {
+            model.join("generator.json")
+        } else {
+            model.with_file_name("generator.json")
+        }
+    }
+
+    /// `given`, else [`Sidecar::path_for`] `model`.
+    pub fn path_or_default(given: Option<&Path>, model: &Path) -> PathBuf {
+        given.map_or_else(|| Self::path_for(model), Path::to_path_buf)
     }
 
     /// Reads and checks a sidecar file.
