@@ -22,7 +22,13 @@ Exporter versions and dead ends: torch 2.15.0, transformers 4.57.6, optimum
 2.1.0 + optimum-onnx 0.1.0 (which needs transformers < 4.58: on transformers 5
 pin 4.57 in a separate venv for the export). `torch.onnx.export(dynamo=False)`
 fails on current HF models (`unordered_map::at`); dynamo=True works for exports
-without a cache when input and output names are given.
+without a cache when input and output names are given. optimum-onnx's CLI
+writes decoder-only models as one `model.onnx`; the split + merged layout of
+optimum 1.x (`*-split`) comes from its export API and `merge_decoders`.
+The LLM-vocabulary model (`qwen2-llm`) has a byte-level BPE tokenizer with the
+SID tokens added, and its prompts are HF's tokenization of a text template.
+
+    --variants gpt2-split,llama-split   rebuilds only those fixtures
 """
 
 import argparse
@@ -74,20 +80,47 @@ class Trie:
 class Vocab:
     """How SID tokens and the prompt sit in a model's vocabulary: sidx's
     own layout (special tokens, then SID token t at OFFSET + t), or an
-    LLM-style one (`llm=True`): a text vocabulary of TEXT tokens with the SID
-    tokens appended in shuffled order, named `<a_12>` (layer letter, code) in
-    tokenizer.json, no BOS, and a text prompt around the history."""
+    LLM-style one (`llm=True`): a byte-level BPE text vocabulary (as GPT-2's
+    and Qwen2's, trained here on a few sentences) with the SID tokens added
+    in shuffled order, named `<a_12>` (layer letter, code), no BOS, and a
+    text prompt around the history — tokenized by Hugging Face's tokenizer,
+    which sidx must reproduce from the template in its sidecar."""
 
-    TEXT = 200
-    PREFIX = [17, 42, 99]  # "the user bought"
-    SUFFIX = [5, 6]  # ". next:"
+    TEXT = 300
+    TEMPLATE = "The user bought {history}. Next:"
+    SEPARATOR = ", "
+    CORPUS = [
+        "The user bought a microscope, a pipette and gloves. Next: a centrifuge.",
+        "Next: what the user buys after these items, in order.",
+        "The user bought lab supplies; the next purchase follows.",
+    ]
 
     def __init__(self, sid_tokens, sizes, llm=False, seed=0):
         self.llm, self.sizes, self.sid_tokens = llm, sizes, sid_tokens
         if llm:
-            ids = list(range(self.TEXT, self.TEXT + sid_tokens))
+            from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+            tok = Tokenizer(models.BPE())
+            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            tok.decoder = decoders.ByteLevel()
+            tok.train_from_iterator(self.CORPUS * 20, trainers.BpeTrainer(
+                vocab_size=self.TEXT, special_tokens=["<pad>", "<eos>"], show_progress=False,
+                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+            text = tok.get_vocab_size()
+            ids = list(range(text, text + sid_tokens))
             random.Random(seed).shuffle(ids)
-            self.ids, self.eos, self.sep, self.size = ids, 1, 2, self.TEXT + sid_tokens
+            sid_of = {v: t for t, v in enumerate(ids)}
+            # Added in id order, so token t gets id ids[t].
+            tok.add_tokens([AddedToken(self.name(sid_of[v]), normalized=False)
+                            for v in range(text, text + sid_tokens)])
+            assert all(tok.token_to_id(self.name(t)) == v for t, v in enumerate(ids))
+            from transformers import PreTrainedTokenizerFast
+
+            self.tokenizer, self.hf = tok, PreTrainedTokenizerFast(tokenizer_object=tok)
+            self.ids, self.eos, self.size = ids, 1, text + sid_tokens
+            # The separator after a generated SID is end-of-SID; between
+            # history items it is the template's text separator.
+            self.sep = self.eos
         else:
             self.ids = [OFFSET + t for t in range(sid_tokens)]
             self.eos, self.sep, self.size = SEP, SEP, OFFSET + sid_tokens
@@ -96,10 +129,8 @@ class Vocab:
     def prompt(self, items, sids):
         if not self.llm:
             return decoder_prompt(items, sids)
-        p = list(self.PREFIX)
-        for i in items:
-            p += [self.ids[t] for t in sids[i]] + [self.sep]
-        return p + self.SUFFIX
+        history = self.SEPARATOR.join("".join(self.name(t) for t in sids[i]) for i in items)
+        return self.hf(self.TEMPLATE.format(history=history), add_special_tokens=False)["input_ids"]
 
     def target(self, item, sids):
         return [self.ids[t] for t in sids[item]] + [self.eos]
@@ -108,20 +139,6 @@ class Vocab:
         offsets = [sum(self.sizes[:l]) for l in range(len(self.sizes) + 1)]
         layer = next((l for l in range(len(self.sizes)) if t < offsets[l + 1]), len(self.sizes))
         return f"<{'abcdefgh'[layer]}_{t - offsets[layer]}>"
-
-    def tokenizer_json(self):
-        """A WordLevel tokenizer.json naming every token (SID tokens as added tokens)."""
-        vocab = {"<pad>": 0, "<eos>": 1, ",": 2}
-        vocab.update({f"w{i}": i for i in range(3, self.TEXT)})
-        added = []
-        for t, v in enumerate(self.ids):
-            vocab[self.name(t)] = v
-            added.append({"id": v, "content": self.name(t), "single_word": False, "lstrip": False,
-                          "rstrip": False, "normalized": False, "special": False})
-        return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
-                "normalizer": None, "pre_tokenizer": {"type": "WhitespaceSplit"},
-                "post_processor": None, "decoder": None,
-                "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<pad>"}}
 
 
 def decoder_prompt(items, sids):
@@ -261,6 +278,28 @@ def export(model, arch, out, dtype):
             onnx.save(m, str(f))
 
 
+def export_split(model, out):
+    """The decoder-only layout optimum 1.x wrote (and many Hub exports still
+    have): `decoder_model.onnx` (no past in, present out) for the first step,
+    `decoder_with_past_model.onnx` for the rest, and optimum's
+    `merge_decoders` of the two as `decoder_model_merged.onnx` (its
+    `use_cache_branch` input picks the branch). optimum-onnx 0.1.0's CLI
+    writes only the single with-past `model.onnx`; its export API still
+    builds both graphs from the same ONNX config."""
+    from optimum.exporters.onnx import export as onnx_export
+    from optimum.exporters.tasks import TasksManager
+    from optimum.onnx import merge_decoders
+
+    config = TasksManager.get_exporter_config_constructor(
+        "onnx", model=model, task="text-generation-with-past", library_name="transformers")
+    for file, past_in in (("decoder_model.onnx", False), ("decoder_with_past_model.onnx", True)):
+        onnx_export(model, config(model.config, task="text-generation", use_past=True,
+                                  use_past_in_inputs=past_in), out / file)
+    merge_decoders(out / "decoder_model.onnx", out / "decoder_with_past_model.onnx",
+                   save_path=out / "decoder_model_merged.onnx")
+    model.config.save_pretrained(out)
+
+
 def export_dynamo(model, out):
     """`torch.onnx.export(dynamo=True)` without a cache, names given (without
     them the output is called `linear` and shapes are static); no
@@ -290,6 +329,8 @@ def main():
     ap.add_argument("--sequences", default=str(ROOT / "../shared/data/amazon_scientific/sequences.txt"))
     ap.add_argument("--out", default=str(ROOT / "tests/fixtures/hf"))
     ap.add_argument("--archs", default="gpt2,llama,qwen2,t5,qwen2-llm")
+    ap.add_argument("--variants", default="",
+                    help="only these fixture names (e.g. gpt2-split); default: all of --archs")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--users", type=int, default=4)
     ap.add_argument("--beam", type=int, default=20)
@@ -320,16 +361,20 @@ def main():
                 case[key] = hf_topk(model, arch, trie, prompt, args.beam, args.top_k, max_sid,
                                     constrained, vocab)
             cases.append(case)
-        dtypes = {"gpt2": ["fp32", "fp16", "dynamo"], "llama": ["fp32", "nocache"],
+        dtypes = {"gpt2": ["fp32", "fp16", "dynamo", "split"], "llama": ["fp32", "nocache", "split"],
                   "qwen2": ["fp32", "nocache"]}.get(name_arch, ["fp32"])
         for dtype in dtypes:
             name = name_arch if dtype == "fp32" else f"{arch}-{dtype}"
+            if args.variants and name not in args.variants.split(","):
+                continue
             d = out / name
             if d.exists():
                 shutil.rmtree(d)
             d.mkdir()
             if dtype == "dynamo":
                 export_dynamo(model, d)
+            elif dtype == "split":
+                export_split(model, d)
             else:
                 export(model, arch, d, dtype)
             sidecar = {
@@ -345,11 +390,12 @@ def main():
                     "format": "sidx-generator", "version": 2, "vocab_size": vocab.size,
                     "pad_id": PAD, "sep_id": vocab.sep, "end_of_sid_id": vocab.eos,
                     "sid_token_names": {"tokenizer": "tokenizer.json", "template": "<{letter}_{code}>"},
-                    "prompt_prefix": Vocab.PREFIX, "prompt_suffix": Vocab.SUFFIX,
+                    "prompt_template": {"tokenizer": "tokenizer.json", "text": Vocab.TEMPLATE,
+                                        "separator": Vocab.SEPARATOR},
                     "codebook_sizes": sizes, "sid_token_limit": sid_tokens, "max_positions": 256,
                     "max_history_items": 8,
                 }
-                (d / "tokenizer.json").write_text(json.dumps(vocab.tokenizer_json()) + "\n")
+                vocab.tokenizer.save(str(d / "tokenizer.json"))
             (d / "generator.json").write_text(json.dumps(sidecar, indent=2) + "\n")
             (d / "expected.json").write_text(json.dumps({
                 "arch": arch, "dtype": dtype, "beam": args.beam, "top_k": args.top_k,

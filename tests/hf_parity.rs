@@ -268,6 +268,48 @@ fn a_file_of_an_encoder_decoder_export_names_the_folder_to_pass() {
     }
 }
 
+/// optimum's decoder-only layouts other than one `model.onnx`: the folder
+/// with all three graphs runs the merged one (`use_cache_branch`), the
+/// merged graph given as the file runs alone, and `decoder_model.onnx` +
+/// `decoder_with_past_model.onnx` run split (first step, then cached steps).
+#[test]
+fn merged_and_split_decoder_only_exports_equal_hf() {
+    for name in ["gpt2-split", "llama-split"] {
+        assert_equals_hf(name, 1e-4);
+        let merged = subset(name, &["decoder_model_merged.onnx"]);
+        assert_dir_equals_hf(name, &merged.path().join("decoder_model_merged.onnx"), 1e-4);
+        let split = subset(
+            name,
+            &["decoder_model.onnx", "decoder_with_past_model.onnx"],
+        );
+        assert_dir_equals_hf(name, split.path(), 1e-4);
+    }
+}
+
+/// The first-step graph of a split export alone says what it is and which
+/// folder to pass; a folder with none of the known graphs lists what it has.
+#[test]
+fn a_part_of_a_split_decoder_only_export_names_the_folder_to_pass() {
+    let opts = RuntimeOptions::default();
+    let dir = fixture("gpt2-split");
+    let e = open_model(&dir.join("decoder_model.onnx"), None, &opts)
+        .err()
+        .expect("decoder_model.onnx opened alone")
+        .to_string();
+    assert!(e.contains("first-step graph of a split export"), "{e}");
+    assert!(e.contains(&format!("--model {}", dir.display())), "{e}");
+
+    let only_first = subset("gpt2-split", &["decoder_model.onnx"]);
+    let e = open_model(only_first.path(), None, &opts)
+        .err()
+        .expect("a folder without a later-step graph opened")
+        .to_string();
+    assert!(
+        e.contains("not a model folder") && e.contains("decoder_model.onnx"),
+        "{e}"
+    );
+}
+
 /// An LLM-style vocabulary: SID tokens appended to a text vocabulary in
 /// shuffled order and named `<a_12>` in tokenizer.json, no BOS, a text
 /// prompt around the history (sidecar version 2).

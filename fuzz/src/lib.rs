@@ -1051,6 +1051,8 @@ fn fixture(share: bool) -> &'static Fixture {
                 sid_token_names: None,
                 prompt_prefix: Vec::new(),
                 prompt_suffix: Vec::new(),
+                history_separator: None,
+                prompt_template: None,
                 codebook_sizes: LAYOUT.to_vec(),
                 sid_token_limit: limit,
                 max_positions: 64,

@@ -1,7 +1,7 @@
 //! `sidx generator init`: writes the sidecar (`generator.json`) of a model
 //! from what the model and the index say, and checks it — version 1 (SID
 //! tokens at an offset, BOS) or version 2 (SID tokens named in the
-//! tokenizer, no BOS, token ids around the history).
+//! tokenizer, no BOS, token ids or a text template around the history).
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use sidx::generate::{
-    RuntimeOptions, SidTokenNames, SidTokensInit, Sidecar, SidecarInit, model_facts,
+    PromptTemplate, RuntimeOptions, SidTokenNames, SidTokensInit, Sidecar, SidecarInit, model_facts,
 };
 use sidx::index::IndexStore;
 
@@ -50,15 +50,24 @@ pub struct InitArgs {
     /// ({layer} 1-based, {letter} a, b, …, {code}); sidecar version 2.
     #[arg(long)]
     sid_token_names: Option<String>,
-    /// The tokenizer naming them [default: tokenizer.json in the model's folder].
-    #[arg(long, requires = "sid_token_names")]
+    /// The tokenizer of --sid-token-names and --prompt-template [default:
+    /// tokenizer.json in the model's folder].
+    #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Token ids before the history, comma-separated (sidecar version 2).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "prompt_template")]
     prompt_prefix: Vec<u32>,
     /// Token ids after the history, before the SID (sidecar version 2).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "prompt_template")]
     prompt_suffix: Vec<u32>,
+    /// The prompt as text around `{history}`, e.g. "The user bought
+    /// {history}. Next:", tokenized with the tokenizer (sidecar version 2).
+    #[arg(long)]
+    prompt_template: Option<String>,
+    /// Text between history items in --prompt-template, e.g. ", "
+    /// [default: --sep-id after each item].
+    #[arg(long, requires = "prompt_template")]
+    prompt_separator: Option<String>,
     /// Longest prompt plus SID [default: config.json's n_positions / max_position_embeddings, else 1024].
     #[arg(long)]
     max_positions: Option<u32>,
@@ -98,31 +107,39 @@ fn init(a: &InitArgs) -> Result<()> {
         .with_context(|| format!("opening the index in {}", a.index.display()))?;
     let out = Sidecar::path_or_default(a.out.as_deref(), &a.model);
     let out_dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Stored relative to the sidecar when it sits beside it.
+    let tokenizer = || -> Result<PathBuf> {
+        let model_dir = if a.model.is_dir() {
+            a.model.clone()
+        } else {
+            a.model.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        let tokenizer = a
+            .tokenizer
+            .clone()
+            .unwrap_or_else(|| model_dir.join("tokenizer.json"));
+        Ok(match (tokenizer.parent(), tokenizer.file_name()) {
+            (Some(d), Some(f)) if same_dir(d, &out_dir) => PathBuf::from(f),
+            _ => std::path::absolute(&tokenizer)?,
+        })
+    };
+    if a.tokenizer.is_some() && a.sid_token_names.is_none() && a.prompt_template.is_none() {
+        bail!("--tokenizer is for --sid-token-names or --prompt-template");
+    }
     let sid_tokens = match &a.sid_token_names {
         None => SidTokensInit::Offset(a.sid_token_offset),
-        Some(template) => {
-            let model_dir = if a.model.is_dir() {
-                a.model.clone()
-            } else {
-                a.model.parent().map(Path::to_path_buf).unwrap_or_default()
-            };
-            let tokenizer = a
-                .tokenizer
-                .clone()
-                .unwrap_or_else(|| model_dir.join("tokenizer.json"));
-            // Stored relative to the sidecar when it sits beside it.
-            let tokenizer = match (tokenizer.parent(), tokenizer.file_name()) {
-                (Some(d), Some(f)) if same_dir(d, &out_dir) => PathBuf::from(f),
-                _ => std::path::absolute(&tokenizer)?,
-            };
-            SidTokensInit::Names {
-                names: SidTokenNames {
-                    tokenizer,
-                    template: template.clone(),
-                },
-                dir: out_dir.clone(),
-            }
-        }
+        Some(template) => SidTokensInit::Names(SidTokenNames {
+            tokenizer: tokenizer()?,
+            template: template.clone(),
+        }),
+    };
+    let prompt_template = match &a.prompt_template {
+        None => None,
+        Some(text) => Some(PromptTemplate {
+            tokenizer: tokenizer()?,
+            text: text.clone(),
+            separator: a.prompt_separator.clone(),
+        }),
     };
     let init = SidecarInit {
         pad_id: a.pad_id,
@@ -132,6 +149,8 @@ fn init(a: &InitArgs) -> Result<()> {
         sid_tokens,
         prompt_prefix: a.prompt_prefix.clone(),
         prompt_suffix: a.prompt_suffix.clone(),
+        prompt_template,
+        dir: out_dir.clone(),
         max_positions: a.max_positions.or(facts.max_positions).unwrap_or(1024),
         max_history_items: a.max_history_items,
         decoder_start_id: a.decoder_start_id.or(facts.decoder_start_id),

@@ -10,6 +10,7 @@ use ort::value::{DynValue, PrimitiveTensorElementType, Tensor, TensorElementType
 
 use super::GenerateError;
 use super::beam::{ModelError, Row, StepModel};
+use super::files::{DECODER_FILE, DECODER_WITH_PAST_FILE};
 use super::model::BatchModel;
 use super::runtime::{Device, RuntimeOptions, open_session};
 use super::sidecar::Sidecar;
@@ -50,6 +51,9 @@ pub struct Contract {
     /// Element type of the KV cache (F32 without one).
     pub cache_type: Float,
     pub logits_type: Float,
+    /// A merged graph: its `use_cache_branch` input picks the first-step or
+    /// the cached branch.
+    pub merged: bool,
 }
 
 pub(super) fn tensor(v: &ValueType) -> Option<(TensorElementType, &[i64])> {
@@ -59,14 +63,27 @@ pub(super) fn tensor(v: &ValueType) -> Option<(TensorElementType, &[i64])> {
     }
 }
 
-impl Contract {
-    /// Reads the contract from a session's inputs and outputs.
-    pub fn detect(session: &Session) -> Result<Self, String> {
+/// What one graph declares, before any layout's rules are applied.
+struct Declared {
+    position_ids: bool,
+    /// `past_key_values.N.key|value` inputs: (N, is value, heads, head size).
+    past: Vec<(usize, bool, i64, i64)>,
+    past_types: Vec<Float>,
+    use_cache_branch: bool,
+    /// `present.N.key|value` outputs: (N, is value, element type).
+    present: Vec<(usize, bool, TensorElementType)>,
+    /// Logits: rank, vocabulary (when fixed), element type.
+    logits: (usize, Option<usize>, Float),
+}
+
+impl Declared {
+    fn read(session: &Session) -> Result<Self, String> {
         let mut input_ids = false;
         let mut attention_mask = false;
         let mut position_ids = false;
-        let mut past: Vec<(usize, bool, i64, i64)> = Vec::new();
-        let mut cache_types = Vec::new();
+        let mut use_cache_branch = false;
+        let mut past = Vec::new();
+        let mut past_types = Vec::new();
         for input in session.inputs() {
             let name = input.name();
             let (ty, shape) =
@@ -85,9 +102,15 @@ impl Contract {
                 "input_ids" => want_int(&mut input_ids)?,
                 "attention_mask" => want_int(&mut attention_mask)?,
                 "position_ids" => want_int(&mut position_ids)?,
+                "use_cache_branch" => {
+                    if ty != TensorElementType::Bool {
+                        return Err(format!("input use_cache_branch must be bool, is {ty:?}"));
+                    }
+                    use_cache_branch = true;
+                }
                 _ => {
                     let (layer, is_value) = parse_cache_name(name, "past_key_values.")
-                        .ok_or_else(|| format!("input {name} is not part of the decoder contract (input_ids, attention_mask, position_ids, past_key_values.N.key|value)"))?;
+                        .ok_or_else(|| format!("input {name} is not part of the decoder contract (input_ids, attention_mask, position_ids, past_key_values.N.key|value, use_cache_branch)"))?;
                     let float = Float::of(ty).filter(|_| shape.len() == 4).ok_or_else(|| {
                         format!(
                             "input {name} must be float32, float16 or bfloat16 \
@@ -95,7 +118,7 @@ impl Contract {
                             shape.len()
                         )
                     })?;
-                    cache_types.push(float);
+                    past_types.push(float);
                     past.push((layer, is_value, shape[1], shape[3]));
                 }
             }
@@ -105,41 +128,8 @@ impl Contract {
                 return Err(format!("the model has no {name} input"));
             }
         }
-        let cache_layers = past.len() / 2;
-        for layer in 0..cache_layers {
-            for is_value in [false, true] {
-                if !past.iter().any(|p| p.0 == layer && p.1 == is_value) {
-                    return Err(format!(
-                        "past_key_values.{layer}.{} is missing ({} cache inputs)",
-                        if is_value { "value" } else { "key" },
-                        past.len()
-                    ));
-                }
-            }
-        }
-        if past.len() % 2 == 1 {
-            return Err("past_key_values inputs come in key/value pairs".into());
-        }
-        let (heads, head_dim) =
-            match past.first() {
-                Some(&(_, _, h, d)) if h > 0 && d > 0 => {
-                    if past.iter().any(|p| p.2 != h || p.3 != d) {
-                        return Err("past_key_values inputs disagree on heads or head size".into());
-                    }
-                    (h as usize, d as usize)
-                }
-                Some(_) => return Err(
-                    "past_key_values inputs need fixed heads and head size (dimensions 1 and 3)"
-                        .into(),
-                ),
-                None => (0, 0),
-            };
-        let cache_type = cache_types.first().copied().unwrap_or(Float::F32);
-        if cache_types.iter().any(|&t| t != cache_type) {
-            return Err("past_key_values inputs disagree on their element type".into());
-        }
         let mut logits = None;
-        let mut present = 0;
+        let mut present = Vec::new();
         for output in session.outputs() {
             let name = output.name();
             if name == "logits" {
@@ -155,24 +145,89 @@ impl Contract {
                     })?;
                 let v = shape[shape.len() - 1];
                 logits = Some((shape.len(), (v > 0).then_some(v as usize), float));
-            } else if let Some((layer, _)) = parse_cache_name(name, "present.") {
-                if layer >= cache_layers {
-                    return Err(format!(
-                        "output {name} has no matching past_key_values input"
-                    ));
-                }
-                present += 1;
+            } else if let Some((layer, is_value)) = parse_cache_name(name, "present.") {
+                let ty = tensor(output.dtype()).map_or(TensorElementType::Float32, |t| t.0);
+                present.push((layer, is_value, ty));
             }
         }
-        let (logits_rank, vocab, logits_type) = logits.ok_or("the model has no logits output")?;
-        if present != 2 * cache_layers {
+        Ok(Declared {
+            position_ids,
+            past,
+            past_types,
+            use_cache_branch,
+            present,
+            logits: logits.ok_or("the model has no logits output")?,
+        })
+    }
+}
+
+impl Contract {
+    /// Reads the contract from a session's inputs and outputs: a graph that
+    /// takes `past_key_values.*` (empty on the first call) or none, and, if
+    /// merged, `use_cache_branch`.
+    pub fn detect(session: &Session) -> Result<Self, String> {
+        let d = Declared::read(session)?;
+        let past = &d.past;
+        if past.len() % 2 == 1 {
+            return Err("past_key_values inputs come in key/value pairs".into());
+        }
+        let cache_layers = past.len() / 2;
+        for layer in 0..cache_layers {
+            for is_value in [false, true] {
+                if !past.iter().any(|p| p.0 == layer && p.1 == is_value) {
+                    return Err(format!(
+                        "past_key_values.{layer}.{} is missing ({} cache inputs)",
+                        if is_value { "value" } else { "key" },
+                        past.len()
+                    ));
+                }
+            }
+        }
+        let (heads, head_dim) =
+            match past.first() {
+                Some(&(_, _, h, d)) if h > 0 && d > 0 => {
+                    if past.iter().any(|p| p.2 != h || p.3 != d) {
+                        return Err("past_key_values inputs disagree on heads or head size".into());
+                    }
+                    (h as usize, d as usize)
+                }
+                Some(_) => return Err(
+                    "past_key_values inputs need fixed heads and head size (dimensions 1 and 3)"
+                        .into(),
+                ),
+                None => (0, 0),
+            };
+        let cache_type = d.past_types.first().copied().unwrap_or(Float::F32);
+        if d.past_types.iter().any(|&t| t != cache_type) {
+            return Err("past_key_values inputs disagree on their element type".into());
+        }
+        if cache_layers == 0 && !d.present.is_empty() {
             return Err(format!(
-                "{} past_key_values inputs but {present} present outputs",
-                2 * cache_layers
+                "{} present outputs but no past_key_values inputs: this is the first-step graph \
+                 of a split export ({}); the folder holding it and {} is the model",
+                d.present.len(),
+                DECODER_FILE,
+                DECODER_WITH_PAST_FILE
             ));
         }
+        if let Some((layer, ..)) = d.present.iter().find(|p| p.0 >= cache_layers) {
+            return Err(format!(
+                "output present.{layer}.* has no matching past_key_values input"
+            ));
+        }
+        if d.present.len() != 2 * cache_layers {
+            return Err(format!(
+                "{} past_key_values inputs but {} present outputs",
+                2 * cache_layers,
+                d.present.len()
+            ));
+        }
+        if d.use_cache_branch && cache_layers == 0 {
+            return Err("input use_cache_branch without past_key_values inputs".into());
+        }
+        let (logits_rank, vocab, logits_type) = d.logits;
         Ok(Contract {
-            position_ids,
+            position_ids: d.position_ids,
             cache_layers,
             heads,
             head_dim,
@@ -180,7 +235,57 @@ impl Contract {
             vocab,
             cache_type,
             logits_type,
+            merged: d.use_cache_branch,
         })
+    }
+
+    /// Checks that `session` is the first-step graph of a split export whose
+    /// later steps this contract describes: no past in, this contract's
+    /// `present.*` out, the same other inputs and logits.
+    fn check_first_step(&self, session: &Session) -> Result<(), String> {
+        let d = Declared::read(session)?;
+        if !d.past.is_empty() || d.use_cache_branch {
+            return Err("the first-step graph must take no past_key_values and no \
+                        use_cache_branch"
+                .into());
+        }
+        for layer in 0..self.cache_layers {
+            for is_value in [false, true] {
+                match d.present.iter().find(|p| p.0 == layer && p.1 == is_value) {
+                    None => {
+                        return Err(format!(
+                            "output {} is missing ({} layers are cached later)",
+                            cache_name("present.", 2 * layer + usize::from(is_value)),
+                            self.cache_layers
+                        ));
+                    }
+                    Some(p) if Float::of(p.2) != Some(self.cache_type) => {
+                        return Err(format!(
+                            "output present.{layer}.* is {:?}, the cache is {:?}",
+                            p.2, self.cache_type
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if d.position_ids != self.position_ids {
+            return Err(format!(
+                "position_ids input: {} here, {} in {DECODER_WITH_PAST_FILE}",
+                d.position_ids, self.position_ids
+            ));
+        }
+        let (rank, vocab, ty) = d.logits;
+        if (rank, ty) != (self.logits_rank, self.logits_type)
+            || vocab.zip(self.vocab).is_some_and(|(a, b)| a != b)
+        {
+            return Err(format!(
+                "logits {ty:?} of rank {rank} (vocab {vocab:?}), but {DECODER_WITH_PAST_FILE} \
+                 returns {:?} of rank {} (vocab {:?})",
+                self.logits_type, self.logits_rank, self.vocab
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -196,9 +301,13 @@ pub(super) fn parse_cache_name(name: &str, prefix: &str) -> Option<(usize, bool)
     Some((layer.parse().ok()?, is_value))
 }
 
-/// A loaded generator: session, contract and sidecar.
+/// A loaded generator: session(s), contract and sidecar.
 pub struct OnnxModel {
+    /// The graph of every call — or, in a split export, of every call after
+    /// the first.
     session: Session,
+    /// A split export's first-step graph (`decoder_model.onnx`).
+    first_step: Option<Session>,
     contract: Contract,
     sidecar: Sidecar,
     device: Device,
@@ -206,22 +315,65 @@ pub struct OnnxModel {
 }
 
 impl OnnxModel {
-    /// Opens `model` with its sidecar (`generator.json` beside it unless given).
+    /// Opens the single graph `model` — with past (empty on the first call),
+    /// merged (`use_cache_branch`) or without a cache — with its sidecar
+    /// (`generator.json` beside it unless given).
     pub fn open(
         model: &Path,
         sidecar: Option<&Path>,
         opts: &RuntimeOptions,
     ) -> Result<Self, GenerateError> {
-        let sidecar_path = Sidecar::path_or_default(sidecar, model);
+        Self::open_parts(model, None, Sidecar::path_or_default(sidecar, model), opts)
+    }
+
+    /// Opens a split export: `first_step` (no past in, present out) runs the
+    /// first call, `with_past` every later one.
+    pub fn open_split(
+        first_step: &Path,
+        with_past: &Path,
+        sidecar: &Path,
+        opts: &RuntimeOptions,
+    ) -> Result<Self, GenerateError> {
+        Self::open_parts(with_past, Some(first_step), sidecar.to_path_buf(), opts)
+    }
+
+    fn open_parts(
+        model: &Path,
+        first_step: Option<&Path>,
+        sidecar_path: PathBuf,
+        opts: &RuntimeOptions,
+    ) -> Result<Self, GenerateError> {
+        let problem = |path: &Path| {
+            let path = path.to_path_buf();
+            move |problem| GenerateError::Model { path, problem }
+        };
         let (session, device) = open_session(model, opts)?;
-        let contract = Contract::detect(&session).map_err(|problem| GenerateError::Model {
-            path: model.to_path_buf(),
-            problem,
-        })?;
+        let contract = Contract::detect(&session).map_err(problem(model))?;
+        let first_step = match first_step {
+            Some(path) => {
+                if contract.cache_layers == 0 || contract.merged {
+                    return Err(problem(model)(
+                        "a split export's later-step graph must take past_key_values (and no \
+                         use_cache_branch)"
+                            .into(),
+                    ));
+                }
+                let (first, _) = open_session(path, opts)?;
+                contract.check_first_step(&first).map_err(problem(path))?;
+                Some(first)
+            }
+            None => None,
+        };
         let sidecar = Sidecar::load_for(&sidecar_path, contract.vocab)?;
+        let layout = match (&first_step, contract.merged) {
+            (Some(_), _) => "split",
+            (None, true) => "merged",
+            (None, false) => "single",
+        };
         tracing::info!(
             model = %model.display(),
             %device,
+            layout,
             kv_cache_layers = contract.cache_layers,
             position_ids = contract.position_ids,
             cache_type = ?contract.cache_type,
@@ -244,6 +396,7 @@ impl OnnxModel {
         }
         Ok(OnnxModel {
             session,
+            first_step,
             contract,
             sidecar,
             device,
@@ -487,17 +640,31 @@ impl OnnxBatch<'_> {
                 Tensor::from_array(([n, seq], pos))?.into(),
             ));
         }
-        for k in 0..2 * c.cache_layers {
-            // The first call's cache is empty (width 0).
-            let past = if step_with_cache {
-                self.gathered_cache(g, k, rows)?
-            } else {
-                zeros(c.cache_type, vec![n, c.heads, 0, c.head_dim])?
-            };
-            inputs.push((cache_name("past_key_values.", k), past.into()));
+        // A split export's first call runs the graph that takes no past.
+        let split_first = self.model.first_step.is_some() && !step_with_cache;
+        if !split_first {
+            for k in 0..2 * c.cache_layers {
+                // The first call's cache is empty (width 0).
+                let past = if step_with_cache {
+                    self.gathered_cache(g, k, rows)?
+                } else {
+                    zeros(c.cache_type, vec![n, c.heads, 0, c.head_dim])?
+                };
+                inputs.push((cache_name("past_key_values.", k), past.into()));
+            }
+            if c.merged {
+                inputs.push((
+                    "use_cache_branch".into(),
+                    Tensor::from_array(([1usize], vec![step_with_cache]))?.into(),
+                ));
+            }
         }
         self.states[g].cache.clear();
-        let mut outputs = self.model.session.run(inputs)?;
+        let session = match &mut self.model.first_step {
+            Some(first) if split_first => first,
+            _ => &mut self.model.session,
+        };
+        let mut outputs = session.run(inputs)?;
         let slice = ScoreSlice::of(&self.model.sidecar);
         last_log_probs(
             &outputs["logits"],

@@ -17,16 +17,11 @@ use ort::value::{DynValue, Tensor, TensorElementType};
 
 use super::GenerateError;
 use super::beam::{ModelError, Row, StepModel};
+use super::files::{DECODER_FILE, DECODER_MERGED_FILE, DECODER_WITH_PAST_FILE, ENCODER_FILE};
 use super::model::BatchModel;
 use super::onnx::{Float, ScoreSlice, gather_float, last_log_probs, tensor, zeros};
 use super::runtime::{Device, RuntimeOptions, open_session};
 use super::sidecar::Sidecar;
-
-/// The files of an optimum seq2seq export.
-pub const ENCODER_FILE: &str = "encoder_model.onnx";
-pub const DECODER_FILE: &str = "decoder_model.onnx";
-pub const DECODER_WITH_PAST_FILE: &str = "decoder_with_past_model.onnx";
-pub const DECODER_MERGED_FILE: &str = "decoder_model_merged.onnx";
 
 /// How the decoder runs.
 enum Decoder {

@@ -5,13 +5,15 @@
 //! Version 2 adds what an LLM's vocabulary needs: SID tokens listed
 //! (`sid_token_ids`) or named through the model's `tokenizer.json`
 //! (`sid_token_names`, e.g. `<{letter}_{code}>` for `<a_12>`), an optional
-//! BOS, and fixed token ids before and after the history.
+//! BOS, token ids before and after the history and between its items, or
+//! a text template around the history tokenized with that tokenizer.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::GenerateError;
+use super::tokenizer::HfTokenizer;
 use crate::index::{Index, TokenId};
 
 /// The sidecar file's contents.
@@ -49,6 +51,15 @@ pub struct Sidecar {
     /// Version 2: vocabulary ids after the history, before the SID.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prompt_suffix: Vec<u32>,
+    /// Version 2: vocabulary ids between history items, instead of `sep_id`
+    /// after each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_separator: Option<Vec<u32>>,
+    /// Version 2: the prompt as text around the history, tokenized with the
+    /// model's tokenizer when the sidecar is loaded (into `prompt_prefix`,
+    /// `prompt_suffix` and `history_separator`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<PromptTemplate>,
     /// The quantizer layout the model was trained on.
     pub codebook_sizes: Vec<u32>,
     /// SID token ids the model knows (quantizer tokens plus disambiguation tokens).
@@ -75,6 +86,20 @@ pub struct SidTokenNames {
     pub template: String,
 }
 
+/// A prompt as text: `The user bought {history}. Next:`, the history's
+/// items (each its SID tokens) joined by `separator`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptTemplate {
+    /// The tokenizer file, relative to the sidecar's folder.
+    pub tokenizer: PathBuf,
+    /// The text, holding `{history}` once.
+    pub text: String,
+    /// Text between history items [default: `sep_id` after each item].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator: Option<String>,
+}
+
 /// What `sidx generator init` does not read from the model or the index.
 #[derive(Clone, Debug)]
 pub struct SidecarInit {
@@ -86,6 +111,9 @@ pub struct SidecarInit {
     pub sid_tokens: SidTokensInit,
     pub prompt_prefix: Vec<u32>,
     pub prompt_suffix: Vec<u32>,
+    pub prompt_template: Option<PromptTemplate>,
+    /// The folder the sidecar is written to (tokenizer paths are relative to it).
+    pub dir: PathBuf,
     pub max_positions: u32,
     pub max_history_items: u32,
     pub decoder_start_id: Option<u32>,
@@ -98,11 +126,7 @@ pub enum SidTokensInit {
     Offset(u32),
     /// Named in a tokenizer; the model knows every SID token id whose name
     /// it has, counted from 0.
-    Names {
-        names: SidTokenNames,
-        /// The folder the sidecar is written to (`names.tokenizer` is relative to it).
-        dir: PathBuf,
-    },
+    Names(SidTokenNames),
 }
 
 impl Sidecar {
@@ -140,13 +164,58 @@ impl Sidecar {
             }
         })?;
         let mut s: Sidecar = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
-        if let Some(names) = &s.sid_token_names {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            s.sid_token_ids =
-                Some(resolve_names(names, dir, &s.codebook_sizes, s.sid_token_limit).map_err(err)?);
-        }
+        s.resolve(path.parent().unwrap_or(Path::new(".")))
+            .map_err(err)?;
         s.check().map_err(err)?;
         Ok(s)
+    }
+
+    /// Fills what the tokenizer-backed fields stand for: `sid_token_ids`
+    /// from `sid_token_names`, and the prompt's ids from `prompt_template`
+    /// (tokenizer paths relative to `dir`).
+    fn resolve(&mut self, dir: &Path) -> Result<(), String> {
+        if let Some(names) = &self.sid_token_names {
+            let tokenizer = HfTokenizer::open(&dir.join(&names.tokenizer))
+                .map_err(|e| format!("sid_token_names: {e}"))?;
+            self.sid_token_ids = Some(
+                tokenizer
+                    .sid_token_ids(&names.template, &self.codebook_sizes, self.sid_token_limit)
+                    .map_err(|e| format!("sid_token_names: {e}"))?,
+            );
+        }
+        if let Some(t) = &self.prompt_template {
+            if !self.prompt_prefix.is_empty()
+                || !self.prompt_suffix.is_empty()
+                || self.history_separator.is_some()
+            {
+                return Err("prompt_template replaces prompt_prefix, prompt_suffix and \
+                            history_separator: give one or the other"
+                    .into());
+            }
+            let e = |e: String| format!("prompt_template: {e}");
+            let tokenizer = HfTokenizer::open(&dir.join(&t.tokenizer)).map_err(e)?;
+            let ids = tokenizer
+                .template_ids(&t.text, t.separator.as_deref(), self.sid_vocab_id(0))
+                .map_err(e)?;
+            self.prompt_prefix = ids.prefix;
+            self.prompt_suffix = ids.suffix;
+            self.history_separator = ids.separator;
+        }
+        Ok(())
+    }
+
+    /// The file's form of a resolved sidecar: what the tokenizer-backed
+    /// fields stand for left out again.
+    fn unresolved(mut self) -> Self {
+        if self.sid_token_names.is_some() {
+            self.sid_token_ids = None;
+        }
+        if self.prompt_template.is_some() {
+            self.prompt_prefix.clear();
+            self.prompt_suffix.clear();
+            self.history_separator = None;
+        }
+        self
     }
 
     /// A sidecar for a model of `vocab_size` tokens serving `index`: the SID
@@ -157,31 +226,25 @@ impl Sidecar {
     /// to); it is checked resolved.
     pub fn init(vocab_size: u32, index: &Index, init: &SidecarInit) -> Result<Self, String> {
         let codebook_sizes = index.layout().codebook_sizes().to_vec();
-        let (offset, names, ids) = match &init.sid_tokens {
-            SidTokensInit::Offset(offset) => (Some(*offset), None, None),
-            SidTokensInit::Names { names, dir } => {
-                let vocab = tokenizer_vocab(&dir.join(&names.tokenizer))?;
-                let ids: Vec<u32> = (0..crate::index::TOKEN_ID_LIMIT)
-                    .map_while(|t| {
-                        vocab
-                            .get(&sid_token_name(&names.template, &codebook_sizes, t))
-                            .copied()
-                    })
-                    .collect();
-                (None, Some(names.clone()), Some(ids))
+        let (offset, names, limit) = match &init.sid_tokens {
+            SidTokensInit::Offset(offset) => (
+                Some(*offset),
+                None,
+                vocab_size.checked_sub(*offset).ok_or_else(|| {
+                    format!("sid_token_offset {offset} is beyond the vocabulary of {vocab_size}")
+                })?,
+            ),
+            SidTokensInit::Names(names) => {
+                let tokenizer = HfTokenizer::open(&init.dir.join(&names.tokenizer))?;
+                let limit = tokenizer.count_sid_tokens(&names.template, &codebook_sizes);
+                (None, Some(names.clone()), limit)
             }
-        };
-        let sid_token_limit = match (&ids, offset) {
-            (Some(ids), _) => ids.len() as u32,
-            (None, Some(offset)) => vocab_size.checked_sub(offset).ok_or_else(|| {
-                format!("sid_token_offset {offset} is beyond the vocabulary of {vocab_size}")
-            })?,
-            (None, None) => unreachable!("one of the two is set above"),
         };
         let v2 = names.is_some()
             || init.bos_id.is_none()
             || !init.prompt_prefix.is_empty()
-            || !init.prompt_suffix.is_empty();
+            || !init.prompt_suffix.is_empty()
+            || init.prompt_template.is_some();
         let mut s = Sidecar {
             format: "sidx-generator".into(),
             version: if v2 { 2 } else { 1 },
@@ -191,31 +254,33 @@ impl Sidecar {
             sep_id: init.sep_id,
             end_of_sid_id: init.end_of_sid_id.unwrap_or(init.sep_id),
             sid_token_offset: offset,
-            sid_token_ids: ids,
+            sid_token_ids: None,
             sid_token_names: names,
             prompt_prefix: init.prompt_prefix.clone(),
             prompt_suffix: init.prompt_suffix.clone(),
+            history_separator: None,
+            prompt_template: init.prompt_template.clone(),
             codebook_sizes,
-            sid_token_limit,
+            sid_token_limit: limit,
             max_positions: init.max_positions,
             max_history_items: init.max_history_items,
             decoder_start_id: init.decoder_start_id,
         };
+        s.resolve(&init.dir)?;
         s.check()?;
         s.check_index(index)?;
-        if s.sid_token_names.is_some() {
-            s.sid_token_ids = None;
-        }
-        Ok(s)
+        Ok(s.unresolved())
     }
 
     /// Parses and checks sidecar JSON (token names need [`Sidecar::load`],
     /// which knows the folder of the tokenizer).
     pub fn parse(text: &str) -> Result<Self, String> {
         let s: Sidecar = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        if s.sid_token_names.is_some() {
+        if s.sid_token_names.is_some() || s.prompt_template.is_some() {
             return Err(
-                "sid_token_names: resolved only when the sidecar is loaded from a file".into(),
+                "sid_token_names and prompt_template are resolved only when the \
+                        sidecar is loaded from a file (they name a tokenizer beside it)"
+                    .into(),
             );
         }
         s.check()?;
@@ -233,11 +298,14 @@ impl Sidecar {
             || self.sid_token_names.is_some()
             || !self.prompt_prefix.is_empty()
             || !self.prompt_suffix.is_empty()
+            || self.history_separator.is_some()
+            || self.prompt_template.is_some()
             || self.bos_id.is_none();
         if self.version == 1 && v2 {
             return Err(
                 "version 1 needs bos_id and sid_token_offset and has no sid_token_ids, \
-                        sid_token_names, prompt_prefix or prompt_suffix (those are version 2)"
+                        sid_token_names, prompt_prefix, prompt_suffix, history_separator or \
+                        prompt_template (those are version 2)"
                     .into(),
             );
         }
@@ -300,6 +368,10 @@ impl Sidecar {
         for (name, ids) in [
             ("prompt_prefix", &self.prompt_prefix),
             ("prompt_suffix", &self.prompt_suffix),
+            (
+                "history_separator",
+                self.history_separator.as_ref().unwrap_or(&Vec::new()),
+            ),
         ] {
             if let Some(id) = ids.iter().find(|&&id| id >= self.vocab_size) {
                 return Err(format!(
@@ -362,14 +434,19 @@ impl Sidecar {
 
     /// Vocabulary id of a SID token (below `sid_token_limit`, as the index check ensures).
     pub fn vocab_id(&self, t: TokenId) -> i64 {
+        i64::from(self.sid_vocab_id(t))
+    }
+
+    fn sid_vocab_id(&self, t: TokenId) -> u32 {
         match &self.sid_token_ids {
-            Some(ids) => i64::from(ids[usize::from(t)]),
-            None => i64::from(self.sid_token_offset.unwrap_or(0)) + i64::from(t),
+            Some(ids) => ids.get(usize::from(t)).copied().unwrap_or(u32::MAX),
+            None => self.sid_token_offset.unwrap_or(0) + u32::from(t),
         }
     }
 
-    /// The prompt for a history of SIDs (oldest first): BOS, then each SID
-    /// followed by SEP, keeping the most recent items that fit.
+    /// The prompt for a history of SIDs (oldest first): BOS, the prefix,
+    /// each SID followed by SEP (or the SIDs joined by the history
+    /// separator), the suffix — keeping the most recent items that fit.
     pub fn prompt<'a>(
         &self,
         history: impl DoubleEndedIterator<Item = &'a [TokenId]>,
@@ -379,101 +456,32 @@ impl Sidecar {
             + self.prompt_prefix.len()
             + self.prompt_suffix.len();
         let budget = (self.max_positions as usize).saturating_sub(1 + fixed + max_sid_len);
+        let sep = self.history_separator.as_ref().map_or(1, Vec::len);
         let mut kept: Vec<&[TokenId]> = Vec::new();
         let mut len = 0;
         for sid in history.rev().take(self.max_history_items as usize) {
-            if len + sid.len() + 1 > budget {
+            if len + sid.len() + sep > budget {
                 break;
             }
-            len += sid.len() + 1;
+            len += sid.len() + sep;
             kept.push(sid);
         }
         let mut out = Vec::with_capacity(len + fixed);
         out.extend(self.bos_id.map(i64::from));
         out.extend(self.prompt_prefix.iter().map(|&t| i64::from(t)));
-        for sid in kept.iter().rev() {
+        for (i, sid) in kept.iter().rev().enumerate() {
+            match &self.history_separator {
+                Some(between) if i > 0 => out.extend(between.iter().map(|&t| i64::from(t))),
+                _ => {}
+            }
             out.extend(sid.iter().map(|&t| self.vocab_id(t)));
-            out.push(i64::from(self.sep_id));
+            if self.history_separator.is_none() {
+                out.push(i64::from(self.sep_id));
+            }
         }
         out.extend(self.prompt_suffix.iter().map(|&t| i64::from(t)));
         out
     }
-}
-
-/// Token name → id of a Hugging Face `tokenizer.json` (its model's vocabulary
-/// and its added tokens).
-fn tokenizer_vocab(path: &Path) -> Result<std::collections::HashMap<String, u32>, String> {
-    let err =
-        |e: &dyn std::fmt::Display| format!("sid_token_names: tokenizer {}: {e}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| err(&e))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(&e))?;
-    let mut vocab = std::collections::HashMap::new();
-    if let Some(v) = json.pointer("/model/vocab").and_then(|v| v.as_object()) {
-        for (name, id) in v {
-            if let Some(id) = id.as_u64().and_then(|i| u32::try_from(i).ok()) {
-                vocab.insert(name.clone(), id);
-            }
-        }
-    }
-    for t in json
-        .get("added_tokens")
-        .and_then(|a| a.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let content = t.get("content").and_then(|c| c.as_str());
-        let id = t
-            .get("id")
-            .and_then(|i| i.as_u64())
-            .and_then(|i| u32::try_from(i).ok());
-        if let (Some(name), Some(id)) = (content, id) {
-            vocab.insert(name.to_string(), id);
-        }
-    }
-    Ok(vocab)
-}
-
-/// The name of SID token id `t` under `template` for a layout of `codebook_sizes`.
-fn sid_token_name(template: &str, codebook_sizes: &[u32], t: u32) -> String {
-    let mut start = 0;
-    let mut at = (codebook_sizes.len(), 0);
-    for (l, &m) in codebook_sizes.iter().enumerate() {
-        if t < start + m {
-            at = (l, t - start);
-            break;
-        }
-        start += m;
-    }
-    if at.0 == codebook_sizes.len() {
-        at.1 = t - start;
-    }
-    let letter = char::from(b'a' + (at.0 % 26) as u8);
-    template
-        .replace("{layer}", &(at.0 + 1).to_string())
-        .replace("{letter}", &letter.to_string())
-        .replace("{code}", &at.1.to_string())
-}
-
-/// The vocabulary id of every SID token id `0..limit`, by name in `tokenizer.json`.
-fn resolve_names(
-    names: &SidTokenNames,
-    dir: &Path,
-    codebook_sizes: &[u32],
-    limit: u32,
-) -> Result<Vec<u32>, String> {
-    let path = dir.join(&names.tokenizer);
-    let vocab = tokenizer_vocab(&path)?;
-    (0..limit)
-        .map(|t| {
-            let name = sid_token_name(&names.template, codebook_sizes, t);
-            vocab.get(&name).copied().ok_or_else(|| {
-                format!(
-                    "sid_token_names: SID token {t} is {name:?}, which {} does not have",
-                    path.display()
-                )
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -535,21 +543,33 @@ mod tests {
         assert!(parse(&twice).unwrap_err().contains("twice"));
     }
 
-    #[test]
-    fn names_resolve_through_tokenizer_json() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A word-level `tokenizer.json` (words split on whitespace): `hello` 5,
+    /// `world` 6, `,` 7, and the SID tokens of layers 1, 2 (4 codes each)
+    /// and 2 disambiguation codes, `<a_0>`…`<c_1>`, added at 100 + t.
+    fn write_tokenizer(dir: &Path) {
         let mut added = Vec::new();
-        // Layers 1, 2 (4 codes each), then 2 disambiguation codes: <a_0>…<c_1> at 100 + t.
+        let mut vocab = serde_json::json!({"<unk>": 0, "hello": 5, "world": 6, ",": 7});
         for t in 0..10u32 {
             let (letter, code) = match t {
                 0..4 => ('a', t),
                 4..8 => ('b', t - 4),
                 _ => ('c', t - 8),
             };
-            added.push(serde_json::json!({"id": 100 + t, "content": format!("<{letter}_{code}>")}));
+            let name = format!("<{letter}_{code}>");
+            vocab[&name] = (100 + t).into();
+            added.push(
+                serde_json::json!({"id": 100 + t, "content": name, "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": false, "special": false}),
+            );
         }
-        let tok = serde_json::json!({"added_tokens": added, "model": {"vocab": {"hello": 5}}});
-        std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
+        let tok = serde_json::json!({"version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": added, "normalizer": null,
+            "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": null, "decoder": null,
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}});
+        std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+    }
+
+    fn named_v2() -> serde_json::Value {
         let mut v = v1();
         let o = v.as_object_mut().unwrap();
         o.insert("version".into(), 2.into());
@@ -559,6 +579,14 @@ mod tests {
             "sid_token_names".into(),
             serde_json::json!({"tokenizer": "tokenizer.json", "template": "<{letter}_{code}>"}),
         );
+        v
+    }
+
+    #[test]
+    fn names_resolve_through_tokenizer_json() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tokenizer(dir.path());
+        let mut v = named_v2();
         let path = dir.path().join("generator.json");
         std::fs::write(&path, v.to_string()).unwrap();
         let s = Sidecar::load(&path).unwrap();
@@ -576,5 +604,49 @@ mod tests {
         std::fs::write(&path, v.to_string()).unwrap();
         let e = Sidecar::load(&path).unwrap_err().to_string();
         assert!(e.contains("\"<c_2>\""), "{e}");
+    }
+
+    #[test]
+    fn a_text_template_is_tokenized_around_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tokenizer(dir.path());
+        let mut v = named_v2();
+        v["prompt_template"] = serde_json::json!({"tokenizer": "tokenizer.json",
+            "text": "hello world {history} world", "separator": " , "});
+        let path = dir.path().join("generator.json");
+        std::fs::write(&path, v.to_string()).unwrap();
+        let s = Sidecar::load(&path).unwrap();
+        assert_eq!(
+            (&s.prompt_prefix[..], &s.prompt_suffix[..]),
+            (&[5, 6][..], &[6][..])
+        );
+        assert_eq!(s.history_separator.as_deref(), Some(&[7][..]));
+        let history: [&[TokenId]; 2] = [&[0, 4], &[1, 5, 8]];
+        assert_eq!(
+            s.prompt(history.into_iter(), 3),
+            vec![1, 5, 6, 100, 104, 7, 101, 105, 108, 6],
+            "BOS, prefix, the SIDs joined by the separator, suffix"
+        );
+        // Without a separator each item is followed by sep_id.
+        v["prompt_template"]["separator"] = serde_json::Value::Null;
+        std::fs::write(&path, v.to_string()).unwrap();
+        let s = Sidecar::load(&path).unwrap();
+        assert_eq!(
+            s.prompt(history.into_iter(), 3),
+            vec![1, 5, 6, 100, 104, 2, 101, 105, 108, 2, 6]
+        );
+        // {history} must be there once; ids and a template are exclusive.
+        v["prompt_template"]["text"] = "hello world".into();
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = Sidecar::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("prompt_template") && e.contains("{history}"),
+            "{e}"
+        );
+        v["prompt_template"]["text"] = "hello {history}".into();
+        v["prompt_prefix"] = serde_json::json!([5]);
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = Sidecar::load(&path).unwrap_err().to_string();
+        assert!(e.contains("one or the other"), "{e}");
     }
 }

@@ -131,6 +131,8 @@ impl SyntheticModel {
             sid_token_names: None,
             prompt_prefix: Vec::new(),
             prompt_suffix: Vec::new(),
+            history_separator: None,
+            prompt_template: None,
             codebook_sizes,
             sid_token_limit,
             max_positions: 1024,
