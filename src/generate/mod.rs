@@ -7,8 +7,11 @@
 mod beam;
 pub mod engine;
 pub mod files;
+mod float;
+mod gather;
 mod health;
 mod limits;
+mod lse;
 mod model;
 pub mod onnx;
 mod open;
@@ -25,10 +28,12 @@ pub use beam::{
     BeamConfig, BeamResult, Generated, ModelError, Row, Search, StepModel, beam_search,
 };
 pub use engine::{GenerationResponse, Generator, ResultItem};
+pub use float::Float;
 pub use health::ModelHealth;
 pub use limits::GeneratorLimits;
+pub use lse::log_sum_exp;
 pub use model::BatchModel;
-pub use onnx::{Contract, Float, OnnxModel};
+pub use onnx::{Contract, OnnxModel};
 pub use open::{ModelFacts, model_facts, open_model};
 pub use runtime::{Device, RuntimeOptions};
 pub use seq2seq::Seq2SeqModel;

@@ -6,34 +6,17 @@
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
-use ort::value::{DynValue, PrimitiveTensorElementType, Tensor, TensorElementType, ValueType};
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use super::GenerateError;
 use super::beam::{ModelError, Row, StepModel};
 use super::files::{DECODER_FILE, DECODER_WITH_PAST_FILE};
+use super::float::Float;
+use super::gather::{GatherPool, zeros};
+use super::lse::log_sum_exp;
 use super::model::BatchModel;
 use super::runtime::{Device, RuntimeOptions, open_session};
 use super::sidecar::Sidecar;
-
-/// The floating-point type of a graph's caches or logits: whatever the
-/// export chose; scores are accumulated in f32 either way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Float {
-    F32,
-    F16,
-    BF16,
-}
-
-impl Float {
-    pub(super) fn of(ty: TensorElementType) -> Option<Self> {
-        match ty {
-            TensorElementType::Float32 => Some(Float::F32),
-            TensorElementType::Float16 => Some(Float::F16),
-            TensorElementType::Bfloat16 => Some(Float::BF16),
-            _ => None,
-        }
-    }
-}
 
 /// What the graph takes and returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -312,6 +295,8 @@ pub struct OnnxModel {
     sidecar: Sidecar,
     device: Device,
     path: PathBuf,
+    /// Host buffers of the gathered cache, kept from step to step.
+    pool: GatherPool,
 }
 
 impl OnnxModel {
@@ -401,6 +386,7 @@ impl OnnxModel {
             sidecar,
             device,
             path: model.to_path_buf(),
+            pool: GatherPool::default(),
         })
     }
 
@@ -552,16 +538,23 @@ impl OnnxBatch<'_> {
         (ids, mask, pos)
     }
 
-    /// The cache rows of each row's parent, for `past_key_values` input `k`.
-    fn gathered_cache(&self, g: usize, k: usize, rows: &[Row<'_>]) -> Result<DynValue, ort::Error> {
+    /// Fills the gather pool with the cache rows of each row's parent, one
+    /// buffer per `past_key_values` input.
+    fn gather_parents(&mut self, g: usize, rows: &[Row<'_>]) -> Result<(), ort::Error> {
         let c = &self.model.contract;
         let state = &self.states[g];
-        let shape = vec![rows.len(), c.heads, state.width, c.head_dim];
-        let parents = rows.iter().map(|r| {
-            r.parent
-                .expect("every row after the first call has a parent")
-        });
-        gather_float(c.cache_type, &state.cache[k], parents, shape)
+        let per_row = c.heads * state.width * c.head_dim;
+        for (k, cache) in state.cache.iter().enumerate() {
+            let parents = rows.iter().map(|r| {
+                r.parent
+                    .expect("every row after the first call has a parent")
+            });
+            self.model
+                .pool
+                .buf(k, c.cache_type)
+                .gather(cache, parents, per_row)?;
+        }
+        Ok(())
     }
 
     /// Scores `rows`, each group of requests in its own call; `out` in row order.
@@ -642,15 +635,21 @@ impl OnnxBatch<'_> {
         }
         // A split export's first call runs the graph that takes no past.
         let split_first = self.model.first_step.is_some() && !step_with_cache;
+        if step_with_cache {
+            self.gather_parents(g, rows)?;
+        }
+        let width = self.states[g].width;
         if !split_first {
             for k in 0..2 * c.cache_layers {
                 // The first call's cache is empty (width 0).
                 let past = if step_with_cache {
-                    self.gathered_cache(g, k, rows)?
+                    self.model
+                        .pool
+                        .view(k, vec![n, c.heads, width, c.head_dim])?
                 } else {
-                    zeros(c.cache_type, vec![n, c.heads, 0, c.head_dim])?
+                    zeros(c.cache_type, vec![n, c.heads, 0, c.head_dim])?.into()
                 };
-                inputs.push((cache_name("past_key_values.", k), past.into()));
+                inputs.push((cache_name("past_key_values.", k), past));
             }
             if c.merged {
                 inputs.push((
@@ -688,47 +687,6 @@ impl OnnxBatch<'_> {
         }
         Ok(())
     }
-}
-
-/// The rows `rows` (in that order) of `value`, whose first dimension is the
-/// row: the tensor `shape` (its first entry the number of rows taken).
-pub(super) fn gather<T: PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static>(
-    value: &DynValue,
-    rows: impl Iterator<Item = usize>,
-    shape: Vec<usize>,
-) -> Result<DynValue, ort::Error> {
-    let per_row: usize = shape[1..].iter().product();
-    let (_, data) = value.try_extract_tensor::<T>()?;
-    let mut gathered = Vec::with_capacity(shape[0] * per_row);
-    for p in rows {
-        gathered.extend_from_slice(&data[p * per_row..(p + 1) * per_row]);
-    }
-    Ok(Tensor::from_array((shape, gathered))?.into_dyn())
-}
-
-/// [`gather`] for a tensor of element type `ty`.
-pub(super) fn gather_float(
-    ty: Float,
-    value: &DynValue,
-    rows: impl Iterator<Item = usize>,
-    shape: Vec<usize>,
-) -> Result<DynValue, ort::Error> {
-    match ty {
-        Float::F32 => gather::<f32>(value, rows, shape),
-        Float::F16 => gather::<half::f16>(value, rows, shape),
-        Float::BF16 => gather::<half::bf16>(value, rows, shape),
-    }
-}
-
-/// A tensor of zeros of element type `ty` (empty when a dimension is 0: the
-/// first call's past).
-pub(super) fn zeros(ty: Float, shape: Vec<usize>) -> Result<DynValue, ort::Error> {
-    let n = shape.iter().product();
-    Ok(match ty {
-        Float::F32 => Tensor::from_array((shape, vec![0f32; n]))?.into_dyn(),
-        Float::F16 => Tensor::from_array((shape, vec![half::f16::ZERO; n]))?.into_dyn(),
-        Float::BF16 => Tensor::from_array((shape, vec![half::bf16::ZERO; n]))?.into_dyn(),
-    })
 }
 
 /// The part of a logits row the search reads ([`StepModel`]'s row): the SID
@@ -844,9 +802,7 @@ fn slice_log_softmax<T>(
     out: &mut Vec<f32>,
     f32_of: impl Fn(&T) -> f32,
 ) {
-    let max = logits.iter().map(&f32_of).fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = logits.iter().map(|l| (f32_of(l) - max).exp()).sum();
-    let lse = max + sum.ln();
+    let lse = log_sum_exp(logits, &f32_of);
     match s.sid {
         SidColumns::Range { offset, tokens } => out.extend(
             logits[offset..offset + tokens]

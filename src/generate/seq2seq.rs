@@ -18,8 +18,10 @@ use ort::value::{DynValue, Tensor, TensorElementType};
 use super::GenerateError;
 use super::beam::{ModelError, Row, StepModel};
 use super::files::{DECODER_FILE, DECODER_MERGED_FILE, DECODER_WITH_PAST_FILE, ENCODER_FILE};
+use super::float::Float;
+use super::gather::{GatherPool, gather_float, zeros};
 use super::model::BatchModel;
-use super::onnx::{Float, ScoreSlice, gather_float, last_log_probs, tensor, zeros};
+use super::onnx::{ScoreSlice, last_log_probs, tensor};
 use super::runtime::{Device, RuntimeOptions, open_session};
 use super::sidecar::Sidecar;
 
@@ -57,6 +59,8 @@ pub struct Seq2SeqModel {
     decoder_start: i64,
     device: Device,
     dir: PathBuf,
+    /// Host buffers of the gathered caches, kept from step to step.
+    pool: GatherPool,
 }
 
 fn model_err(path: &Path, problem: impl Into<String>) -> GenerateError {
@@ -293,6 +297,7 @@ impl Seq2SeqModel {
             decoder_start,
             device,
             dir: dir.to_path_buf(),
+            pool: GatherPool::default(),
         })
     }
 
@@ -418,18 +423,41 @@ impl Seq2SeqBatch<'_> {
         if self.encoded.is_none() {
             self.encode()?;
         }
-        let enc = self.encoded.as_ref().expect("encoded above");
-        let m = &*self.model;
-        let c = &m.contract;
         let n = rows.len();
         let first = rows.iter().all(|r| r.parent.is_none());
         let cached = !matches!(
-            m.decoder,
+            self.model.decoder,
             Decoder::Split {
                 with_past: None,
                 ..
             }
         );
+        let merged = matches!(self.model.decoder, Decoder::Merged(_));
+        let step_with_cache = cached && !first;
+        let enc = self.encoded.as_ref().expect("encoded above");
+        let c = &self.model.contract;
+        if step_with_cache {
+            // Pool buffer 2k: self-attention cache k by beam parent; 2k + 1:
+            // cross-attention cache k by request.
+            let pool = &mut self.model.pool;
+            for k in 0..2 * c.layers {
+                let parents = rows
+                    .iter()
+                    .map(|r| r.parent.expect("a row after the first call has a parent"));
+                pool.buf(2 * k, c.cache_type).gather(
+                    &self.self_cache[k],
+                    parents,
+                    c.heads * self.width * c.head_dim,
+                )?;
+                let by_request = rows.iter().map(|r| self.cross_row[r.request]);
+                pool.buf(2 * k + 1, c.cache_type).gather(
+                    &self.cross[k],
+                    by_request,
+                    c.heads * enc.seq * c.head_dim,
+                )?;
+            }
+        }
+        let sidecar = &self.model.sidecar;
         let mask: Vec<i64> = rows
             .iter()
             .flat_map(|r| {
@@ -442,12 +470,11 @@ impl Seq2SeqBatch<'_> {
             "encoder_attention_mask".into(),
             Tensor::from_array(([n, enc.seq], mask))?.into(),
         )];
-        let step_with_cache = cached && !first;
         if step_with_cache {
             let ids: Vec<i64> = rows
                 .iter()
                 .map(|r| {
-                    m.sidecar.vocab_id(
+                    sidecar.vocab_id(
                         *r.sid
                             .last()
                             .expect("a row after the first call has a token"),
@@ -458,17 +485,12 @@ impl Seq2SeqBatch<'_> {
                 "input_ids".into(),
                 Tensor::from_array(([n, 1], ids))?.into(),
             ));
+            let pool = &self.model.pool;
             for k in 0..2 * c.layers {
-                let parents = rows
-                    .iter()
-                    .map(|r| r.parent.expect("a row after the first call has a parent"));
-                let shape = vec![n, c.heads, self.width, c.head_dim];
-                let past = gather_float(c.cache_type, &self.self_cache[k], parents, shape)?;
-                inputs.push((cache_input("past_key_values.", k, true), past.into()));
-                let by_request = rows.iter().map(|r| self.cross_row[r.request]);
-                let shape = vec![n, c.heads, enc.seq, c.head_dim];
-                let cross = gather_float(c.cache_type, &self.cross[k], by_request, shape)?;
-                inputs.push((cache_input("past_key_values.", k, false), cross.into()));
+                let past = pool.view(2 * k, vec![n, c.heads, self.width, c.head_dim])?;
+                inputs.push((cache_input("past_key_values.", k, true), past));
+                let cross = pool.view(2 * k + 1, vec![n, c.heads, enc.seq, c.head_dim])?;
+                inputs.push((cache_input("past_key_values.", k, false), cross));
             }
         } else {
             // The whole decoder sequence: start token, then the SID so far
@@ -479,27 +501,27 @@ impl Seq2SeqBatch<'_> {
                 if r.sid.len() + 1 != len {
                     return Err(ort::Error::new("decoder rows of unequal length"));
                 }
-                ids.push(m.decoder_start);
-                ids.extend(r.sid.iter().map(|&t| m.sidecar.vocab_id(t)));
+                ids.push(self.model.decoder_start);
+                ids.extend(r.sid.iter().map(|&t| sidecar.vocab_id(t)));
             }
             inputs.push((
                 "input_ids".into(),
                 Tensor::from_array(([n, len], ids))?.into(),
             ));
         }
-        let merged = matches!(m.decoder, Decoder::Merged(_));
+        let hidden_type = self.model.hidden_type;
         if !step_with_cache || merged {
             // The merged graph takes encoder states on both branches; the
             // cached branch ignores them, so one position of zeros will do.
             let hidden = if step_with_cache {
-                zeros(m.hidden_type, vec![n, 1, m.hidden_size])?
+                zeros(hidden_type, vec![n, 1, self.model.hidden_size])?
             } else {
                 let by_request = rows.iter().map(|r| r.request);
                 gather_float(
-                    m.hidden_type,
+                    hidden_type,
                     &enc.hidden,
                     by_request,
-                    vec![n, enc.seq, m.hidden_size],
+                    vec![n, enc.seq, self.model.hidden_size],
                 )?
             };
             inputs.push(("encoder_hidden_states".into(), hidden.into()));
