@@ -268,7 +268,9 @@ def export(model, arch, out, dtype):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"optimum export of {arch} failed:\n{r.stderr[-3000:]}")
-    if dtype in ("fp16", "nocache"):
+    if dtype == "nocache":
+        shutil.rmtree(src)  # the weights are the cached fixture's
+    if dtype == "fp16":
         shutil.rmtree(src)
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
