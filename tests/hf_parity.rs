@@ -128,26 +128,53 @@ fn assert_dir_equals_hf(name: &str, model_dir: &Path, tol: f32) {
                 let what = format!("{name} user {u} {how} constrained={constrained}");
                 let want = want(case);
                 assert_eq!(got.sids.len(), want.len(), "{what}: result count");
-                for (rank, (g, h)) in got.sids.iter().zip(want).enumerate() {
-                    // The same SID at each rank; where HF's scores are closer
-                    // than the tolerance the order may swap, but the SID must
-                    // be one HF returned with that score.
-                    let hf = want.iter().find(|w| w.sid == g.sid);
-                    let same = g.sid == h.sid
-                        || (tol > 1e-4 && hf.is_some_and(|w| (w.score - h.score).abs() <= tol));
-                    assert!(
-                        same,
-                        "{what}: rank {rank} is {:?}, HF has {:?}",
-                        g.sid, h.sid
-                    );
-                    let hf_score = hf.map_or(h.score, |w| w.score);
-                    assert!(
-                        (g.score - hf_score).abs() <= tol,
-                        "{what}: {:?} scores {} vs HF {}",
-                        g.sid,
-                        g.score,
-                        hf_score
-                    );
+                if tol <= 1e-4 {
+                    // Full precision: the same SID at every rank.
+                    for (rank, (g, h)) in got.sids.iter().zip(want).enumerate() {
+                        assert_eq!(g.sid, h.sid, "{what}: rank {rank}");
+                        assert!(
+                            (g.score - h.score).abs() <= tol,
+                            "{what}: {:?} scores {} vs HF {}",
+                            g.sid,
+                            g.score,
+                            h.score
+                        );
+                    }
+                    continue;
+                }
+                // Reduced precision: the same top-k up to `tol` — a SID both
+                // return scores within `tol` of HF's; one only sidx returns
+                // is within `tol` of HF's k-th; one only HF returns is
+                // within `tol` of sidx's k-th.
+                let last = |hits: &[f32]| hits.iter().copied().fold(f32::INFINITY, f32::min);
+                let hf_kth = last(&want.iter().map(|h| h.score).collect::<Vec<_>>());
+                let sidx_kth = last(&got.sids.iter().map(|g| g.score).collect::<Vec<_>>());
+                for g in &got.sids {
+                    match want.iter().find(|w| w.sid == g.sid) {
+                        Some(h) => assert!(
+                            (g.score - h.score).abs() <= tol,
+                            "{what}: {:?} scores {} vs HF {}",
+                            g.sid,
+                            g.score,
+                            h.score
+                        ),
+                        None => assert!(
+                            g.score <= hf_kth + tol,
+                            "{what}: {:?} ({}) is not in HF's top-k, whose last scores {hf_kth}",
+                            g.sid,
+                            g.score
+                        ),
+                    }
+                }
+                for h in want {
+                    if !got.sids.iter().any(|g| g.sid == h.sid) {
+                        assert!(
+                            h.score <= sidx_kth + tol,
+                            "{what}: HF's {:?} ({}) is missing, sidx's last scores {sidx_kth}",
+                            h.sid,
+                            h.score
+                        );
+                    }
                 }
             }
         }
@@ -205,10 +232,20 @@ fn t5_without_a_cache_equals_hf() {
 /// fp16 caches and logits against HF's fp32 run of the same weights: an
 /// 11-bit mantissa gives each logit a relative error near 5e-4, which over
 /// two layers and four steps moves a SID's summed log-probability by up to
-/// ~1e-2 (2e-3 measured); ranks closer than that may swap.
+/// ~1e-2 (2e-3 measured); the top-k is compared up to that.
 #[test]
 fn gpt2_fp16_export_equals_hf_within_half_precision() {
     assert_equals_hf("gpt2-fp16", 2e-2);
+}
+
+/// A bfloat16 contract (caches in and out and the logits in bf16; the
+/// fixture casts at the graph's edge, since ONNX Runtime's CPU provider has
+/// no bf16 MatMul): 8 mantissa bits round each logit by up to ~0.4%
+/// relative, which moved summed scores by 2.7e-2 (a 2e-2 bound fails, 5e-2
+/// holds); the top-k is compared up to that.
+#[test]
+fn gpt2_bf16_contract_equals_hf_within_bfloat16() {
+    assert_equals_hf("gpt2-bf16", 5e-2);
 }
 
 /// The served path: `--model DIR` of a T5 export behind the engine thread
