@@ -598,3 +598,79 @@ async fn queries_never_fail_while_versions_swap() {
     assert!(done.load(Ordering::Relaxed) > 10);
     server.shutdown().await.unwrap();
 }
+
+/// `sidx index apply` sends change files to a running service through
+/// ApplyCatalogUpdate: SID upserts and deletes land in one new version; a
+/// wrong token changes nothing and says why.
+#[tokio::test]
+async fn index_apply_sends_change_files_to_a_running_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let sids = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generator/sids.tsv");
+    let table = SidTable::read(&sids).unwrap();
+    let root = dir.path().join("index");
+    build_from_table(&IndexStore::new(&root), &table, "fixture", None).unwrap();
+    let server = start(&root, config()).await;
+    let header = std::fs::read_to_string(&sids).unwrap();
+    let header = header.lines().next().unwrap();
+    let upserts = dir.path().join("upserts.tsv");
+    std::fs::write(&upserts, format!("{header}\nnew-item\t1:3 2:4 3:5\n")).unwrap();
+    let deletes = dir.path().join("deletes.txt");
+    std::fs::write(&deletes, format!("{}\n", table.id(0))).unwrap();
+    let run = |token: &'static str| {
+        let (addr, upserts, deletes) = (server.addr, upserts.clone(), deletes.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sidx"))
+                .args(["--log", "warn", "index", "apply", "--addr"])
+                .arg(addr.to_string())
+                .args(["--admin-token", token, "--upsert-sids"])
+                .arg(&upserts)
+                .arg("--deletes")
+                .arg(&deletes)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run("wrong-token-0123456789").await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("Unauthenticated"),
+        "{err}"
+    );
+    let out = run(TOKEN).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            &r["version"],
+            &r["previous_version"],
+            &r["added"],
+            &r["deleted"]
+        ),
+        (&2.into(), &1.into(), &1.into(), &1.into()),
+        "{r}"
+    );
+    let mut c = client(&server).await;
+    let r = c
+        .lookup(LookupRequest {
+            item_ids: vec!["new-item".into(), table.id(0).into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.version, 2);
+    let sid = r.by_item[0].sid.as_ref().expect("the new item has a SID");
+    assert_eq!(
+        sid.tokens[..3]
+            .iter()
+            .map(|t| (t.layer, t.code))
+            .collect::<Vec<_>>(),
+        [(1, 3), (2, 4), (3, 5)]
+    );
+    assert_eq!(r.by_item[1].sid, None, "the deleted item is gone");
+    server.shutdown().await.unwrap();
+}

@@ -22,6 +22,8 @@ pub enum IndexCommand {
     Query(QueryArgs),
     /// Apply a catalog update (upserts and deletes) and publish the new version.
     Update(UpdateArgs),
+    /// Send a catalog update to a running index service (ApplyCatalogUpdate, admin token).
+    Apply(ApplyArgs),
     /// List published versions and the current one.
     Versions(RootArg),
     /// Point CURRENT back at an older, still-kept version.
@@ -94,6 +96,34 @@ pub struct QueryArgs {
 pub struct UpdateArgs {
     #[command(flatten)]
     root: RootArg,
+    #[command(flatten)]
+    changes: ChangeFiles,
+    /// Versions kept for rollback (at least 2).
+    #[arg(long, default_value_t = 3)]
+    keep: usize,
+}
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// The index service, host:port or an http(s):// URL.
+    #[arg(long)]
+    addr: String,
+    /// Admin token of the service.
+    #[arg(long, env = "SIDX_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    /// CA certificate (PEM) to trust for an `https://` address.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Deadline of the call, seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout_s: u64,
+    #[command(flatten)]
+    changes: ChangeFiles,
+}
+
+/// The change files of a catalog update.
+#[derive(Args)]
+pub struct ChangeFiles {
     /// Embeddings (.npy float32 [N, D]) of items to add; encoded with the stored codebooks.
     #[arg(long, requires = "upsert_ids")]
     upserts: Option<PathBuf>,
@@ -106,9 +136,38 @@ pub struct UpdateArgs {
     /// Item ids to remove, one per line.
     #[arg(long)]
     deletes: Option<PathBuf>,
-    /// Versions kept for rollback (at least 2).
-    #[arg(long, default_value_t = 3)]
-    keep: usize,
+}
+
+impl ChangeFiles {
+    fn read(&self) -> Result<CatalogUpdate> {
+        let mut update = CatalogUpdate::default();
+        if let (Some(emb), Some(ids)) = (&self.upserts, &self.upsert_ids) {
+            let (x, n, d) = pipeline::read_embeddings(emb)?;
+            update.upsert_embeddings = Some(Embeddings {
+                values: x,
+                dim: d,
+                ids: pipeline::read_ids(ids, n)?,
+            });
+        }
+        if let Some(p) = &self.upsert_sids {
+            update.upsert_sids = Some(SidTable::read(p)?);
+        }
+        if let Some(p) = &self.deletes {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+            update.deletes = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.trim().to_owned())
+                .collect();
+        }
+        if update.upsert_embeddings.is_none()
+            && update.upsert_sids.is_none()
+            && update.deletes.is_empty()
+        {
+            bail!("nothing to update: give --upserts/--upsert-ids, --upsert-sids or --deletes");
+        }
+        Ok(update)
+    }
 }
 
 #[derive(Args)]
@@ -190,35 +249,33 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
         }
         IndexCommand::Update(a) => {
             let store = IndexStore::new(&a.root.index).with_keep(a.keep);
-            let mut update = CatalogUpdate::default();
-            if let (Some(emb), Some(ids)) = (&a.upserts, &a.upsert_ids) {
-                let (x, n, d) = pipeline::read_embeddings(emb)?;
-                update.upsert_embeddings = Some(Embeddings {
-                    values: x,
-                    dim: d,
-                    ids: pipeline::read_ids(ids, n)?,
-                });
-            }
-            if let Some(p) = &a.upsert_sids {
-                update.upsert_sids = Some(SidTable::read(p)?);
-            }
-            if let Some(p) = &a.deletes {
-                let text =
-                    std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
-                update.deletes = text
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| l.trim().to_owned())
-                    .collect();
-            }
-            if update.upsert_embeddings.is_none()
-                && update.upsert_sids.is_none()
-                && update.deletes.is_empty()
-            {
-                bail!("nothing to update: give --upserts/--upsert-ids, --upsert-sids or --deletes");
-            }
-            let s = update.apply(&store)?;
+            let s = a.changes.read()?.apply(&store)?;
             println!("{}", serde_json::to_string(&s)?);
+        }
+        IndexCommand::Apply(a) => {
+            let changes = sidx::client::catalog::changes(&a.changes.read()?);
+            let mut connect = sidx::client::Connect::new(&a.addr)
+                .timeout(std::time::Duration::from_secs(a.timeout_s));
+            if let Some(ca) = &a.tls_ca {
+                connect = connect.tls_ca(
+                    std::fs::read(ca).with_context(|| format!("--tls-ca {}", ca.display()))?,
+                );
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let r = runtime.block_on(async {
+                let channel = connect.channel().await?;
+                sidx::client::catalog::apply(channel, &a.admin_token, changes)
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}: {:?}: {}", a.addr, s.code(), s.message()))
+            })?;
+            println!(
+                "{}",
+                json!({"version": r.version, "previous_version": r.previous_version,
+                       "added": r.added, "replaced": r.replaced, "kept": r.kept,
+                       "deleted": r.deleted})
+            );
         }
         IndexCommand::Versions(a) => {
             let store = IndexStore::new(&a.index);

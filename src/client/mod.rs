@@ -2,6 +2,7 @@
 //! or URL, timeouts, TLS, HTTP/2 windows and message limits as the servers
 //! use them), and the index mirror that follows `sidx serve index`.
 
+pub mod catalog;
 pub mod mirror;
 
 use std::time::Duration;
