@@ -7,9 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=1.31.1
 flavor="${1:-cpu}"
+# SHA-256 of the cp311 manylinux_2_28_x86_64 wheels of $VERSION.
 case "$flavor" in
-  cpu) package=onnxruntime ;;
-  gpu) package=onnxruntime-gpu ;;
+  cpu) package=onnxruntime sha256=5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f ;;
+  gpu) package=onnxruntime-gpu sha256=e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6 ;;
   *) echo "usage: $0 [cpu|gpu]" >&2; exit 2 ;;
 esac
 dest=.ort/lib
@@ -23,6 +24,10 @@ trap 'rm -rf "$work"' EXIT
 python3 -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
   --python-version 3.11 --platform manylinux_2_28_x86_64 -d "$work" "$package==$VERSION"
 wheel=$(ls "$work"/*.whl)
+if ! echo "$sha256  $wheel" | sha256sum --check --status; then
+  echo "$wheel: SHA-256 is $(sha256sum "$wheel" | cut -d' ' -f1), expected $sha256" >&2
+  exit 1
+fi
 mkdir -p "$dest"
 python3 - "$wheel" "$dest" <<'PY'
 import sys, zipfile, pathlib

@@ -232,3 +232,37 @@ fn sigterm_drains_and_exits() {
         "{rest}"
     );
 }
+
+/// `serve index --seed-sids`: an empty root gets its first version from the
+/// SID file and serves it; a root that has a version keeps it.
+#[tokio::test]
+async fn an_empty_root_is_seeded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("index");
+    let sids = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generator/sids.tsv");
+    let serve = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sidx"));
+        cmd.args(["--log", "info", "serve", "index", "--addr", "127.0.0.1:0"])
+            .arg("--index")
+            .arg(&root)
+            .arg("--seed-sids")
+            .arg(&sids);
+        common::spawn_listening(cmd)
+    };
+    for round in 0..2 {
+        let (mut child, addr, _log) = serve();
+        let mut c = IndexServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let stats = c.stats(StatsRequest {}).await.unwrap().into_inner();
+        assert_eq!(stats.version, 1, "round {round}: the seed version");
+        assert_eq!(stats.items, 4344, "round {round}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            IndexStore::new(&root).versions().unwrap().len(),
+            1,
+            "round {round}: seeded once, kept after"
+        );
+    }
+}

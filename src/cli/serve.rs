@@ -19,10 +19,55 @@ use sidx::client::mirror::Mirror;
 #[derive(Subcommand)]
 pub enum ServeCommand {
     /// Serve an index root over gRPC (sidx.v1.IndexService, health, reflection).
-    Index(ServerArgs),
+    Index(ServeIndexArgs),
     /// Serve an ONNX generator over gRPC (sidx.v1.GeneratorService, health,
     /// reflection), decoding against the index root's current version.
     Generator(ServeGeneratorArgs),
+}
+
+#[derive(Args)]
+pub struct ServeIndexArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// When the root has no published version yet, build the first one from
+    /// this SID file before serving (e.g. from a ConfigMap); a root that has
+    /// one keeps it.
+    #[arg(long, env = "SIDX_SEED_SIDS")]
+    seed_sids: Option<PathBuf>,
+    /// Codebooks stored with the seed version, so updates can encode embeddings.
+    #[arg(long, requires = "seed_sids")]
+    seed_codebooks: Option<PathBuf>,
+}
+
+impl ServeIndexArgs {
+    /// Builds the seed version into an empty root.
+    fn seed(&self, store: &IndexStore) -> Result<()> {
+        let Some(sids) = &self.seed_sids else {
+            return Ok(());
+        };
+        if store.current()?.is_some() {
+            tracing::info!(root = %self.server.index.display(), "index root has a version; --seed-sids not used");
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.server.index)
+            .with_context(|| format!("creating {}", self.server.index.display()))?;
+        let table = sidx::sid::SidTable::read(sids)?;
+        let built = sidx::index::build_from_table(
+            store,
+            &table,
+            &sids.display().to_string(),
+            self.seed_codebooks.as_deref(),
+        )
+        .with_context(|| {
+            format!(
+                "seeding {} from {}",
+                self.server.index.display(),
+                sids.display()
+            )
+        })?;
+        tracing::info!(version = built.version, sids = %sids.display(), "seeded the empty index root");
+        Ok(())
+    }
 }
 
 #[derive(Args)]
@@ -136,10 +181,11 @@ fn async_runtime() -> Result<tokio::runtime::Runtime> {
 pub fn run(cmd: ServeCommand) -> Result<()> {
     match cmd {
         ServeCommand::Index(a) => {
-            let config = a.config()?;
+            let config = a.server.config()?;
+            let store = IndexStore::new(&a.server.index);
+            a.seed(&store)?;
             async_runtime()?.block_on(async {
-                let server =
-                    start_index_server(IndexStore::new(&a.index), config, termination()).await?;
+                let server = start_index_server(store, config, termination()).await?;
                 eprintln!(
                     "sidx index service on {} (metrics: {:?})",
                     server.addr, server.metrics_addr
