@@ -8,6 +8,9 @@ RUN if ! ldconfig -p | grep -q 'libstdc++.so.6' || [ ! -d /etc/ssl/certs ]; then
       && rm -rf /var/lib/apt/lists/*; fi
 COPY sidx /usr/local/bin/sidx
 COPY lib/ /usr/local/lib/
+# Owned by the service user, so a fresh named volume mounted here (compose)
+# starts writable by it.
+RUN mkdir -p /var/lib/sidx/index && chown -R 65532:65532 /var/lib/sidx
 USER 65532:65532
 EXPOSE 50051 9090
 ENTRYPOINT ["/usr/local/bin/sidx"]

@@ -1,6 +1,7 @@
 //! The Helm chart (helm/sidx): `helm lint --strict` and `helm template` for the
 //! default values and every value set in helm/sidx/ci/, each rendered manifest
-//! validated against the Kubernetes 1.33 JSON schemas, bad values refused,
+//! validated against the Kubernetes JSON schemas of the chart's minimum
+//! version (1.30, `kubeVersion`) and of 1.33, bad values refused,
 //! and the containers' flags checked against what the binary accepts.
 //! Tools: scripts/fetch-helm-tools.sh (the README's test command runs it).
 
@@ -152,6 +153,31 @@ fn command_and_flags(args: &[String]) -> (Vec<String>, Vec<String>) {
     (sub, flags)
 }
 
+/// The chart's minimum Kubernetes (Chart.yaml `kubeVersion`) and a current one.
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.33.0"];
+
+/// `lifecycle.preStop.sleep` is in the schemas from 1.29 on (alpha there,
+/// on by default from 1.30): below the minimum the chart declares, the same
+/// manifests fail — so the minimum is the truth, not a guess.
+#[test]
+fn kube_version_is_the_oldest_schema_that_accepts_the_chart() {
+    let helm = Helm::new();
+    let chart = std::fs::read_to_string(root().join("helm/sidx/Chart.yaml")).unwrap();
+    assert!(chart.contains(&format!("kubeVersion: \">={}-0\"", KUBERNETES_VERSIONS[0])));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("default.yaml");
+    std::fs::write(&file, helm.template(&[]).unwrap()).unwrap();
+    let out = Command::new(root().join(".venv/bin/kubernetes-validate"))
+        .args(["--strict", "-k", "1.28.0", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && report.contains("sleep"),
+        "1.28 must refuse preStop.sleep:\n{report}"
+    );
+}
+
 #[test]
 fn chart_lints_renders_and_validates_for_every_value_set() {
     let helm = Helm::new();
@@ -172,23 +198,25 @@ fn chart_lints_renders_and_validates_for_every_value_set() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let file = dir.path().join(format!("{}.yaml", name.replace('/', "_")));
         std::fs::write(&file, &rendered).unwrap();
-        let out = Command::new(root().join(".venv/bin/kubernetes-validate"))
-            .args(["--strict", "-k", "1.33.0", file.to_str().unwrap()])
-            .output()
-            .unwrap();
-        let report = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{name}: schema validation failed:\n{report}"
-        );
         let docs = documents(&rendered);
-        let validated = report.matches(" passed for resource ").count();
-        assert_eq!(
-            validated,
-            docs.len(),
-            "{name}: every manifest validated:\n{report}"
-        );
+        for version in KUBERNETES_VERSIONS {
+            let out = Command::new(root().join(".venv/bin/kubernetes-validate"))
+                .args(["--strict", "-k", version, file.to_str().unwrap()])
+                .output()
+                .unwrap();
+            let report = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "{name}: schema validation at {version} failed:\n{report}"
+            );
+            let validated = report.matches(" passed for resource ").count();
+            assert_eq!(
+                validated,
+                docs.len(),
+                "{name}: every manifest validated at {version}:\n{report}"
+            );
+        }
     }
 }
 
@@ -376,7 +404,7 @@ fn container_flags_and_probes_match_the_binary() {
 #[test]
 fn bad_values_are_refused() {
     let helm = Helm::new();
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
         (&["--set", "ports.grpc=70000"], "grpc"),
         (&["--set", "server.keepVersions=1"], "keepVersions"),
@@ -393,8 +421,21 @@ fn bad_values_are_refused() {
                 "catalogUpdate.updatesClaim=c",
                 "--set",
                 "index.storage.type=emptyDir",
+                "--set",
+                "index.seed.configMap=seed",
             ],
             "index.storage.type=pvc",
+        ),
+        // An emptyDir root is never ready without a first version.
+        (&["--set", "index.storage.type=emptyDir"], "seed"),
+        (
+            &[
+                "--set",
+                "index.seed.configMap=a",
+                "--set",
+                "index.seed.existingClaim=b",
+            ],
+            "seed",
         ),
         (
             &["--set", "tls.enabled=true", "--set", "tls.secretName=s"],

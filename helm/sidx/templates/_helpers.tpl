@@ -85,9 +85,11 @@ readinessProbe:
   grpc: {port: {{ $v.ports.grpc }}, service: {{ .service }}}
   periodSeconds: 5
 livenessProbe:
-  # The whole server (""), not the service: a server that is up but briefly
-  # without an index is not restarted.
-  grpc: {port: {{ $v.ports.grpc }}}
+  # The process accepts connections. Not gRPC health: the server answers
+  # NOT_SERVING — for the service and for the whole server ("") alike — until
+  # an index is loaded, and a pod briefly without one is taken out of
+  # rotation by readiness, not restarted.
+  tcpSocket: {port: grpc}
   periodSeconds: 10
   failureThreshold: 3
 {{- end }}
