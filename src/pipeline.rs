@@ -78,7 +78,10 @@ impl QuantizeJob {
         let rq = ResidualQuantizer::train(&x, dim, &self.train, progress)?;
         let train_seconds = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let encoded = rq.encode(&x, self.beam, progress);
+        let encoded = match self.train.method {
+            quantize::Method::RqKmeans => rq.encode(&x, self.beam, progress),
+            quantize::Method::RqBalanced => rq.encode_balanced(&x, progress),
+        };
         let encode_seconds = t1.elapsed().as_secs_f64();
         let meta = QuantizerMeta {
             seed: self.train.seed,
@@ -91,10 +94,14 @@ impl QuantizeJob {
             beam: self.beam,
             items: n,
             mse: encoded.mse(),
+            method: self.train.method,
             ..QuantizerMeta::new(&rq)
         };
         let layout = Layout::new(vec![self.train.codebook_size as u32; self.train.layers])?;
-        let header = SidHeader::new(&layout, self.collisions);
+        let header = SidHeader {
+            method: Some(self.train.method.name().to_string()),
+            ..SidHeader::new(&layout, self.collisions)
+        };
         let table = resolve_collisions(
             &SidTable::from_codes(header, ids, &encoded.codes),
             self.collisions,

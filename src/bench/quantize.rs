@@ -91,6 +91,7 @@ pub fn run(b: &QuantizeBench, progress: &Progress) -> Result<()> {
             beam: 1,
             kmeans_iters: b.kmeans_iters,
             kmeans_init: init.into(),
+            method: sidx::quantize::Method::RqKmeans,
         };
         let name = format!(
             "sidx ({})",

@@ -35,6 +35,22 @@ impl From<InitArg> for Init {
     }
 }
 
+/// The quantization method, as a command-line value.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum MethodArg {
+    RqKmeans,
+    RqBalanced,
+}
+
+impl From<MethodArg> for sidx::quantize::Method {
+    fn from(a: MethodArg) -> Self {
+        match a {
+            MethodArg::RqKmeans => Self::RqKmeans,
+            MethodArg::RqBalanced => Self::RqBalanced,
+        }
+    }
+}
+
 /// What to do with items that share a SID, as a command-line value.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Collisions {

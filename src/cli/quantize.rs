@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use super::{Collisions, InitArg};
+use super::{Collisions, InitArg, MethodArg};
 use sidx::hourglass::DEFAULT_HEAD_SHARE;
 use sidx::pipeline::{EncodeJob, QuantizeJob};
 use sidx::progress::Progress;
@@ -40,6 +40,11 @@ pub struct QuantizeArgs {
     /// How k-means picks its first centroids.
     #[arg(long, value_enum, default_value = "kmeans++")]
     kmeans_init: InitArg,
+    /// rq-kmeans: residual k-means, nearest-centroid codes (the paper's);
+    /// rq-balanced: balanced k-means per layer and a balanced assignment —
+    /// every code of a layer holds ⌈N/M⌉ or ⌊N/M⌋ items.
+    #[arg(long, value_enum, default_value = "rq-kmeans")]
+    method: MethodArg,
     /// What to do with items that share a SID.
     #[arg(long, value_enum, default_value = "disambiguate")]
     collisions: Collisions,
@@ -85,6 +90,7 @@ pub fn quantize(a: QuantizeArgs, progress: &Progress) -> Result<()> {
             beam: a.beam,
             kmeans_iters: a.kmeans_iters,
             kmeans_init: a.kmeans_init.into(),
+            method: a.method.into(),
         },
         beam: a.beam,
         collisions: a.collisions.into(),

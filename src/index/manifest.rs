@@ -33,6 +33,9 @@ pub struct Manifest {
     pub collisions: CollisionMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mitigation: Option<MitigationRule>,
+    /// The quantization method of the SIDs, from their file's header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     /// Whether `codebooks.npy` is stored, so updates may bring embeddings.
     pub has_codebooks: bool,
     pub sids: u64,
@@ -59,6 +62,7 @@ impl Manifest {
             codebook_sizes: layout.codebook_sizes().to_vec(),
             collisions,
             mitigation: None,
+            method: None,
             has_codebooks: false,
             sids: 0,
             items: 0,

@@ -754,6 +754,7 @@ pub fn build_from_table(
     let mut template = Manifest::new(&table.layout(), table.header().collisions);
     template.source = source.to_owned();
     template.mitigation = table.header().mitigation.clone();
+    template.method = table.header().method.clone();
     template.layer_counts = table.layer_counts();
     let manifest = store.publish(|dir| {
         let counts = write_version_files(dir, entries.into_iter())?;

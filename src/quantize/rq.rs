@@ -1,15 +1,17 @@
 //! Residual quantization: layer `l` quantizes what layers `< l` left over.
 //! Training runs k-means per layer on the residuals of a sample; encoding is
 //! greedy (beam 1) or a beam search over partial codes, as faiss's
-//! `ResidualQuantizer` does.
+//! `ResidualQuantizer` does; `rq-balanced` trains balanced k-means per layer
+//! and encodes a catalog with the balanced assignment.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::QuantizeError;
+use super::balanced::{assign_balanced, balanced_lloyd};
 use super::codebook::{BLOCK_ROWS, Codebook, sq_dist, sq_norm};
 use super::kmeans::{Init, KMeans};
+use super::{Method, QuantizeError};
 use crate::progress::Progress;
 
 /// How to train a residual quantizer.
@@ -24,6 +26,7 @@ pub struct TrainConfig {
     pub beam: usize,
     pub kmeans_iters: usize,
     pub kmeans_init: Init,
+    pub method: Method,
 }
 
 impl Default for TrainConfig {
@@ -36,6 +39,7 @@ impl Default for TrainConfig {
             beam: 1,
             kmeans_iters: 25,
             kmeans_init: Init::KMeansPlusPlus,
+            method: Method::RqKmeans,
         }
     }
 }
@@ -93,6 +97,11 @@ impl ResidualQuantizer {
         if cfg.beam == 0 {
             return Err(QuantizeError::Config("--beam must be at least 1".into()));
         }
+        if cfg.method == Method::RqBalanced && cfg.beam != 1 {
+            return Err(QuantizeError::Config(
+                "rq-balanced assigns each layer greedily: --beam must be 1".into(),
+            ));
+        }
         let sample = sample_rows(x, dim, cfg.train_sample, cfg.seed);
         let mut residual = sample.clone();
         let mut codebooks = Vec::with_capacity(cfg.layers);
@@ -111,7 +120,11 @@ impl ResidualQuantizer {
                 init: cfg.kmeans_init,
             }
             .fit(&residual, dim, progress)?;
-            codebooks.push(fit.codebook);
+            let (codebook, codes) = match cfg.method {
+                Method::RqKmeans => (fit.codebook, fit.codes),
+                Method::RqBalanced => balanced_lloyd(fit.codebook, &residual, cfg.kmeans_iters),
+            };
+            codebooks.push(codebook);
             if layer + 1 == cfg.layers {
                 break;
             }
@@ -119,7 +132,7 @@ impl ResidualQuantizer {
                 let last = codebooks.last().expect("just pushed");
                 residual
                     .par_chunks_mut(dim)
-                    .zip(&fit.codes)
+                    .zip(&codes)
                     .for_each(|(r, &c)| subtract(r, last.centroid(c as usize)));
             } else {
                 let partial = Self::new(codebooks.clone())?;
@@ -163,6 +176,31 @@ impl ResidualQuantizer {
                 bar.inc(eb.len() as u64);
             });
         bar.finish_and_clear();
+        Encoded { codes, sq_errors }
+    }
+
+    /// Encodes every row of `x` layer by layer with the balanced assignment
+    /// ([`assign_balanced`]): each code of a layer receives `⌈n/M⌉` or
+    /// `⌊n/M⌋` of the rows. A catalog-wide property: a single new item is
+    /// encoded by [`Self::encode`].
+    pub fn encode_balanced(&self, x: &[f32], progress: &Progress) -> Encoded {
+        let dim = self.dim();
+        let layers = self.layers();
+        let n = x.len() / dim;
+        let mut codes = vec![0u32; n * layers];
+        let mut residual = x.to_vec();
+        for (l, cb) in self.codebooks.iter().enumerate() {
+            progress.note(&format!("balanced assignment, layer {}/{layers}", l + 1));
+            let (layer_codes, _) = assign_balanced(cb, &residual);
+            residual
+                .par_chunks_mut(dim)
+                .zip(&layer_codes)
+                .for_each(|(r, &c)| subtract(r, cb.centroid(c as usize)));
+            for (i, c) in layer_codes.into_iter().enumerate() {
+                codes[i * layers + l] = c;
+            }
+        }
+        let sq_errors = residual.par_chunks(dim).map(sq_norm).collect();
         Encoded { codes, sq_errors }
     }
 
@@ -371,6 +409,7 @@ mod tests {
             beam: 1,
             kmeans_iters: 10,
             kmeans_init: Init::KMeansPlusPlus,
+            method: Method::RqKmeans,
         }
     }
 

@@ -32,6 +32,9 @@ pub struct QuantizerMeta {
     /// Items encoded and their mean squared reconstruction error.
     pub items: usize,
     pub mse: f64,
+    /// `rq-kmeans` (files written before methods existed) or `rq-balanced`.
+    #[serde(default)]
+    pub method: super::Method,
 }
 
 impl QuantizerMeta {
@@ -49,6 +52,7 @@ impl QuantizerMeta {
             beam: 1,
             items: 0,
             mse: 0.0,
+            method: super::Method::RqKmeans,
         }
     }
 }

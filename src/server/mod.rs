@@ -220,9 +220,18 @@ async fn start_server(
         None => None,
     };
     let interval = Duration::from_millis(config.reload_interval_ms.max(10));
+    // Health says the truth before the port is announced, not once the
+    // watcher first runs: a client checking right after start-up must not
+    // see NOT_SERVING from a server that has its index and model.
+    let serving = state.current().is_some() && *backend.borrow();
+    if serving {
+        state.metrics.ready.store(true, Ordering::Relaxed);
+        health.set(ServingStatus::Serving).await;
+    }
     spawn_watcher(
         state.clone(),
         health.clone(),
+        serving,
         backend,
         backend_tx,
         interval,
@@ -369,6 +378,8 @@ fn router(
 fn spawn_watcher(
     state: Arc<IndexState>,
     health: Health,
+    // What health says now.
+    mut serving: bool,
     mut backend: watch::Receiver<bool>,
     // Held so that `backend` never reports a closed channel.
     _backend_tx: watch::Sender<bool>,
@@ -378,7 +389,6 @@ fn spawn_watcher(
     tokio::spawn(async move {
         let _backend_tx = _backend_tx;
         let mut versions = state.subscribe();
-        let mut serving = false;
         loop {
             let healthy = state.current().is_some() && *backend.borrow_and_update();
             if healthy != serving && !*stop.borrow() {

@@ -59,6 +59,10 @@ pub struct SidHeader {
     /// The layer-2 mitigation these SIDs went through, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mitigation: Option<super::MitigationRule>,
+    /// The quantization method that made them (`rq-kmeans`, `rq-balanced`),
+    /// when `sidx quantize` wrote them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 impl SidHeader {
@@ -69,6 +73,7 @@ impl SidHeader {
             codebook_sizes: layout.codebook_sizes().to_vec(),
             collisions,
             mitigation: None,
+            method: None,
         }
     }
 
