@@ -155,7 +155,12 @@ impl EncodeJob {
         };
         let encoded = rq.encode(&x, self.beam, progress);
         let sizes = rq.codebooks().iter().map(|c| c.k() as u32).collect();
-        let header = SidHeader::new(&Layout::new(sizes)?, self.collisions);
+        // The codebooks' method (each item takes its nearest code: an
+        // rq-balanced catalog's balance does not extend to items added later).
+        let header = SidHeader {
+            method: QuantizerMeta::beside(&self.codebooks).map(|m| m.method.name().to_string()),
+            ..SidHeader::new(&Layout::new(sizes)?, self.collisions)
+        };
         let table = resolve_collisions(
             &SidTable::from_codes(header, ids, &encoded.codes),
             self.collisions,

@@ -38,6 +38,12 @@ pub struct QuantizerMeta {
 }
 
 impl QuantizerMeta {
+    /// The `quantizer.json` beside a `codebooks.npy`, when there is one that parses.
+    pub fn beside(codebooks: &Path) -> Option<Self> {
+        let text = std::fs::read(codebooks.with_file_name(QUANTIZER_FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
     pub fn new(rq: &ResidualQuantizer) -> Self {
         Self {
             format: FORMAT.into(),
