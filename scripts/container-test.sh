@@ -127,8 +127,10 @@ probe() {
 }
 probe --index "127.0.0.1:$ip"
 probe --index "127.0.0.1:$ip" --generator "127.0.0.1:$gp"
-curl -sf "http://127.0.0.1:$im/ready" >/dev/null && curl -sf "http://127.0.0.1:$gm/metrics" | grep -q '^sidx_' \
-  || { echo "container test FAILED: /ready or /metrics" >&2; exit 1; }
+# (Output goes through files: with pipefail, `… | grep -q` fails when grep
+# stops reading early and the writer gets SIGPIPE.)
+curl -sf "http://127.0.0.1:$im/ready" >/dev/null && curl -sf "http://127.0.0.1:$gm/metrics" >"$work/metrics.txt" \
+  && grep -q '^sidx_' "$work/metrics.txt" || { echo "container test FAILED: /ready or /metrics" >&2; exit 1; }
 
 step "hardening, from inside"
 [ "$(podman exec sidx-ct-index id -u)" = 65532 ] || { echo "container test FAILED: not uid 65532" >&2; exit 1; }
@@ -147,7 +149,8 @@ target/release/sidx --log warn index apply --addr "127.0.0.1:$ip" --admin-token 
 grep -q '"version":2' "$work/apply.json" || { echo "container test FAILED: the update did not publish version 2" >&2; exit 1; }
 # The generator's mirror copies version 2 and the generator swaps it in.
 deadline=$(($(date +%s) + 30))
-until target/release/sidx --log warn probe --index "127.0.0.1:$ip" --generator "127.0.0.1:$gp" 2>&1 | tee "$work/probe.log" | grep -q '^generator .*SERVING, version 2'; do
+until target/release/sidx --log warn probe --index "127.0.0.1:$ip" --generator "127.0.0.1:$gp" >"$work/probe.log" 2>&1 \
+  && grep -q '^generator .*SERVING, version 2' "$work/probe.log"; do
   [ "$(date +%s)" -lt "$deadline" ] || { cat "$work/probe.log"; echo "container test FAILED: the generator did not follow to version 2" >&2; exit 1; }
   sleep 1
 done
@@ -157,7 +160,8 @@ step "SIGTERM: drain and exit 0"
 for c in $names; do
   podman stop -t 30 "$c" >/dev/null
   code=$(podman inspect -f '{{.State.ExitCode}}' "$c")
-  podman logs "$c" 2>&1 | grep -q draining || { echo "container test FAILED: $c did not drain" >&2; exit 1; }
+  podman logs "$c" >"$work/$c.log" 2>&1
+  grep -q draining "$work/$c.log" || { tail -5 "$work/$c.log"; echo "container test FAILED: $c did not drain" >&2; exit 1; }
   [ "$code" = 0 ] || { podman logs --tail 20 "$c"; echo "container test FAILED: $c exited $code after SIGTERM" >&2; exit 1; }
   echo "$c: SIGTERM → drained, exit 0"
 done

@@ -592,3 +592,69 @@ fn generator_init_writes_a_version_2_sidecar_from_the_tokenizer() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `sidx hourglass --compare`: two quantize runs (rq-kmeans, rq-balanced)
+/// in one table and one SVG, each with its method, collisions and MSE.
+#[test]
+fn hourglass_compares_methods_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let emb = small_catalog(dir.path(), 2000);
+    let mut files = Vec::new();
+    for method in ["rq-kmeans", "rq-balanced"] {
+        let out = dir.path().join(method);
+        let o = sidx(&[
+            "quantize",
+            "--embeddings",
+            p(&emb),
+            "--layers",
+            "3",
+            "--codebook-size",
+            "16",
+            "--method",
+            method,
+            "--out",
+            p(&out),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        files.push(out.join("sids.tsv"));
+    }
+    let svg = dir.path().join("compare.svg");
+    let o = sidx(&[
+        "hourglass",
+        "--compare",
+        p(&files[0]),
+        p(&files[1]),
+        "--svg",
+        p(&svg),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sets: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(sets.as_array().unwrap().len(), 2);
+    assert_eq!(sets[0]["method"], "rq-kmeans");
+    assert_eq!(sets[1]["method"], "rq-balanced");
+    for set in sets.as_array().unwrap() {
+        assert!(set["mse"].as_f64().unwrap() > 0.0, "{set}");
+        assert_eq!(set["report"]["items"], 2000);
+    }
+    // Balanced codes are flat: Gini near 0 on every layer, unlike rq-kmeans'.
+    let gini = |s: &serde_json::Value, l: usize| s["report"]["layers"][l]["gini"].as_f64().unwrap();
+    assert!((0..3).all(|l| gini(&sets[1], l) < 0.01));
+    assert!((0..3).any(|l| gini(&sets[0], l) > 0.1));
+    let doc = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        doc.starts_with("<svg") && doc.matches("<polyline").count() == 6,
+        "{doc}"
+    );
+    let table = sidx(&["hourglass", "--compare", p(&files[0]), p(&files[1])]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("rq-kmeans") && text.contains("rq-balanced"),
+        "{text}"
+    );
+    // --compare needs two files.
+    fails_with(
+        &sidx(&["hourglass", "--compare", p(&files[0])]),
+        &["compare"],
+    );
+}

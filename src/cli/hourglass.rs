@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use super::Collisions;
+use sidx::hourglass::compare::Compared;
 use sidx::hourglass::{DEFAULT_HEAD_SHARE, HourglassReport, Strategy};
 use sidx::pipeline;
 use sidx::sid::SidTable;
@@ -13,8 +14,13 @@ use sidx::sid::SidTable;
 #[derive(Args)]
 pub struct HourglassArgs {
     /// SID file (TSV `item_id<TAB>layer:code …`).
-    #[arg(long)]
-    sids: PathBuf,
+    #[arg(long, required_unless_present = "compare")]
+    sids: Option<PathBuf>,
+    /// Several SID files side by side (methods, seeds, mitigations): one
+    /// table, or one SVG with --svg; the MSE comes from a quantizer.json
+    /// beside a file.
+    #[arg(long, num_args = 2.., conflicts_with = "sids")]
+    compare: Vec<PathBuf>,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -62,7 +68,11 @@ pub struct MitigateArgs {
 }
 
 pub fn hourglass(a: &HourglassArgs) -> Result<()> {
-    let table = SidTable::read(&a.sids)?;
+    if !a.compare.is_empty() {
+        return compare(a);
+    }
+    let sids = a.sids.as_ref().context("--sids or --compare")?;
+    let table = SidTable::read(sids)?;
     let report = HourglassReport::measure(&table, a.head_share);
     if let Some(svg) = &a.svg {
         let doc = sidx::hourglass::render_svg(&table, &report);
@@ -72,6 +82,31 @@ pub fn hourglass(a: &HourglassArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.summary());
+    }
+    Ok(())
+}
+
+fn compare(a: &HourglassArgs) -> Result<()> {
+    let mut sets = Vec::with_capacity(a.compare.len());
+    for path in &a.compare {
+        let table = SidTable::read(path)?;
+        let report = HourglassReport::measure(&table, a.head_share);
+        let mse = sidx::quantize::QuantizerMeta::beside(path).map(|m| m.mse);
+        sets.push(Compared {
+            name: path.display().to_string(),
+            method: table.header().method.clone(),
+            mse,
+            report,
+        });
+    }
+    if let Some(svg) = &a.svg {
+        let doc = sidx::hourglass::compare::render(&sets);
+        sidx::fsx::write_atomic(svg, |w| w.write_all(doc.as_bytes()))?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&sets)?);
+    } else {
+        print!("{}", sidx::hourglass::compare::table(&sets));
     }
     Ok(())
 }

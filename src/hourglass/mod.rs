@@ -1,6 +1,7 @@
 //! Hourglass diagnostics of SID sets (how concentrated each layer's tokens
 //! are, how sparse the code tree is) and the paper's mitigations.
 
+pub mod compare;
 mod mitigate;
 mod report;
 mod stats;
