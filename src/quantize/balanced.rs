@@ -35,28 +35,31 @@ pub fn assign_balanced(cb: &Codebook, x: &[f32]) -> (Vec<u32>, Vec<f32>) {
     let mut ranked = vec![(0u32, 0f32); n * c];
     x.par_chunks(BLOCK_ROWS * dim)
         .zip(ranked.par_chunks_mut(BLOCK_ROWS * c))
-        .for_each_init(Vec::new, |dots, (xb, rb)| {
-            let rows = xb.len() / dim;
-            dots.resize(rows * k, 0.0);
-            cb.dots(xb, dots);
-            for r in 0..rows {
-                let norm = sq_norm(&xb[r * dim..(r + 1) * dim]);
-                let mut all: Vec<(u32, f32)> = (0..k)
-                    .map(|j| {
+        .for_each_init(
+            || (Vec::new(), Vec::with_capacity(k)),
+            |(dots, all), (xb, rb)| {
+                let rows = xb.len() / dim;
+                dots.resize(rows * k, 0.0);
+                cb.dots(xb, dots);
+                for r in 0..rows {
+                    let norm = sq_norm(&xb[r * dim..(r + 1) * dim]);
+                    // One scratch row per task, not an allocation per row.
+                    all.clear();
+                    all.extend((0..k).map(|j| {
                         let d = (norm + cb.norms()[j] - 2.0 * dots[r * k + j]).max(0.0);
                         (j as u32, d)
-                    })
-                    .collect();
-                let by_distance =
-                    |a: &(u32, f32), b: &(u32, f32)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
-                if c < k {
-                    all.select_nth_unstable_by(c - 1, by_distance);
-                    all.truncate(c);
+                    }));
+                    let by_distance =
+                        |a: &(u32, f32), b: &(u32, f32)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
+                    if c < k {
+                        all.select_nth_unstable_by(c - 1, by_distance);
+                        all.truncate(c);
+                    }
+                    all.sort_unstable_by(by_distance);
+                    rb[r * c..(r + 1) * c].copy_from_slice(&all[..c]);
                 }
-                all.sort_unstable_by(by_distance);
-                rb[r * c..(r + 1) * c].copy_from_slice(&all);
-            }
-        });
+            },
+        );
     let regret = |i: usize| {
         let row = &ranked[i * c..(i + 1) * c];
         row.get(1).map_or(0.0, |second| second.1 - row[0].1)
