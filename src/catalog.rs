@@ -6,7 +6,7 @@
 use crate::hourglass::LayerStats;
 use crate::index::{Index, IndexError, IndexStore, SidUpdate, UpdateSummary};
 use crate::progress::Progress;
-use crate::quantize::{CODEBOOKS_FILE, ResidualQuantizer};
+use crate::quantize::{CODEBOOKS_FILE, Method, ResidualQuantizer};
 use crate::sid::{SidHeader, SidTable, Token};
 
 /// Item embeddings, row-major `ids.len() × dim`.
@@ -102,7 +102,14 @@ fn encode(
         .flat_map(|&r| &x[r * dim..(r + 1) * dim])
         .copied()
         .collect();
-    let codes = rq.encode(&sub, 1, &Progress::hidden()).codes;
+    // Items added later take the codes the method's encoder gives one item
+    // (an rq-balanced catalog's balance is catalog-wide, so nearest codes).
+    let beam = m
+        .method
+        .as_deref()
+        .and_then(Method::from_name)
+        .map_or(1, Method::default_beam);
+    let codes = rq.encode(&sub, beam, &Progress::hidden()).codes;
     let mut buf = Vec::new();
     Ok(codes
         .chunks_exact(rq.layers())

@@ -79,7 +79,9 @@ impl QuantizeJob {
         let train_seconds = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let encoded = match self.train.method {
-            quantize::Method::RqKmeans => rq.encode(&x, self.beam, progress),
+            quantize::Method::RqKmeans | quantize::Method::RqJoint => {
+                rq.encode(&x, self.beam, progress)
+            }
             quantize::Method::RqBalanced => rq.encode_balanced(&x, progress),
         };
         let encode_seconds = t1.elapsed().as_secs_f64();
@@ -87,10 +89,8 @@ impl QuantizeJob {
             seed: self.train.seed,
             trained_on,
             kmeans_iters: self.train.kmeans_iters,
-            kmeans_init: match self.train.kmeans_init {
-                quantize::Init::KMeansPlusPlus => "kmeans++".into(),
-                quantize::Init::Random => "random".into(),
-            },
+            kmeans_tol: self.train.kmeans_tol,
+            kmeans_init: self.train.kmeans_init.name().into(),
             beam: self.beam,
             items: n,
             mse: encoded.mse(),

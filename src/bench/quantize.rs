@@ -3,12 +3,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use sidx::progress::Progress;
-use sidx::quantize::{ResidualQuantizer, TrainConfig};
+use sidx::quantize::{
+    DEFAULT_KMEANS_TOL, Init, JOINT_BEAM, Method, ResidualQuantizer, TrainConfig,
+};
 use sidx::synth::{self, SynthConfig};
 
 #[derive(Args)]
@@ -34,14 +36,28 @@ pub struct QuantizeBench {
     /// Seed of data, sampling and k-means.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// k-means seedings to run for sidx (each a row).
+    /// k-means seedings to run for sidx rq-kmeans (each a row).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "kmeans++,random"
+        default_value = "kmeans||,kmeans++,random"
     )]
     kmeans_init: Vec<crate::cli::InitArg>,
+    /// Further sidx methods (each a row, k-means|| seeding).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "rq-balanced,rq-joint"
+    )]
+    methods: Vec<crate::cli::MethodArg>,
+    /// Relative gain that stops sidx's Lloyd iterations (faiss runs all).
+    #[arg(long, default_value_t = DEFAULT_KMEANS_TOL)]
+    kmeans_tol: f64,
+    /// Beam width of rq-joint and of faiss's beam-trained row.
+    #[arg(long, default_value_t = JOINT_BEAM)]
+    beam: usize,
     /// Python with numpy and faiss-cpu (see scripts/setup-python.sh).
     #[arg(long, env = "SIDX_PYTHON", default_value = ".venv/bin/python")]
     python: PathBuf,
@@ -62,6 +78,8 @@ struct Row {
     mse: f64,
     #[serde(default)]
     threads: Option<usize>,
+    /// Beam width of training residuals and encoding.
+    beam: usize,
 }
 
 pub fn run(b: &QuantizeBench, progress: &Progress) -> Result<()> {
@@ -81,29 +99,50 @@ pub fn run(b: &QuantizeBench, progress: &Progress) -> Result<()> {
     let emb = dir.join("embeddings.npy");
     sidx::npy::write(&emb, &[b.items, b.dim], &x)?;
 
+    let mut runs: Vec<(String, Method, Init)> = b
+        .kmeans_init
+        .iter()
+        .map(|&init| {
+            let init_name = init
+                .to_possible_value()
+                .expect("named")
+                .get_name()
+                .to_owned();
+            (
+                format!("sidx rq-kmeans ({init_name})"),
+                Method::RqKmeans,
+                init.into(),
+            )
+        })
+        .collect();
+    runs.extend(b.methods.iter().map(|&m| {
+        let m: Method = m.into();
+        (format!("sidx {}", m.name()), m, Init::KMeansParallel)
+    }));
     let mut rows = Vec::new();
-    for &init in &b.kmeans_init {
+    for (name, method, init) in runs {
+        let beam = if method == Method::RqJoint { b.beam } else { 1 };
         let train = TrainConfig {
             layers: b.layers,
             codebook_size: b.codebook_size,
             train_sample: Some(b.train_sample),
             seed: b.seed,
-            beam: 1,
+            beam,
             kmeans_iters: b.kmeans_iters,
-            kmeans_init: init.into(),
-            method: sidx::quantize::Method::RqKmeans,
+            kmeans_tol: b.kmeans_tol,
+            kmeans_init: init,
+            method,
         };
-        let name = format!(
-            "sidx ({})",
-            init.to_possible_value().expect("named").get_name()
-        );
         progress.note(&format!("{name}: training"));
         let t0 = Instant::now();
         let rq = ResidualQuantizer::train(&x, b.dim, &train, progress)?;
         let train_seconds = t0.elapsed().as_secs_f64();
         progress.note(&format!("{name}: encoding"));
         let t1 = Instant::now();
-        let enc = rq.encode(&x, 1, progress);
+        let enc = match method {
+            Method::RqBalanced => rq.encode_balanced(&x, progress),
+            Method::RqKmeans | Method::RqJoint => rq.encode(&x, beam, progress),
+        };
         let encode_seconds = t1.elapsed().as_secs_f64();
         rows.push(Row {
             name,
@@ -111,6 +150,7 @@ pub fn run(b: &QuantizeBench, progress: &Progress) -> Result<()> {
             encode_seconds,
             mse: enc.mse(),
             threads: Some(rayon::current_num_threads()),
+            beam,
         });
     }
     drop(x);
@@ -124,40 +164,49 @@ pub fn run(b: &QuantizeBench, progress: &Progress) -> Result<()> {
             ("--train-sample", b.train_sample.to_string()),
             ("--kmeans-iters", b.kmeans_iters.to_string()),
             ("--seed", b.seed.to_string()),
+            ("--beam", b.beam.to_string()),
         ]
         .into_iter()
         .flat_map(|(k, v)| [k.to_owned(), v])
         .collect();
         let faiss: Vec<Row> = super::util::python_peer(&b.python, &b.faiss_script, &args)?;
-        rows.push(
-            faiss
-                .into_iter()
-                .last()
-                .context("the faiss benchmark printed nothing")?,
-        );
+        if faiss.is_empty() {
+            bail!("the faiss benchmark printed nothing");
+        }
+        rows.extend(faiss);
     }
     let _ = std::fs::remove_dir_all(&dir);
 
     println!(
-        "RQ {}×{} on {} × {}-d synthetic items, trained on {}, greedy encoding",
+        "RQ {}×{} on {} × {}-d synthetic items, trained on {}",
         b.layers, b.codebook_size, b.items, b.dim, b.train_sample
     );
     println!(
-        "| {:<16} | {:>7} | {:>8} | {:>9} | {:>12} | {:>10} | {:>9} |",
-        "implementation", "threads", "train s", "encode s", "encode items/s", "MSE", "MSE ratio"
+        "| {:<26} | {:>7} | {:>4} | {:>8} | {:>9} | {:>14} | {:>10} | {:>21} |",
+        "implementation",
+        "threads",
+        "beam",
+        "train s",
+        "encode s",
+        "encode items/s",
+        "MSE",
+        "MSE / faiss same beam"
     );
-    println!("|{}|", ["---"; 7].join("|"));
-    let base_mse = rows.last().map(|r| r.mse).unwrap_or(1.0);
+    println!("|{}|", ["---"; 8].join("|"));
     for r in &rows {
+        let faiss = rows
+            .iter()
+            .find(|f| f.name.starts_with("faiss") && f.beam == r.beam);
         println!(
-            "| {:<16} | {:>7} | {:>8.2} | {:>9.2} | {:>14.0} | {:>10.5} | {:>9.4} |",
+            "| {:<26} | {:>7} | {:>4} | {:>8.2} | {:>9.2} | {:>14.0} | {:>10.5} | {:>21} |",
             r.name,
             r.threads.map_or("?".into(), |t| t.to_string()),
+            r.beam,
             r.train_seconds,
             r.encode_seconds,
             b.items as f64 / r.encode_seconds,
             r.mse,
-            r.mse / base_mse
+            faiss.map_or("-".into(), |f| format!("{:.4}", r.mse / f.mse))
         );
     }
     Ok(())

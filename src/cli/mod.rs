@@ -22,6 +22,9 @@ pub enum InitArg {
     /// k-means++ (centroids drawn ∝ squared distance).
     #[value(name = "kmeans++")]
     KMeansPlusPlus,
+    /// k-means|| (a few oversampling passes, then k-means++ over the candidates).
+    #[value(name = "kmeans||")]
+    KMeansParallel,
     /// Distinct random points, as faiss does.
     Random,
 }
@@ -30,16 +33,20 @@ impl From<InitArg> for Init {
     fn from(a: InitArg) -> Self {
         match a {
             InitArg::KMeansPlusPlus => Init::KMeansPlusPlus,
+            InitArg::KMeansParallel => Init::KMeansParallel,
             InitArg::Random => Init::Random,
         }
     }
 }
 
 /// The quantization method, as a command-line value.
+// The variants are the methods' names (rq-kmeans, rq-balanced, rq-joint).
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, ValueEnum)]
 pub enum MethodArg {
     RqKmeans,
     RqBalanced,
+    RqJoint,
 }
 
 impl From<MethodArg> for sidx::quantize::Method {
@@ -47,6 +54,7 @@ impl From<MethodArg> for sidx::quantize::Method {
         match a {
             MethodArg::RqKmeans => Self::RqKmeans,
             MethodArg::RqBalanced => Self::RqBalanced,
+            MethodArg::RqJoint => Self::RqJoint,
         }
     }
 }

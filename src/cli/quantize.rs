@@ -7,9 +7,10 @@ use clap::Args;
 
 use super::{Collisions, InitArg, MethodArg};
 use sidx::hourglass::DEFAULT_HEAD_SHARE;
+use sidx::hourglass::compare::{self, Compared};
 use sidx::pipeline::{EncodeJob, QuantizeJob};
 use sidx::progress::Progress;
-use sidx::quantize::TrainConfig;
+use sidx::quantize::{DEFAULT_KMEANS_TOL, Method, QuantizerMeta, TrainConfig};
 
 #[derive(Args)]
 pub struct QuantizeArgs {
@@ -28,21 +29,32 @@ pub struct QuantizeArgs {
     /// Seed of sampling and k-means (same seed, same SIDs).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Train once per seed into OUT/seed-S/ and report the spread over the
+    /// seeds (one comparison table, OUT/seeds.json and OUT/seeds.svg).
+    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with = "seed")]
+    seeds: Vec<u64>,
     /// Train the codebooks on a random sample of this many items (0 = all).
     #[arg(long, default_value_t = 100_000)]
     train_sample: usize,
-    /// Beam width of encoding (1 = greedy), as faiss's ResidualQuantizer.
-    #[arg(long, default_value_t = 1)]
-    beam: usize,
+    /// Beam width of training residuals and of encoding (1 = greedy), as
+    /// faiss's ResidualQuantizer [default: 5 for rq-joint, else 1].
+    #[arg(long)]
+    beam: Option<usize>,
     /// Upper bound on Lloyd iterations per layer.
     #[arg(long, default_value_t = 25)]
     kmeans_iters: usize,
+    /// Stop a layer's Lloyd iterations once one lowers the mean squared
+    /// error by less than this fraction (0 = run all --kmeans-iters).
+    #[arg(long, default_value_t = DEFAULT_KMEANS_TOL)]
+    kmeans_tol: f64,
     /// How k-means picks its first centroids.
-    #[arg(long, value_enum, default_value = "kmeans++")]
+    #[arg(long, value_enum, default_value = "kmeans||")]
     kmeans_init: InitArg,
     /// rq-kmeans: residual k-means, nearest-centroid codes (the paper's);
     /// rq-balanced: balanced k-means per layer and a balanced assignment —
-    /// every code of a layer holds ⌈N/M⌉ or ⌊N/M⌋ items.
+    /// every code of a layer holds ⌈N/M⌉ or ⌊N/M⌋ items; rq-joint: layers
+    /// trained on beam-search residuals and refit jointly (faiss's
+    /// ResidualQuantizer), beam-search codes.
     #[arg(long, value_enum, default_value = "rq-kmeans")]
     method: MethodArg,
     /// What to do with items that share a SID.
@@ -67,9 +79,10 @@ pub struct EncodeArgs {
     /// Item ids, one per line (default: row numbers).
     #[arg(long)]
     ids: Option<PathBuf>,
-    /// Beam width (1 = greedy).
-    #[arg(long, default_value_t = 1)]
-    beam: usize,
+    /// Beam width (1 = greedy) [default: the one quantizer.json beside the
+    /// codebooks records, else 1].
+    #[arg(long)]
+    beam: Option<usize>,
     /// What to do with items that share a SID.
     #[arg(long, value_enum, default_value = "disambiguate")]
     collisions: Collisions,
@@ -79,24 +92,10 @@ pub struct EncodeArgs {
 }
 
 pub fn quantize(a: QuantizeArgs, progress: &Progress) -> Result<()> {
-    let job = QuantizeJob {
-        embeddings: a.embeddings,
-        ids: a.ids,
-        train: TrainConfig {
-            layers: a.layers,
-            codebook_size: a.codebook_size,
-            train_sample: (a.train_sample > 0).then_some(a.train_sample),
-            seed: a.seed,
-            beam: a.beam,
-            kmeans_iters: a.kmeans_iters,
-            kmeans_init: a.kmeans_init.into(),
-            method: a.method.into(),
-        },
-        beam: a.beam,
-        collisions: a.collisions.into(),
-        head_share: a.head_share,
-        out: a.out,
-    };
+    if !a.seeds.is_empty() {
+        return quantize_seeds(a, progress);
+    }
+    let job = job(&a, a.seed, a.out.clone());
     let o = job.run(progress)?;
     print!("{}", o.report.summary());
     println!(
@@ -111,12 +110,67 @@ pub fn quantize(a: QuantizeArgs, progress: &Progress) -> Result<()> {
     Ok(())
 }
 
+/// `--seeds`: one run per seed, then their spread.
+fn quantize_seeds(a: QuantizeArgs, progress: &Progress) -> Result<()> {
+    let mut sets = Vec::with_capacity(a.seeds.len());
+    for &seed in &a.seeds {
+        let out = a.out.join(format!("seed-{seed}"));
+        let o = job(&a, seed, out.clone()).run(progress)?;
+        println!(
+            "seed {seed}: trained in {:.2}s, encoded in {:.2}s, MSE {:.5}; wrote {}",
+            o.train_seconds,
+            o.encode_seconds,
+            o.meta.mse,
+            out.display()
+        );
+        sets.push(Compared {
+            name: format!("seed-{seed}"),
+            method: Some(o.meta.method.name().to_owned()),
+            mse: Some(o.meta.mse),
+            report: o.report,
+        });
+    }
+    print!("{}", compare::table(&sets));
+    print!("{}", compare::spread(&sets));
+    let json = serde_json::to_vec_pretty(&sets)?;
+    sidx::fsx::write_atomic(&a.out.join("seeds.json"), |w| w.write_all(&json))?;
+    let svg = compare::render(&sets);
+    sidx::fsx::write_atomic(&a.out.join("seeds.svg"), |w| w.write_all(svg.as_bytes()))?;
+    Ok(())
+}
+
+/// The quantize job `a` describes, with `seed` and `out`.
+fn job(a: &QuantizeArgs, seed: u64, out: PathBuf) -> QuantizeJob {
+    let method: Method = a.method.into();
+    let beam = a.beam.unwrap_or(method.default_beam());
+    QuantizeJob {
+        embeddings: a.embeddings.clone(),
+        ids: a.ids.clone(),
+        train: TrainConfig {
+            layers: a.layers,
+            codebook_size: a.codebook_size,
+            train_sample: (a.train_sample > 0).then_some(a.train_sample),
+            seed,
+            beam,
+            kmeans_iters: a.kmeans_iters,
+            kmeans_tol: a.kmeans_tol,
+            kmeans_init: a.kmeans_init.into(),
+            method,
+        },
+        beam,
+        collisions: a.collisions.into(),
+        head_share: a.head_share,
+        out,
+    }
+}
+
 pub fn encode(a: EncodeArgs, progress: &Progress) -> Result<()> {
+    let recorded_beam = QuantizerMeta::beside(&a.codebooks).map(|m| m.beam);
     let job = EncodeJob {
         codebooks: a.codebooks,
         embeddings: a.embeddings,
         ids: a.ids,
-        beam: a.beam,
+        beam: a.beam.or(recorded_beam).unwrap_or(1),
         collisions: a.collisions.into(),
         out: a.out,
     };

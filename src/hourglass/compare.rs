@@ -67,6 +67,58 @@ pub fn table(sets: &[Compared]) -> String {
     s
 }
 
+/// The spread of several runs of one configuration (seeds): per layer the
+/// mean and ± half the range of normalized entropy, Gini and top-1 share,
+/// then colliding items and MSE the same way.
+pub fn spread(sets: &[Compared]) -> String {
+    let mut s = String::new();
+    let stat = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (
+            v.iter().sum::<f64>() / v.len().max(1) as f64,
+            (hi - lo) / 2.0,
+        )
+    };
+    let layers = sets
+        .iter()
+        .map(|c| c.report.layers.len())
+        .min()
+        .unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "over {} runs (mean ± half range): layer  H/max           gini            top1",
+        sets.len()
+    );
+    type Metric = fn(&super::LayerStats) -> f64;
+    let metrics: [Metric; 3] = [|l| l.normalized_entropy, |l| l.gini, |l| l.top1_share];
+    for layer in 0..layers {
+        let _ = write!(s, "{:>45}", layer + 1);
+        for metric in metrics {
+            let v: Vec<f64> = sets
+                .iter()
+                .map(|c| metric(&c.report.layers[layer]))
+                .collect();
+            let (m, h) = stat(&v);
+            let _ = write!(s, "  {m:.4} ± {h:.4}");
+        }
+        s.push('\n');
+    }
+    let colliding: Vec<f64> = sets
+        .iter()
+        .map(|c| c.report.collisions.colliding_items as f64)
+        .collect();
+    let (m, h) = stat(&colliding);
+    let _ = write!(s, "colliding items {m:.1} ± {h:.1}");
+    let mse: Vec<f64> = sets.iter().filter_map(|c| c.mse).collect();
+    if mse.len() == sets.len() {
+        let (m, h) = stat(&mse);
+        let _ = write!(s, "; MSE {m:.5} ± {h:.5}");
+    }
+    s.push('\n');
+    s
+}
+
 fn short(name: &str, width: usize) -> String {
     let chars: Vec<char> = name.chars().collect();
     if chars.len() <= width {

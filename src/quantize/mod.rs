@@ -2,6 +2,7 @@
 
 mod balanced;
 mod codebook;
+mod joint;
 mod kmeans;
 mod rq;
 mod store;
@@ -9,7 +10,7 @@ mod store;
 pub use balanced::{assign_balanced, balanced_lloyd};
 pub use codebook::{Codebook, sq_dist, sq_norm};
 pub use kmeans::{Fit, Init, KMeans};
-pub use rq::{Encoded, ResidualQuantizer, TrainConfig, reconstruction_mse};
+pub use rq::{DEFAULT_KMEANS_TOL, Encoded, ResidualQuantizer, TrainConfig, reconstruction_mse};
 pub use store::{CODEBOOKS_FILE, QUANTIZER_FILE, QuantizerMeta};
 
 use std::path::PathBuf;
@@ -18,7 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::npy::NpyError;
 
+/// rq-joint's default beam width (faiss's `max_beam_size` default is 5).
+pub const JOINT_BEAM: usize = 5;
+
 /// How the codebooks are trained and the catalog encoded.
+// The variants are the methods' names (rq-kmeans, rq-balanced, rq-joint).
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
@@ -28,6 +34,10 @@ pub enum Method {
     /// Balanced k-means at each layer and a balanced assignment of the
     /// catalog: every code of a layer holds `⌈N/M⌉` or `⌊N/M⌋` items.
     RqBalanced,
+    /// Layers trained on beam-search residuals, then refit jointly to the
+    /// codes a beam search chooses, as faiss's `ResidualQuantizer`; encoded
+    /// with beam search.
+    RqJoint,
 }
 
 impl Method {
@@ -36,6 +46,23 @@ impl Method {
         match self {
             Method::RqKmeans => "rq-kmeans",
             Method::RqBalanced => "rq-balanced",
+            Method::RqJoint => "rq-joint",
+        }
+    }
+
+    /// The method a recorded name stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::RqKmeans, Self::RqBalanced, Self::RqJoint]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+
+    /// The encoding beam width when none is given: rq-joint's codebooks are
+    /// trained for beam search, the others for nearest centroids.
+    pub fn default_beam(self) -> usize {
+        match self {
+            Method::RqKmeans | Method::RqBalanced => 1,
+            Method::RqJoint => JOINT_BEAM,
         }
     }
 }

@@ -25,7 +25,11 @@ pub struct QuantizerMeta {
     /// Rows the codebooks were trained on.
     pub trained_on: usize,
     pub kmeans_iters: usize,
-    /// `kmeans++` or `random`.
+    /// Relative gain that stopped Lloyd iterations early (0: none; files
+    /// written before it existed).
+    #[serde(default)]
+    pub kmeans_tol: f64,
+    /// `kmeans||`, `kmeans++` or `random`.
     pub kmeans_init: String,
     /// Beam width items were encoded with.
     pub beam: usize,
@@ -54,6 +58,7 @@ impl QuantizerMeta {
             seed: 0,
             trained_on: 0,
             kmeans_iters: 0,
+            kmeans_tol: 0.0,
             kmeans_init: String::new(),
             beam: 1,
             items: 0,
