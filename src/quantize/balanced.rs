@@ -5,19 +5,22 @@
 //! The assignment is greedy by regret. Every row ranks its `CANDIDATES`
 //! nearest centroids (one GEMM per block). Rows are then placed in order of
 //! regret, the distance from their nearest to their second-nearest centroid,
-//! largest first. Each row takes its nearest centroid that still has room.
-//! A row whose candidates are all full scans every centroid for the nearest
-//! one with room; the rooms add up to `n`, so one always has room.
+//! largest first. Each row takes its nearest candidate that still has room;
+//! a row whose candidates are all full waits for the next round, which
+//! ranks the waiting rows again against the centroids with room only (one
+//! GEMM over those) and places them the same way. The first row of a round
+//! always finds room, and the rooms add up to `n`, so every row is placed.
 //!
-//! Cost: the same GEMM as a nearest-centroid pass, plus an `n log n` sort.
-//! Training runs Lloyd iterations with this assignment in place of the
-//! nearest centroid (balanced k-means).
+//! Cost: the same GEMM as a nearest-centroid pass, plus an `n log n` sort,
+//! plus a smaller GEMM per extra round. Training runs Lloyd iterations with
+//! this assignment in place of the nearest centroid (balanced k-means).
 
 use rayon::prelude::*;
 
-use super::codebook::{Codebook, sq_dist, sq_norm};
+use super::codebook::Codebook;
+use super::kmeans::update_centroids;
 
-/// Centroids each row ranks before falling back to a full scan.
+/// Centroids each row ranks per round.
 const CANDIDATES: usize = 8;
 /// Rows per GEMM block.
 const BLOCK_ROWS: usize = 256;
@@ -28,106 +31,140 @@ pub fn assign_balanced(cb: &Codebook, x: &[f32]) -> (Vec<u32>, Vec<f32>) {
     let k = cb.k();
     let n = x.len() / dim;
     let floor = n / k.max(1);
-    // Codes that may still grow past `floor` (to `floor + 1`).
-    let mut bonus = n - floor * k;
-    let c = CANDIDATES.min(k);
-    // Each row's `c` nearest centroids, nearest first: (code, squared distance).
-    let mut ranked = vec![(0u32, 0f32); n * c];
-    x.par_chunks(BLOCK_ROWS * dim)
-        .zip(ranked.par_chunks_mut(BLOCK_ROWS * c))
-        .for_each_init(
-            || (Vec::new(), Vec::with_capacity(k)),
-            |(dots, all), (xb, rb)| {
-                let rows = xb.len() / dim;
-                dots.resize(rows * k, 0.0);
-                cb.dots(xb, dots);
-                for r in 0..rows {
-                    let norm = sq_norm(&xb[r * dim..(r + 1) * dim]);
-                    // One scratch row per task, not an allocation per row.
-                    all.clear();
-                    all.extend((0..k).map(|j| {
-                        let d = (norm + cb.norms()[j] - 2.0 * dots[r * k + j]).max(0.0);
-                        (j as u32, d)
-                    }));
-                    let by_distance =
-                        |a: &(u32, f32), b: &(u32, f32)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
-                    if c < k {
-                        all.select_nth_unstable_by(c - 1, by_distance);
-                        all.truncate(c);
-                    }
-                    all.sort_unstable_by(by_distance);
-                    rb[r * c..(r + 1) * c].copy_from_slice(&all[..c]);
-                }
-            },
-        );
-    let regret = |i: usize| {
-        let row = &ranked[i * c..(i + 1) * c];
-        row.get(1).map_or(0.0, |second| second.1 - row[0].1)
+    let mut rooms = Rooms {
+        sizes: vec![0; k],
+        floor,
+        // Codes that may still grow past `floor` (to `floor + 1`).
+        bonus: n - floor * k,
     };
-    let mut order: Vec<usize> = (0..n).collect();
-    order.par_sort_unstable_by(|&a, &b| regret(b).total_cmp(&regret(a)).then(a.cmp(&b)));
-    let mut sizes = vec![0usize; k];
     let mut codes = vec![0u32; n];
     let mut dists = vec![0f32; n];
-    for i in order {
-        let row = &ranked[i * c..(i + 1) * c];
-        let room = |j: usize| sizes[j] < floor || (sizes[j] == floor && bonus > 0);
-        let (code, dist) = match row.iter().find(|(j, _)| room(*j as usize)) {
-            Some(&hit) => hit,
-            None => {
-                let xi = &x[i * dim..(i + 1) * dim];
-                (0..k)
-                    .filter(|&j| room(j))
-                    .map(|j| (j as u32, sq_dist(xi, cb.centroid(j))))
-                    .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
-                    .expect("the rooms add up to n: one is left for every row")
-            }
+    let mut waiting: Vec<usize> = (0..n).collect();
+    while !waiting.is_empty() {
+        let open: Vec<usize> = (0..k).filter(|&j| rooms.has_room(j)).collect();
+        let sub = Codebook::new(
+            open.iter().flat_map(|&j| cb.centroid(j)).copied().collect(),
+            dim,
+        );
+        let rows: Vec<f32> = waiting
+            .iter()
+            .flat_map(|&i| &x[i * dim..(i + 1) * dim])
+            .copied()
+            .collect();
+        let c = CANDIDATES.min(open.len());
+        let ranked = rank(&sub, &rows, c);
+        let regret = |w: usize| {
+            let row = &ranked[w * c..(w + 1) * c];
+            row.get(1).map_or(0.0, |second| second.1 - row[0].1)
         };
-        if sizes[code as usize] == floor {
-            bonus -= 1;
+        let mut order: Vec<usize> = (0..waiting.len()).collect();
+        order.par_sort_unstable_by(|&a, &b| regret(b).total_cmp(&regret(a)).then(a.cmp(&b)));
+        let mut next = Vec::new();
+        for w in order {
+            let row = &ranked[w * c..(w + 1) * c];
+            match row.iter().find(|(j, _)| rooms.has_room(open[*j as usize])) {
+                Some(&(j, dist)) => {
+                    let code = open[j as usize];
+                    rooms.take(code);
+                    codes[waiting[w]] = code as u32;
+                    dists[waiting[w]] = dist;
+                }
+                None => next.push(waiting[w]),
+            }
         }
-        sizes[code as usize] += 1;
-        codes[i] = code;
-        dists[i] = dist;
+        next.sort_unstable();
+        waiting = next;
     }
     (codes, dists)
 }
 
-/// Balanced k-means from `start`: `iters` Lloyd iterations, each with the
-/// balanced assignment; a centroid is the mean of its rows (every code has
-/// rows when `n ≥ k`). Returns the codebook and the last assignment.
-pub fn balanced_lloyd(start: Codebook, x: &[f32], iters: usize) -> (Codebook, Vec<u32>) {
+/// How many rows each code holds, and how many codes may still take one
+/// past `floor`.
+struct Rooms {
+    sizes: Vec<usize>,
+    floor: usize,
+    bonus: usize,
+}
+
+impl Rooms {
+    fn has_room(&self, j: usize) -> bool {
+        self.sizes[j] < self.floor || (self.sizes[j] == self.floor && self.bonus > 0)
+    }
+
+    fn take(&mut self, j: usize) {
+        if self.sizes[j] == self.floor {
+            self.bonus -= 1;
+        }
+        self.sizes[j] += 1;
+    }
+}
+
+/// Each row's `c` nearest centroids of `cb`, nearest first: (index in `cb`,
+/// squared distance), `c` per row.
+fn rank(cb: &Codebook, x: &[f32], c: usize) -> Vec<(u32, f32)> {
+    let (dim, k) = (cb.dim(), cb.k());
+    let n = x.len() / dim;
+    let mut ranked = vec![(0u32, 0f32); n * c];
+    x.par_chunks(BLOCK_ROWS * dim)
+        .zip(ranked.par_chunks_mut(BLOCK_ROWS * c))
+        .for_each_init(Vec::new, |dots, (xb, rb)| {
+            let rows = xb.len() / dim;
+            dots.resize(rows * k, 0.0);
+            cb.dots(xb, dots);
+            for (r, top) in rb.chunks_exact_mut(c).enumerate() {
+                // The c least `‖c_j‖² − 2x·c_j`, kept sorted by insertion:
+                // most centroids fail the first comparison.
+                let mut len = 0;
+                for (j, (&dot, &norm)) in
+                    dots[r * k..(r + 1) * k].iter().zip(cb.norms()).enumerate()
+                {
+                    let v = norm - 2.0 * dot;
+                    if len == c && v >= top[c - 1].1 {
+                        continue;
+                    }
+                    let mut at = len.min(c - 1);
+                    while at > 0 && top[at - 1].1 > v {
+                        top[at] = top[at - 1];
+                        at -= 1;
+                    }
+                    top[at] = (j as u32, v);
+                    len = (len + 1).min(c);
+                }
+                let norm = super::sq_norm(&xb[r * dim..(r + 1) * dim]);
+                top.iter_mut().for_each(|t| t.1 = (t.1 + norm).max(0.0));
+            }
+        });
+    ranked
+}
+
+/// Balanced k-means from `start`: at most `iters` Lloyd iterations, each with
+/// the balanced assignment, stopping once one lowers the mean squared
+/// distance by less than `tolerance` of it; a centroid is the mean of its
+/// rows (every code has rows when `n ≥ k`). Returns the codebook and the
+/// last assignment.
+pub fn balanced_lloyd(
+    start: Codebook,
+    x: &[f32],
+    iters: usize,
+    tolerance: f64,
+) -> (Codebook, Vec<u32>) {
     let dim = start.dim();
     let k = start.k();
     let mut cb = start;
-    let (mut codes, _) = assign_balanced(&cb, x);
+    let (mut codes, mut dists) = assign_balanced(&cb, x);
+    let mean = |d: &[f32]| d.iter().map(|&v| f64::from(v)).sum::<f64>() / d.len().max(1) as f64;
+    let mut cost = mean(&dists);
     for _ in 0..iters {
-        let mut sums = vec![0f64; k * dim];
-        let mut counts = vec![0usize; k];
-        for (row, &code) in x.chunks_exact(dim).zip(&codes) {
-            let j = code as usize;
-            counts[j] += 1;
-            for (s, &v) in sums[j * dim..(j + 1) * dim].iter_mut().zip(row) {
-                *s += f64::from(v);
-            }
-        }
-        let mut centroids = cb.centroids().to_vec();
-        for j in 0..k {
-            if counts[j] > 0 {
-                for (c, s) in centroids[j * dim..(j + 1) * dim]
-                    .iter_mut()
-                    .zip(&sums[j * dim..(j + 1) * dim])
-                {
-                    *c = (*s / counts[j] as f64) as f32;
-                }
-            }
-        }
-        cb = Codebook::new(centroids, dim);
-        let (next, _) = assign_balanced(&cb, x);
-        if next == codes {
+        cb = Codebook::new(update_centroids(x, dim, k, &codes, &dists), dim);
+        let (next, next_dists) = assign_balanced(&cb, x);
+        let same = next == codes;
+        (codes, dists) = (next, next_dists);
+        let now = mean(&dists);
+        let gain = cost - now;
+        cost = now;
+        if same || (tolerance > 0.0 && gain <= tolerance * now) {
             break;
         }
-        codes = next;
     }
     (cb, codes)
 }
@@ -135,6 +172,7 @@ pub fn balanced_lloyd(start: Codebook, x: &[f32], iters: usize) -> (Codebook, Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quantize::sq_dist;
 
     /// Two tight blobs of 90 and 10 points and k = 2 centroids at the blobs:
     /// nearest-centroid gives 90/10, the balanced assignment 50/50, moving the
@@ -182,7 +220,7 @@ mod tests {
                 .sum()
         };
         let (first, _) = assign_balanced(&start, &x);
-        let (cb, codes) = balanced_lloyd(start.clone(), &x, 10);
+        let (cb, codes) = balanced_lloyd(start.clone(), &x, 10, 0.0);
         let mut sizes = [0usize; 8];
         codes.iter().for_each(|&c| sizes[c as usize] += 1);
         assert!(sizes.iter().all(|&s| s == 50), "{sizes:?}");

@@ -294,7 +294,13 @@ fn kmeans_parallel(x: &[f32], dim: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec
 
 /// Means of the assigned points; an empty cluster takes the point worst served
 /// by its current centroid (each such point used once).
-fn update_centroids(x: &[f32], dim: usize, k: usize, codes: &[u32], dists: &[f32]) -> Vec<f32> {
+pub(super) fn update_centroids(
+    x: &[f32],
+    dim: usize,
+    k: usize,
+    codes: &[u32],
+    dists: &[f32],
+) -> Vec<f32> {
     let n = codes.len();
     let chunk = n.div_ceil(REDUCE_CHUNKS).max(1);
     let partials: Vec<(Vec<f64>, Vec<u64>)> = x

@@ -132,9 +132,15 @@ impl ResidualQuantizer {
                 residual.len() / dim,
                 cfg.codebook_size
             ));
-            let fit = layer_kmeans(cfg, layer).fit(&residual, dim, progress)?;
+            let mut kmeans = layer_kmeans(cfg, layer);
+            if balanced {
+                // Balanced k-means starts from the seeds: plain Lloyd
+                // iterations first would only be undone by the balance.
+                kmeans.max_iters = 0;
+            }
+            let fit = kmeans.fit(&residual, dim, progress)?;
             let (codebook, codes) = if balanced {
-                balanced_lloyd(fit.codebook, &residual, cfg.kmeans_iters)
+                balanced_lloyd(fit.codebook, &residual, cfg.kmeans_iters, cfg.kmeans_tol)
             } else {
                 (fit.codebook, fit.codes)
             };
