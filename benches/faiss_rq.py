@@ -3,7 +3,7 @@
 Trains on a random sample and encodes every row, twice: greedily
 (max_beam_size = 1, plain residual k-means) and, when --beam > 1, with
 faiss's default beam training (beam-search residuals, progressive-dimension
-k-means) and beam encoding. Prints one JSON line per run: name, threads,
+k-means) and beam encoding, and beam training with plain k-means. Prints one JSON line per run: name, threads,
 beam, train/encode seconds, MSE (mean squared reconstruction error per
 vector, as sidx reports it).
 """
@@ -42,6 +42,8 @@ def main() -> None:
     if a.beam > 1:
         # faiss's own default training: beam-search residuals, progressive-dimension k-means.
         runs.append(("faiss RQ beam", a.beam, faiss.ResidualQuantizer.Train_progressive_dim))
+        # The same without progressive-dimension k-means: plain beam training.
+        runs.append(("faiss RQ beam (plain k-means)", a.beam, faiss.ResidualQuantizer.Train_default))
     for name, beam, train_type in runs:
         rq = faiss.ResidualQuantizer(d, a.layers, nbits)
         rq.max_beam_size = beam

@@ -7,7 +7,8 @@
 # target/eval-amazon): one directory per variant with report.json, eval.svg,
 # hourglass.json, and summary.tsv.
 #   scripts/eval-amazon.sh [K ...]            (default K: 4 8 16; `none`: no mitigations)
-# Environment: CODES (codebook size, 32), METHOD (sidx quantize --method,
+# Environment: CODES (codebook size, 32), DROP_LAYER2 (0: no drop-layer2
+# variant beside the top-k ones, 1), METHOD (sidx quantize --method,
 # rq-kmeans), QSEED (the quantizer's seed, 42), EPOCHS (10), SEED (the
 # generator's initialisation and shuffling, 0; the SIDs do not depend on
 # it), OUT, DATA.
@@ -29,7 +30,7 @@ mkdir -p "$OUT"
   --layers 3 --codebook-size "$CODES" --method "$METHOD" --seed "$QSEED" --train-sample 0 \
   --out "$OUT/rq" >/dev/null
 variants=(rq)
-if [ $# -gt 0 ]; then
+if [ $# -gt 0 ] && [ "${DROP_LAYER2:-1}" != 0 ]; then
   variants+=(drop-layer2)
   "$SIDX" mitigate --sids "$OUT/rq/sids.tsv" --out "$OUT/drop-layer2.tsv" --strategy drop-layer2 >/dev/null
 fi

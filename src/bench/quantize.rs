@@ -67,6 +67,10 @@ pub struct QuantizeBench {
     /// Skip faiss (ours only).
     #[arg(long)]
     no_faiss: bool,
+    /// Real embeddings (.npy float32 [N, D]) instead of synthetic ones;
+    /// --items and --dim then come from the file.
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
 }
 
 /// One row of the table.
@@ -83,21 +87,30 @@ struct Row {
 }
 
 pub fn run(b: &QuantizeBench, progress: &Progress) -> Result<()> {
-    let cfg = SynthConfig {
-        items: b.items,
-        dim: b.dim,
-        clusters: 1024,
-        seed: b.seed,
-        ..SynthConfig::default()
-    };
-    progress.note(&format!(
-        "generating {} × {} synthetic embeddings",
-        b.items, b.dim
-    ));
-    let x = synth::generate(&cfg);
     let dir = super::util::scratch_dir()?;
-    let emb = dir.join("embeddings.npy");
-    sidx::npy::write(&emb, &[b.items, b.dim], &x)?;
+    let (x, items, dim, emb, what) = match &b.embeddings {
+        Some(path) => {
+            let (x, items, dim) = sidx::npy::read_matrix(path)?;
+            (x, items, dim, path.clone(), path.display().to_string())
+        }
+        None => {
+            let cfg = SynthConfig {
+                items: b.items,
+                dim: b.dim,
+                clusters: 1024,
+                seed: b.seed,
+                ..SynthConfig::default()
+            };
+            progress.note(&format!(
+                "generating {} × {} synthetic embeddings",
+                b.items, b.dim
+            ));
+            let x = synth::generate(&cfg);
+            let emb = dir.join("embeddings.npy");
+            sidx::npy::write(&emb, &[b.items, b.dim], &x)?;
+            (x, b.items, b.dim, emb, "synthetic items".to_owned())
+        }
+    };
 
     let mut runs: Vec<(String, Method, Init)> = b
         .kmeans_init
@@ -135,7 +148,7 @@ pub fn run(b: &QuantizeBench, progress: &Progress) -> Result<()> {
         };
         progress.note(&format!("{name}: training"));
         let t0 = Instant::now();
-        let rq = ResidualQuantizer::train(&x, b.dim, &train, progress)?;
+        let rq = ResidualQuantizer::train(&x, dim, &train, progress)?;
         let train_seconds = t0.elapsed().as_secs_f64();
         progress.note(&format!("{name}: encoding"));
         let t1 = Instant::now();
@@ -178,11 +191,13 @@ pub fn run(b: &QuantizeBench, progress: &Progress) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
 
     println!(
-        "RQ {}×{} on {} × {}-d synthetic items, trained on {}",
-        b.layers, b.codebook_size, b.items, b.dim, b.train_sample
+        "RQ {}×{} on {items} × {dim}-d {what}, trained on {}",
+        b.layers,
+        b.codebook_size,
+        b.train_sample.min(items)
     );
     println!(
-        "| {:<26} | {:>7} | {:>4} | {:>8} | {:>9} | {:>14} | {:>10} | {:>21} |",
+        "| {:<31} | {:>7} | {:>4} | {:>8} | {:>9} | {:>14} | {:>10} | {:>21} |",
         "implementation",
         "threads",
         "beam",
@@ -198,13 +213,13 @@ pub fn run(b: &QuantizeBench, progress: &Progress) -> Result<()> {
             .iter()
             .find(|f| f.name.starts_with("faiss") && f.beam == r.beam);
         println!(
-            "| {:<26} | {:>7} | {:>4} | {:>8.2} | {:>9.2} | {:>14.0} | {:>10.5} | {:>21} |",
+            "| {:<31} | {:>7} | {:>4} | {:>8.2} | {:>9.2} | {:>14.0} | {:>10.5} | {:>21} |",
             r.name,
             r.threads.map_or("?".into(), |t| t.to_string()),
             r.beam,
             r.train_seconds,
             r.encode_seconds,
-            b.items as f64 / r.encode_seconds,
+            items as f64 / r.encode_seconds,
             r.mse,
             faiss.map_or("-".into(), |f| format!("{:.4}", r.mse / f.mse))
         );

@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use super::QuantizeError;
 use super::codebook::Codebook;
+use super::kmeans::cluster_means;
 use super::rq::{ResidualQuantizer, TrainConfig, layer_kmeans};
 use crate::progress::Progress;
 
@@ -29,8 +30,6 @@ use crate::progress::Progress;
 pub const REFINE_ROUNDS: usize = 4;
 /// Layer sweeps of block-coordinate refits per round.
 const SWEEPS: usize = 2;
-/// Rows per chunk of the parallel sums (fixed, so results do not depend on threads).
-const CHUNK_ROWS: usize = 4096;
 
 /// Trains `cfg.layers` codebooks on `sample` for beam-`cfg.beam` encoding.
 pub fn train(
@@ -90,39 +89,22 @@ fn refit_layer(codebooks: &mut [Codebook], l: usize, residual: &mut [f32], codes
     let layers = codebooks.len();
     let (dim, k) = (codebooks[l].dim(), codebooks[l].k());
     let old = &codebooks[l];
-    // Σ (residual + c_l[code]) per code: what layer l should reconstruct.
-    let partials: Vec<(Vec<f64>, Vec<u64>)> = residual
-        .par_chunks(CHUNK_ROWS * dim)
-        .zip(codes.par_chunks(CHUNK_ROWS * layers))
-        .map(|(rs, cs)| {
-            let mut sums = vec![0f64; k * dim];
-            let mut counts = vec![0u64; k];
-            for (r, c) in rs.chunks_exact(dim).zip(cs.chunks_exact(layers)) {
-                let j = c[l] as usize;
-                counts[j] += 1;
-                let target = sums[j * dim..(j + 1) * dim].iter_mut();
-                for ((s, &v), &cv) in target.zip(r).zip(old.centroid(j)) {
-                    *s += f64::from(v + cv);
-                }
-            }
-            (sums, counts)
-        })
-        .collect();
-    let mut sums = vec![0f64; k * dim];
-    let mut counts = vec![0u64; k];
-    for (s, c) in partials {
-        sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
-        counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
-    }
-    let mut centroids = old.centroids().to_vec();
-    for j in (0..k).filter(|&j| counts[j] > 0) {
-        let inv = 1.0 / counts[j] as f64;
-        for (c, s) in centroids[j * dim..(j + 1) * dim]
-            .iter_mut()
-            .zip(&sums[j * dim..(j + 1) * dim])
-        {
-            *c = (s * inv) as f32;
-        }
+    // What layer l should reconstruct: residual + c_l[code], per row.
+    let layer_codes: Vec<u32> = codes.chunks_exact(layers).map(|c| c[l]).collect();
+    let mut target = residual.to_vec();
+    target
+        .par_chunks_mut(dim)
+        .zip(&layer_codes)
+        .for_each(|(t, &j)| {
+            t.iter_mut()
+                .zip(old.centroid(j as usize))
+                .for_each(|(v, &c)| *v += c)
+        });
+    let (mut centroids, counts) = cluster_means(&target, dim, k, &layer_codes);
+    drop(target);
+    // A code no row took keeps its centroid.
+    for j in (0..k).filter(|&j| counts[j] == 0) {
+        centroids[j * dim..(j + 1) * dim].copy_from_slice(old.centroid(j));
     }
     let new = Codebook::new(centroids, dim);
     residual

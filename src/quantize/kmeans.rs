@@ -302,6 +302,28 @@ pub(super) fn update_centroids(
     dists: &[f32],
 ) -> Vec<f32> {
     let n = codes.len();
+    let (mut centroids, counts) = cluster_means(x, dim, k, codes);
+    let empty: Vec<usize> = (0..k).filter(|&j| counts[j] == 0).collect();
+    if !empty.is_empty() {
+        let mut worst: Vec<usize> = (0..n).collect();
+        worst.sort_unstable_by(|&a, &b| dists[b].total_cmp(&dists[a]).then(a.cmp(&b)));
+        for (&j, &p) in empty.iter().zip(&worst) {
+            centroids[j * dim..(j + 1) * dim].copy_from_slice(&x[p * dim..(p + 1) * dim]);
+        }
+    }
+    centroids
+}
+
+/// The mean of the rows of `x` coded `j`, for every code `j < k` (zeros for
+/// codes without rows), and how many rows each code has. Sums run in `f64`
+/// over fixed chunks combined in order, so results do not depend on threads.
+pub(super) fn cluster_means(
+    x: &[f32],
+    dim: usize,
+    k: usize,
+    codes: &[u32],
+) -> (Vec<f32>, Vec<u64>) {
+    let n = codes.len();
     let chunk = n.div_ceil(REDUCE_CHUNKS).max(1);
     let partials: Vec<(Vec<f64>, Vec<u64>)> = x
         .par_chunks(chunk * dim)
@@ -313,7 +335,7 @@ pub(super) fn update_centroids(
                 let c = c as usize;
                 counts[c] += 1;
                 for (s, &v) in sums[c * dim..(c + 1) * dim].iter_mut().zip(p) {
-                    *s += v as f64;
+                    *s += f64::from(v);
                 }
             }
             (sums, counts)
@@ -325,25 +347,17 @@ pub(super) fn update_centroids(
         sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
         counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
     }
-    let mut centroids = vec![0f32; k * dim];
-    let empty: Vec<usize> = (0..k).filter(|&j| counts[j] == 0).collect();
+    let mut means = vec![0f32; k * dim];
     for j in (0..k).filter(|&j| counts[j] > 0) {
         let inv = 1.0 / counts[j] as f64;
-        for (c, s) in centroids[j * dim..(j + 1) * dim]
+        for (c, s) in means[j * dim..(j + 1) * dim]
             .iter_mut()
             .zip(&sums[j * dim..(j + 1) * dim])
         {
             *c = (s * inv) as f32;
         }
     }
-    if !empty.is_empty() {
-        let mut worst: Vec<usize> = (0..n).collect();
-        worst.sort_unstable_by(|&a, &b| dists[b].total_cmp(&dists[a]).then(a.cmp(&b)));
-        for (&j, &p) in empty.iter().zip(&worst) {
-            centroids[j * dim..(j + 1) * dim].copy_from_slice(&x[p * dim..(p + 1) * dim]);
-        }
-    }
-    centroids
+    (means, counts)
 }
 
 #[cfg(test)]
