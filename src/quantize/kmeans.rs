@@ -155,7 +155,25 @@ fn weighted_plus_plus(
     centroids.extend_from_slice(row(first));
     let mut d2: Vec<f32> = x.par_chunks(dim).map(|p| sq_dist(p, row(first))).collect();
     let norms: Vec<f32> = x.chunks_exact(dim).map(sq_norm).collect();
-    let mut dots = vec![0f32; n * trials];
+    // Few points (k-means||'s candidates): all pairwise distances once, by
+    // one GEMM, so each trial is a row lookup.
+    let pairwise = (trials > 1 && n <= PAIRWISE_MAX_POINTS).then(|| {
+        let all = Codebook::new(x.to_vec(), dim);
+        let mut d = vec![0f32; n * n];
+        x.par_chunks(64 * dim)
+            .zip(d.par_chunks_mut(64 * n))
+            .zip(norms.par_chunks(64))
+            .for_each(|((xb, db), nb)| {
+                all.dots(xb, db);
+                for (row, &xn) in db.chunks_exact_mut(n).zip(nb) {
+                    for (v, &cn) in row.iter_mut().zip(all.norms()) {
+                        *v = (xn + cn - 2.0 * *v).max(0.0);
+                    }
+                }
+            });
+        d
+    });
+    let mut dots = vec![0f32; if pairwise.is_some() { 0 } else { n * trials }];
     for _ in 1..k {
         let mass = d2
             .iter()
@@ -168,15 +186,19 @@ fn weighted_plus_plus(
         let next = if trials == 1 {
             picks[0]
         } else {
-            // The cost after adding each pick, from one GEMM of points × picks.
+            // The cost after adding each pick: pairwise rows, or one GEMM of
+            // points × picks.
             let tried = Codebook::new(picks.iter().flat_map(|&p| row(p)).copied().collect(), dim);
-            tried.dots(x, &mut dots);
+            if pairwise.is_none() {
+                tried.dots(x, &mut dots);
+            }
+            let dist = |i: usize, t: usize| match &pairwise {
+                Some(m) => m[picks[t] * n + i],
+                None => (norms[i] + tried.norms()[t] - 2.0 * dots[i * trials + t]).max(0.0),
+            };
             let cost = |t: usize| -> f64 {
                 (0..n)
-                    .map(|i| {
-                        let d = (norms[i] + tried.norms()[t] - 2.0 * dots[i * trials + t]).max(0.0);
-                        f64::from(d2[i].min(d)) * weight(i)
-                    })
+                    .map(|i| f64::from(d2[i].min(dist(i, t))) * weight(i))
                     .sum()
             };
             let best = (0..trials)
@@ -187,12 +209,26 @@ fn weighted_plus_plus(
         };
         let c = row(next);
         centroids.extend_from_slice(c);
-        d2.par_iter_mut()
-            .zip(x.par_chunks(dim))
-            .for_each(|(d, p)| *d = d.min(sq_dist(p, c)));
+        let nearer = |(d, p): (&mut f32, &[f32])| *d = d.min(sq_dist(p, c));
+        if let Some(m) = &pairwise {
+            d2.iter_mut()
+                .zip(&m[next * n..(next + 1) * n])
+                .for_each(|(d, &e)| *d = d.min(e));
+        } else if n >= PARALLEL_MIN_POINTS {
+            d2.par_iter_mut().zip(x.par_chunks(dim)).for_each(nearer);
+        } else {
+            // A few thousand candidates: a parallel pass costs more in wake-ups.
+            d2.iter_mut().zip(x.chunks_exact(dim)).for_each(nearer);
+        }
     }
     centroids
 }
+
+/// Below this many points a seeding pass runs on one thread.
+const PARALLEL_MIN_POINTS: usize = 1 << 14;
+/// Up to this many points the greedy reduce step keeps all pairwise
+/// distances (64 MiB at the limit).
+const PAIRWISE_MAX_POINTS: usize = 4096;
 
 /// An index drawn with probability ∝ its mass; `None` when all mass is zero.
 fn draw(mass: impl Iterator<Item = f64> + Clone, rng: &mut ChaCha8Rng) -> Option<usize> {
