@@ -658,3 +658,74 @@ fn hourglass_compares_methods_side_by_side() {
         &["compare"],
     );
 }
+
+/// `quantize --seeds`: one run per seed under OUT/seed-S, the comparison
+/// table and the spread on stdout, seeds.json and seeds.svg; `encode`
+/// with rq-joint codebooks reproduces their SIDs by taking the beam
+/// quantizer.json records; a bad --kmeans-tol is refused naming the flag.
+#[test]
+fn quantize_over_seeds_reports_the_spread_and_encode_uses_the_recorded_beam() {
+    let dir = tempfile::tempdir().unwrap();
+    let emb = small_catalog(dir.path(), 2000);
+    let out = dir.path().join("seeds");
+    let o = sidx(&[
+        "quantize",
+        "--embeddings",
+        p(&emb),
+        "--codebook-size",
+        "16",
+        "--method",
+        "rq-joint",
+        "--seeds",
+        "0,1,2",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("over 3 runs")
+            && stdout.contains("colliding items")
+            && stdout.contains("MSE"),
+        "{stdout}"
+    );
+    let sets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("seeds.json")).unwrap()).unwrap();
+    assert_eq!(sets.as_array().unwrap().len(), 3);
+    assert!(
+        sets.as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["method"] == "rq-joint")
+    );
+    assert!(out.join("seeds.svg").is_file());
+    let tables: Vec<SidTable> = (0..3)
+        .map(|s| SidTable::read(&out.join(format!("seed-{s}/sids.tsv"))).unwrap())
+        .collect();
+    assert!(tables[0] != tables[1], "seeds change the SIDs");
+
+    let enc = dir.path().join("enc.tsv");
+    let e = sidx(&[
+        "encode",
+        "--codebooks",
+        p(&out.join("seed-0/codebooks.npy")),
+        "--embeddings",
+        p(&emb),
+        "--out",
+        p(&enc),
+    ]);
+    assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    assert_eq!(SidTable::read(&enc).unwrap(), tables[0]);
+
+    let bad = sidx(&[
+        "quantize",
+        "--embeddings",
+        p(&emb),
+        "--codebook-size",
+        "16",
+        "--kmeans-tol=1.5",
+        "--out",
+        p(&dir.path().join("bad")),
+    ]);
+    fails_with(&bad, &["--kmeans-tol", "[0, 1)"]);
+}
