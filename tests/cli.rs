@@ -728,4 +728,14 @@ fn quantize_over_seeds_reports_the_spread_and_encode_uses_the_recorded_beam() {
         p(&dir.path().join("bad")),
     ]);
     fails_with(&bad, &["--kmeans-tol", "[0, 1)"]);
+    let twice = sidx(&[
+        "quantize",
+        "--embeddings",
+        p(&emb),
+        "--seeds",
+        "3,4,3",
+        "--out",
+        p(&dir.path().join("twice")),
+    ]);
+    fails_with(&twice, &["--seeds", "seed 3 twice"]);
 }

@@ -112,6 +112,14 @@ pub fn quantize(a: QuantizeArgs, progress: &Progress) -> Result<()> {
 
 /// `--seeds`: one run per seed, then their spread.
 fn quantize_seeds(a: QuantizeArgs, progress: &Progress) -> Result<()> {
+    if let Some((i, s)) = a
+        .seeds
+        .iter()
+        .enumerate()
+        .find(|(i, s)| a.seeds[..*i].contains(s))
+    {
+        anyhow::bail!("--seeds lists seed {s} twice (entry {})", i + 1);
+    }
     let mut sets = Vec::with_capacity(a.seeds.len());
     for &seed in &a.seeds {
         let out = a.out.join(format!("seed-{seed}"));
