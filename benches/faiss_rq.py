@@ -1,6 +1,6 @@
 """faiss-cpu's ResidualQuantizer, the peer of `sidx bench quantize`.
 
-Trains on a random sample and encodes every row, twice: greedily
+Trains on a random sample and encodes every row: greedily
 (max_beam_size = 1, plain residual k-means) and, when --beam > 1, with
 faiss's default beam training (beam-search residuals, progressive-dimension
 k-means) and beam encoding, and beam training with plain k-means. Prints one JSON line per run: name, threads,

@@ -102,13 +102,15 @@ fn encode(
         .flat_map(|&r| &x[r * dim..(r + 1) * dim])
         .copied()
         .collect();
-    // Items added later take the codes the method's encoder gives one item
-    // (an rq-balanced catalog's balance is catalog-wide, so nearest codes).
-    let beam = m
-        .method
-        .as_deref()
-        .and_then(Method::from_name)
-        .map_or(1, Method::default_beam);
+    // Items added later are encoded with the catalog's beam (recorded at
+    // build), else the method's; an rq-balanced catalog's balance is
+    // catalog-wide, so its new items take nearest codes.
+    let beam = m.encode_beam.unwrap_or_else(|| {
+        m.method
+            .as_deref()
+            .and_then(Method::from_name)
+            .map_or(1, Method::default_beam)
+    });
     let codes = rq.encode(&sub, beam, &Progress::hidden()).codes;
     let mut buf = Vec::new();
     Ok(codes

@@ -213,10 +213,12 @@ fn rq_balanced_gives_flat_layers_and_records_its_method() {
 }
 
 /// `--method rq-joint`: codebooks trained for beam search reconstruct
-/// better than rq-kmeans' (both at the beam they were trained for), the
-/// method and beam are recorded, and items added to an index by embedding
-/// are encoded with that beam — so an item sent again gets exactly the codes
-/// `sidx quantize` gave it (greedy codes differ for many of them).
+/// better than rq-kmeans' (both at the beam they were trained for), and the
+/// method and beam are recorded. An index built with the codebooks records
+/// the beam the catalog was encoded with (rq-joint's default 5, or 4 given
+/// to rq-kmeans), and items added by embedding are encoded with it — so an
+/// item sent again gets exactly the codes `sidx quantize` gave it (greedy
+/// codes differ for many of them).
 #[test]
 fn rq_joint_records_its_beam_and_updates_encode_with_it() {
     use sidx::catalog::{CatalogUpdate, Embeddings};
@@ -231,9 +233,8 @@ fn rq_joint_records_its_beam_and_updates_encode_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let emb = dir.path().join("emb.npy");
     sidx::npy::write(&emb, &[cfg.items, cfg.dim], &x).unwrap();
-    let run = |method: Method| {
-        let out = dir.path().join(method.name());
-        let beam = method.default_beam();
+    let run = |method: Method, beam: usize| {
+        let out = dir.path().join(format!("{}-{beam}", method.name()));
         let job = QuantizeJob {
             embeddings: emb.clone(),
             ids: None,
@@ -252,8 +253,8 @@ fn rq_joint_records_its_beam_and_updates_encode_with_it() {
         };
         (job.run(&Progress::hidden()).unwrap(), out)
     };
-    let (plain, _) = run(Method::RqKmeans);
-    let (joint, out) = run(Method::RqJoint);
+    let (plain, _) = run(Method::RqKmeans, 1);
+    let (joint, joint_out) = run(Method::RqJoint, JOINT_BEAM);
     assert!(
         joint.meta.mse < plain.meta.mse,
         "rq-joint {} vs rq-kmeans {}",
@@ -261,45 +262,61 @@ fn rq_joint_records_its_beam_and_updates_encode_with_it() {
         plain.meta.mse
     );
     let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("quantizer.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(joint_out.join("quantizer.json")).unwrap()).unwrap();
     assert_eq!(meta["method"], "rq-joint");
     assert_eq!(meta["beam"], JOINT_BEAM);
 
-    // Index all but the last 300 items, then send those as embeddings.
-    let codebooks = out.join("codebooks.npy");
-    let rq = ResidualQuantizer::load(&codebooks).unwrap();
-    let held_out = 300;
-    let n = cfg.items - held_out;
-    let mut first = SidTable::new(joint.table.header().clone());
-    for (id, sid) in joint.table.iter().take(n) {
-        first.push(id.to_owned(), sid);
-    }
-    let store = sidx::index::IndexStore::new(&dir.path().join("index"));
-    sidx::index::build_from_table(&store, &first, "joint", Some(&codebooks)).unwrap();
-    let rest = &x[n * cfg.dim..];
-    let greedy = rq.encode(rest, 1, &Progress::hidden()).codes;
-    let beam = rq.encode(rest, JOINT_BEAM, &Progress::hidden()).codes;
-    assert!(
-        greedy != beam,
-        "greedy and beam codes must differ for the test to mean anything"
-    );
-    CatalogUpdate {
-        upsert_embeddings: Some(Embeddings {
-            values: rest.to_vec(),
-            dim: cfg.dim,
-            ids: (n..cfg.items).map(|i| i.to_string()).collect(),
-        }),
-        ..CatalogUpdate::default()
-    }
-    .apply(&store)
-    .unwrap();
-    let index = store.open_current().unwrap();
-    let layout = index.layout().clone();
-    for (row, (id, sid)) in joint.table.iter().skip(n).enumerate() {
-        let want: Vec<_> = sid[..3]
-            .iter()
-            .map(|&t| sidx::index::token_id(&layout, t).unwrap())
-            .collect();
-        assert_eq!(index.sid(id).unwrap()[..3], want, "item {id} (row {row})");
+    let (beam4, beam4_out) = run(Method::RqKmeans, 4);
+    for (o, out, beam) in [(&joint, &joint_out, JOINT_BEAM), (&beam4, &beam4_out, 4)] {
+        // Index all but the last 300 items, then send those as embeddings.
+        let codebooks = out.join("codebooks.npy");
+        let rq = ResidualQuantizer::load(&codebooks).unwrap();
+        let held_out = 300;
+        let n = cfg.items - held_out;
+        let mut first = SidTable::new(o.table.header().clone());
+        for (id, sid) in o.table.iter().take(n) {
+            first.push(id.to_owned(), sid);
+        }
+        let store = sidx::index::IndexStore::new(&out.join("index"));
+        sidx::index::build_from_table(&store, &first, "beam", Some(&codebooks)).unwrap();
+        assert_eq!(
+            store.open_current().unwrap().manifest().encode_beam,
+            Some(beam)
+        );
+        let rest = &x[n * cfg.dim..];
+        let greedy = rq.encode(rest, 1, &Progress::hidden()).codes;
+        let wide = rq.encode(rest, beam, &Progress::hidden()).codes;
+        assert!(
+            greedy != wide,
+            "greedy and beam-{beam} codes must differ for the test to mean anything"
+        );
+        CatalogUpdate {
+            upsert_embeddings: Some(Embeddings {
+                values: rest.to_vec(),
+                dim: cfg.dim,
+                ids: (n..cfg.items).map(|i| i.to_string()).collect(),
+            }),
+            ..CatalogUpdate::default()
+        }
+        .apply(&store)
+        .unwrap();
+        let index = store.open_current().unwrap();
+        assert_eq!(
+            index.manifest().encode_beam,
+            Some(beam),
+            "kept across updates"
+        );
+        let layout = index.layout().clone();
+        for (row, (id, sid)) in o.table.iter().skip(n).enumerate() {
+            let want: Vec<_> = sid[..3]
+                .iter()
+                .map(|&t| sidx::index::token_id(&layout, t).unwrap())
+                .collect();
+            assert_eq!(
+                index.sid(id).unwrap()[..3],
+                want,
+                "beam {beam}: item {id} (row {row})"
+            );
+        }
     }
 }

@@ -85,15 +85,16 @@ pub fn spread(sets: &[Compared]) -> String {
         .map(|c| c.report.layers.len())
         .min()
         .unwrap_or(0);
+    let _ = writeln!(s, "over {} runs (mean ± half range):", sets.len());
     let _ = writeln!(
         s,
-        "over {} runs (mean ± half range): layer  H/max           gini            top1",
-        sets.len()
+        "{:>5}  {:<15}  {:<15}  {:<15}",
+        "layer", "H/max", "gini", "top1"
     );
     type Metric = fn(&super::LayerStats) -> f64;
     let metrics: [Metric; 3] = [|l| l.normalized_entropy, |l| l.gini, |l| l.top1_share];
     for layer in 0..layers {
-        let _ = write!(s, "{:>45}", layer + 1);
+        let _ = write!(s, "{:>5}", layer + 1);
         for metric in metrics {
             let v: Vec<f64> = sets
                 .iter()

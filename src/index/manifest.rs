@@ -38,6 +38,10 @@ pub struct Manifest {
     pub method: Option<String>,
     /// Whether `codebooks.npy` is stored, so updates may bring embeddings.
     pub has_codebooks: bool,
+    /// The beam width the catalog was encoded with (from the `quantizer.json`
+    /// beside the codebooks at build time); updates by embedding use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encode_beam: Option<usize>,
     pub sids: u64,
     pub items: u64,
     pub nodes: u64,
@@ -48,6 +52,10 @@ pub struct Manifest {
     #[serde(default)]
     pub checksum: u32,
 }
+
+/// The widest encoding beam a manifest may record (updates by embedding
+/// run it per request).
+pub const MAX_ENCODE_BEAM: usize = 256;
 
 impl Manifest {
     pub fn new(layout: &Layout, collisions: CollisionMode) -> Self {
@@ -64,6 +72,7 @@ impl Manifest {
             mitigation: None,
             method: None,
             has_codebooks: false,
+            encode_beam: None,
             sids: 0,
             items: 0,
             nodes: 0,
@@ -113,6 +122,14 @@ impl Manifest {
         let layout = Layout::new(m.codebook_sizes.clone())
             .map_err(|e| IndexError::corrupt(&path, e.to_string()))?;
         super::check_layout(&layout).map_err(|e| IndexError::corrupt(&path, e.to_string()))?;
+        if let Some(beam) = m.encode_beam
+            && !(1..=MAX_ENCODE_BEAM).contains(&beam)
+        {
+            return Err(IndexError::corrupt(
+                &path,
+                format!("encode_beam {beam} is outside 1..={MAX_ENCODE_BEAM}"),
+            ));
+        }
         Ok(m)
     }
 

@@ -34,7 +34,7 @@ use super::builder::IndexBuilder;
 use super::manifest::{FileEntry, MANIFEST_FILE, Manifest};
 use super::reader::{ITEMS_FST, Index, SIDS_FST, TRIE_FILE};
 use super::{BuildCounts, IndexError, TokenId};
-use crate::quantize::CODEBOOKS_FILE;
+use crate::quantize::{CODEBOOKS_FILE, QuantizerMeta};
 use crate::sid::SidTable;
 
 pub const CURRENT_FILE: &str = "CURRENT";
@@ -762,6 +762,8 @@ pub fn build_from_table(
             check_codebooks(src, &table.layout())?;
             copy_synced(src, &dir.join(CODEBOOKS_FILE))?;
             template.has_codebooks = true;
+            template.encode_beam = QuantizerMeta::beside(src)
+                .map(|q| q.beam.clamp(1, super::manifest::MAX_ENCODE_BEAM));
         }
         Ok(template.with_counts(counts))
     })?;

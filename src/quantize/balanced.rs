@@ -46,11 +46,17 @@ pub fn assign_balanced(cb: &Codebook, x: &[f32]) -> (Vec<u32>, Vec<f32>) {
             open.iter().flat_map(|&j| cb.centroid(j)).copied().collect(),
             dim,
         );
-        let rows: Vec<f32> = waiting
-            .iter()
-            .flat_map(|&i| &x[i * dim..(i + 1) * dim])
-            .copied()
-            .collect();
+        // The first round ranks every row in place; later ones a copy of the few waiting.
+        let rows: std::borrow::Cow<[f32]> = if waiting.len() == n {
+            x.into()
+        } else {
+            waiting
+                .iter()
+                .flat_map(|&i| &x[i * dim..(i + 1) * dim])
+                .copied()
+                .collect::<Vec<f32>>()
+                .into()
+        };
         let c = CANDIDATES.min(open.len());
         let ranked = rank(&sub, &rows, c);
         let regret = |w: usize| {
@@ -140,8 +146,8 @@ fn rank(cb: &Codebook, x: &[f32], c: usize) -> Vec<(u32, f32)> {
 /// Balanced k-means from `start`: at most `iters` Lloyd iterations, each with
 /// the balanced assignment, stopping once one lowers the mean squared
 /// distance by less than `tolerance` of it; a centroid is the mean of its
-/// rows (every code has rows when `n ≥ k`). Returns the codebook and the
-/// last assignment.
+/// rows (every code has rows when `n ≥ k`). The greedy assignment is not
+/// monotone, so the codebook of least cost and its assignment are returned.
 pub fn balanced_lloyd(
     start: Codebook,
     x: &[f32],
@@ -154,6 +160,7 @@ pub fn balanced_lloyd(
     let (mut codes, mut dists) = assign_balanced(&cb, x);
     let mean = |d: &[f32]| d.iter().map(|&v| f64::from(v)).sum::<f64>() / d.len().max(1) as f64;
     let mut cost = mean(&dists);
+    let mut best = (cost, cb.clone(), codes.clone());
     for _ in 0..iters {
         cb = Codebook::new(update_centroids(x, dim, k, &codes, &dists), dim);
         let (next, next_dists) = assign_balanced(&cb, x);
@@ -162,11 +169,14 @@ pub fn balanced_lloyd(
         let now = mean(&dists);
         let gain = cost - now;
         cost = now;
+        if now < best.0 {
+            best = (now, cb.clone(), codes.clone());
+        }
         if same || (tolerance > 0.0 && gain <= tolerance * now) {
             break;
         }
     }
-    (cb, codes)
+    (best.1, best.2)
 }
 
 #[cfg(test)]

@@ -13,9 +13,11 @@
 //!   least-squares problem (faiss solves it in one system);
 //! * **re-encode**: beam search with the refit codebooks.
 //!
-//! Each step lowers the training error (or keeps it), so rounds stop when a
-//! round gains less than the k-means tolerance, and the best codebooks are
-//! kept. Cost: rq-kmeans' k-means, plus `layers + rounds` beam encodings of
+//! A refit never raises the error of the codes it fits, but the beam search
+//! that follows may find worse codes (it is approximate): rounds stop when
+//! one does not gain more than the k-means tolerance, and the codebooks of
+//! least beam-search error are kept. faiss refits codebooks only with
+//! `Train_refine_codebook`, in one least-squares system. Cost: rq-kmeans' k-means, plus `layers + rounds` beam encodings of
 //! the sample and `rounds × SWEEPS` passes of sums.
 
 use rayon::prelude::*;
@@ -126,13 +128,15 @@ fn residuals(rq: &ResidualQuantizer, x: &[f32], codes: &[u32]) -> Vec<f32> {
     r
 }
 
+/// Mean squared norm of the rows, summed over fixed chunks in order (the
+/// same whatever the thread count: rounds stop on its value).
 fn mean_sq(residual: &[f32], dim: usize) -> f64 {
     let n = (residual.len() / dim).max(1);
-    residual
-        .par_chunks(dim)
-        .map(|r| r.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>())
-        .sum::<f64>()
-        / n as f64
+    let partials: Vec<f64> = residual
+        .par_chunks(4096 * dim)
+        .map(|c| c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>())
+        .collect();
+    partials.iter().sum::<f64>() / n as f64
 }
 
 #[cfg(test)]

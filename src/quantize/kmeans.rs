@@ -16,7 +16,8 @@ pub enum Init {
     /// k-means++: each next centroid drawn with probability ∝ squared distance
     /// (`k` sequential passes over the data).
     KMeansPlusPlus,
-    /// k-means|| (Bahmani et al. 2012): a few passes each oversampling `k`
+    /// k-means|| (Bahmani et al. 2012) over a sample of 64 points per
+    /// centroid: a few passes each oversampling `k`
     /// candidates ∝ squared distance, then k-means++ over the candidates
     /// weighted by the points nearest each. k-means++'s quality in
     /// `PARALLEL_ROUNDS + 1` GEMM passes instead of `k` scalar ones.
@@ -209,6 +210,8 @@ fn weighted_plus_plus(
         };
         let c = row(next);
         centroids.extend_from_slice(c);
+        // A chosen point is at distance 0, not at GEMM rounding noise.
+        d2[next] = 0.0;
         let nearer = |(d, p): (&mut f32, &[f32])| *d = d.min(sq_dist(p, c));
         if let Some(m) = &pairwise {
             d2.iter_mut()

@@ -34,9 +34,9 @@ pub enum Method {
     /// Balanced k-means at each layer and a balanced assignment of the
     /// catalog: every code of a layer holds `⌈N/M⌉` or `⌊N/M⌋` items.
     RqBalanced,
-    /// Layers trained on beam-search residuals, then refit jointly to the
-    /// codes a beam search chooses, as faiss's `ResidualQuantizer`; encoded
-    /// with beam search.
+    /// Layers trained on beam-search residuals, as faiss's
+    /// `ResidualQuantizer`, then refit jointly to the codes a beam search
+    /// chooses (faiss's `Train_refine_codebook`); encoded with beam search.
     RqJoint,
 }
 
