@@ -78,12 +78,7 @@ impl QuantizeJob {
         let rq = ResidualQuantizer::train(&x, dim, &self.train, progress)?;
         let train_seconds = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let encoded = match self.train.method {
-            quantize::Method::RqKmeans | quantize::Method::RqJoint => {
-                rq.encode(&x, self.beam, progress)
-            }
-            quantize::Method::RqBalanced => rq.encode_balanced(&x, progress),
-        };
+        let encoded = rq.encode_catalog(self.train.method, &x, self.beam, progress);
         let encode_seconds = t1.elapsed().as_secs_f64();
         let meta = QuantizerMeta {
             seed: self.train.seed,

@@ -152,10 +152,7 @@ pub fn run(b: &QuantizeBench, progress: &Progress) -> Result<()> {
         let train_seconds = t0.elapsed().as_secs_f64();
         progress.note(&format!("{name}: encoding"));
         let t1 = Instant::now();
-        let enc = match method {
-            Method::RqBalanced => rq.encode_balanced(&x, progress),
-            Method::RqKmeans | Method::RqJoint => rq.encode(&x, beam, progress),
-        };
+        let enc = rq.encode_catalog(method, &x, beam, progress);
         let encode_seconds = t1.elapsed().as_secs_f64();
         rows.push(Row {
             name,

@@ -18,7 +18,7 @@
 use rayon::prelude::*;
 
 use super::codebook::Codebook;
-use super::kmeans::update_centroids;
+use super::kmeans::{mean, update_centroids};
 
 /// Centroids each row ranks per round.
 const CANDIDATES: usize = 8;
@@ -158,7 +158,6 @@ pub fn balanced_lloyd(
     let k = start.k();
     let mut cb = start;
     let (mut codes, mut dists) = assign_balanced(&cb, x);
-    let mean = |d: &[f32]| d.iter().map(|&v| f64::from(v)).sum::<f64>() / d.len().max(1) as f64;
     let mut cost = mean(&dists);
     let mut best = (cost, cb.clone(), codes.clone());
     for _ in 0..iters {

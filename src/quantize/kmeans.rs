@@ -64,8 +64,9 @@ pub struct Fit {
 const REDUCE_CHUNKS: usize = 16;
 
 impl KMeans {
-    /// Clusters the `n × dim` row-major `x`.
-    pub fn fit(&self, x: &[f32], dim: usize, progress: &Progress) -> Result<Fit, QuantizeError> {
+    /// The first centroids for the `n × dim` row-major `x`, as `init`
+    /// chooses them (what [`Self::fit`] starts its Lloyd iterations from).
+    pub fn seed_centroids(&self, x: &[f32], dim: usize) -> Result<Codebook, QuantizeError> {
         let n = x.len() / dim;
         if self.k == 0 {
             return Err(QuantizeError::Config(
@@ -88,7 +89,12 @@ impl KMeans {
                 .copied()
                 .collect(),
         };
-        let mut codebook = Codebook::new(init, dim);
+        Ok(Codebook::new(init, dim))
+    }
+
+    /// Clusters the `n × dim` row-major `x`.
+    pub fn fit(&self, x: &[f32], dim: usize, progress: &Progress) -> Result<Fit, QuantizeError> {
+        let mut codebook = self.seed_centroids(x, dim)?;
         let bar = progress.bar(self.max_iters as u64, "k-means");
         let (mut codes, mut dists) = codebook.assign(x);
         let mut iterations = 0;
@@ -119,7 +125,8 @@ impl KMeans {
     }
 }
 
-fn mean(v: &[f32]) -> f64 {
+/// Mean of the values, in `f64`.
+pub(super) fn mean(v: &[f32]) -> f64 {
     v.iter().map(|&d| f64::from(d)).sum::<f64>() / v.len().max(1) as f64
 }
 

@@ -132,16 +132,14 @@ impl ResidualQuantizer {
                 residual.len() / dim,
                 cfg.codebook_size
             ));
-            let mut kmeans = layer_kmeans(cfg, layer);
-            if balanced {
+            let kmeans = layer_kmeans(cfg, layer);
+            let (codebook, codes) = if balanced {
                 // Balanced k-means starts from the seeds: plain Lloyd
                 // iterations first would only be undone by the balance.
-                kmeans.max_iters = 0;
-            }
-            let fit = kmeans.fit(&residual, dim, progress)?;
-            let (codebook, codes) = if balanced {
-                balanced_lloyd(fit.codebook, &residual, cfg.kmeans_iters, cfg.kmeans_tol)
+                let seeds = kmeans.seed_centroids(&residual, dim)?;
+                balanced_lloyd(seeds, &residual, cfg.kmeans_iters, cfg.kmeans_tol)
             } else {
+                let fit = kmeans.fit(&residual, dim, progress)?;
                 (fit.codebook, fit.codes)
             };
             codebooks.push(codebook);
@@ -222,6 +220,21 @@ impl ResidualQuantizer {
         }
         let sq_errors = residual.par_chunks(dim).map(sq_norm).collect();
         Encoded { codes, sq_errors }
+    }
+
+    /// Encodes a catalog as `method` does: the balanced assignment for
+    /// rq-balanced, else [`Self::encode`] with `beam`.
+    pub fn encode_catalog(
+        &self,
+        method: Method,
+        x: &[f32],
+        beam: usize,
+        progress: &Progress,
+    ) -> Encoded {
+        match method {
+            Method::RqBalanced => self.encode_balanced(x, progress),
+            Method::RqKmeans | Method::RqJoint => self.encode(x, beam, progress),
+        }
     }
 
     /// `x − x̂` of every row after encoding with `beam`.
