@@ -13,7 +13,7 @@ import sys
 LAYERS = [
     ["fsx", "progress", "failpoint"],
     ["npy", "sid"],
-    ["quantize", "hourglass", "synth"],
+    ["quantize", "hourglass", "synth", "shards"],
     ["index"],
     ["catalog", "pipeline"],
     ["generate"],

@@ -27,5 +27,6 @@ pub mod proto;
 pub mod quantize;
 #[cfg(feature = "grpc")]
 pub mod server;
+pub mod shards;
 pub mod sid;
 pub mod synth;

@@ -11,6 +11,7 @@ use crate::hourglass::{self, HourglassReport, MitigateError, Strategy};
 use crate::npy::{self, NpyError};
 use crate::progress::Progress;
 use crate::quantize::{self, QuantizeError, QuantizerMeta, ResidualQuantizer, TrainConfig};
+use crate::shards::{self, EmbeddingColumns, ShardError};
 use crate::sid::{CollisionMode, Layout, SidError, SidHeader, SidTable, resolve_collisions};
 
 /// Files a quantize run writes into its output directory.
@@ -32,14 +33,19 @@ pub enum PipelineError {
     #[error(transparent)]
     Mitigate(#[from] MitigateError),
     #[error(transparent)]
+    Shards(#[from] ShardError),
+    #[error(transparent)]
     Io(#[from] FsError),
 }
 
 /// A quantize run: embeddings (+ optional ids) in, a SID directory out.
 #[derive(Clone, Debug)]
 pub struct QuantizeJob {
+    /// A `.npy` float32 `[N, D]` array, or Parquet shards.
     pub embeddings: PathBuf,
+    /// Item ids of `.npy` rows, one per line (Parquet: `columns.id`).
     pub ids: Option<PathBuf>,
+    pub columns: EmbeddingColumns,
     pub train: TrainConfig,
     /// Beam width for encoding the items (1 = greedy).
     pub beam: usize,
@@ -59,11 +65,8 @@ pub struct QuantizeOutcome {
 
 impl QuantizeJob {
     pub fn run(&self, progress: &Progress) -> Result<QuantizeOutcome, PipelineError> {
-        let (x, n, dim) = read_embeddings(&self.embeddings)?;
-        let ids = match &self.ids {
-            Some(p) => read_ids(p, n)?,
-            None => (0..n).map(|i| i.to_string()).collect(),
-        };
+        let (x, dim, ids) = read_catalog(&self.embeddings, self.ids.as_deref(), &self.columns)?;
+        let n = ids.len();
         let trained_on = self.train.train_sample.map_or(n, |s| s.min(n));
         if self.train.codebook_size > trained_on {
             return Err(PipelineError::Input {
@@ -119,12 +122,15 @@ impl QuantizeJob {
     }
 }
 
-/// Encodes items with stored codebooks (`codebooks.npy`) into a SID file.
+/// Encodes items with stored codebooks (`codebooks.npy`) into a SID file
+/// (TSV, or Parquet when `out` ends in `.parquet`). Parquet embeddings are
+/// encoded batch by batch as they stream in.
 #[derive(Clone, Debug)]
 pub struct EncodeJob {
     pub codebooks: PathBuf,
     pub embeddings: PathBuf,
     pub ids: Option<PathBuf>,
+    pub columns: EmbeddingColumns,
     pub beam: usize,
     pub collisions: CollisionMode,
     pub out: PathBuf,
@@ -133,22 +139,33 @@ pub struct EncodeJob {
 impl EncodeJob {
     pub fn run(&self, progress: &Progress) -> Result<SidTable, PipelineError> {
         let rq = ResidualQuantizer::load(&self.codebooks)?;
-        let (x, n, dim) = read_embeddings(&self.embeddings)?;
-        if dim != rq.dim() {
-            return Err(PipelineError::Input {
-                path: self.embeddings.clone(),
-                msg: format!(
-                    "embeddings have dimension {dim}, the codebooks in {} have {}",
-                    self.codebooks.display(),
-                    rq.dim()
-                ),
-            });
-        }
-        let ids = match &self.ids {
-            Some(p) => read_ids(p, n)?,
-            None => (0..n).map(|i| i.to_string()).collect(),
+        let wrong_dim = |dim: usize| PipelineError::Input {
+            path: self.embeddings.clone(),
+            msg: format!(
+                "embeddings have dimension {dim}, the codebooks in {} have {}",
+                self.codebooks.display(),
+                rq.dim()
+            ),
         };
-        let encoded = rq.encode(&x, self.beam, progress);
+        let (ids, codes) = if shards::is_parquet(&self.embeddings) {
+            no_id_file(&self.embeddings, self.ids.as_deref())?;
+            let (mut ids, mut codes) = (Vec::new(), Vec::new());
+            shards::read_embeddings(&self.embeddings, &self.columns, |b| {
+                if b.dim != rq.dim() {
+                    return Err(wrong_dim(b.dim));
+                }
+                codes.extend(rq.encode(b.x, self.beam, &Progress::hidden()).codes);
+                ids.extend(b.ids);
+                Ok::<_, PipelineError>(())
+            })?;
+            (ids, codes)
+        } else {
+            let (x, dim, ids) = read_catalog(&self.embeddings, self.ids.as_deref(), &self.columns)?;
+            if dim != rq.dim() {
+                return Err(wrong_dim(dim));
+            }
+            (ids, rq.encode(&x, self.beam, progress).codes)
+        };
         let sizes = rq.codebooks().iter().map(|c| c.k() as u32).collect();
         // The codebooks' method (each item takes its nearest code: an
         // rq-balanced catalog's balance does not extend to items added later).
@@ -156,11 +173,10 @@ impl EncodeJob {
             method: QuantizerMeta::beside(&self.codebooks).map(|m| m.method.name().to_string()),
             ..SidHeader::new(&Layout::new(sizes)?, self.collisions)
         };
-        let table = resolve_collisions(
-            &SidTable::from_codes(header, ids, &encoded.codes),
-            self.collisions,
-        );
-        table.write(&self.out)?;
+        let table = resolve_collisions(&SidTable::from_codes(header, ids, &codes), self.collisions);
+        let mut staging = Staging::new();
+        stage_sids(&mut staging, &self.out, &table)?;
+        staging.commit()?;
         Ok(table)
     }
 }
@@ -197,8 +213,52 @@ pub fn stage_report(
     staging.write(&dir.join(SVG_FILE), |w| w.write_all(svg.as_bytes()))
 }
 
+/// Stages a SID file: Parquet when `path` ends in `.parquet`, else TSV.
 fn stage_sids(staging: &mut Staging, path: &Path, table: &SidTable) -> Result<(), FsError> {
-    staging.write(path, |w| table.write_to(w))
+    if path.extension().is_some_and(|e| e == "parquet") {
+        staging.write(path, |w| shards::write_sids(table, w))
+    } else {
+        staging.write(path, |w| table.write_to(w))
+    }
+}
+
+/// Embeddings `[N, D]` and their N item ids: a `.npy` array with an id
+/// file (or row numbers), or Parquet shards with their id column.
+pub fn read_catalog(
+    path: &Path,
+    ids: Option<&Path>,
+    columns: &EmbeddingColumns,
+) -> Result<(Vec<f32>, usize, Vec<String>), PipelineError> {
+    if shards::is_parquet(path) {
+        no_id_file(path, ids)?;
+        let (mut x, mut all_ids) = (Vec::new(), Vec::new());
+        let read = shards::read_embeddings(path, columns, |b| {
+            x.extend_from_slice(b.x);
+            all_ids.extend(b.ids);
+            Ok::<_, PipelineError>(())
+        })?;
+        return Ok((x, read.dim, all_ids));
+    }
+    let (x, n, dim) = read_embeddings(path)?;
+    let ids = match ids {
+        Some(p) => read_ids(p, n)?,
+        None => (0..n).map(|i| i.to_string()).collect(),
+    };
+    Ok((x, dim, ids))
+}
+
+fn no_id_file(path: &Path, ids: Option<&Path>) -> Result<(), PipelineError> {
+    match ids {
+        Some(f) => Err(PipelineError::Input {
+            path: f.to_owned(),
+            msg: format!(
+                "an id file does not apply to Parquet embeddings ({}): their ids come \
+                 from the id column (--id-column)",
+                path.display()
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Reads float32 `[N, D]` embeddings and refuses empty or non-finite data.

@@ -118,6 +118,7 @@ fn real_amazon_embeddings_are_hourglass_shaped_and_top_k_helps() {
     let job = QuantizeJob {
         embeddings: data.join("emb_all-MiniLM-L6-v2.npy"),
         ids: Some(data.join("item_ids.txt")),
+        columns: Default::default(),
         train: TrainConfig {
             layers: 3,
             codebook_size: 64,
@@ -161,6 +162,7 @@ fn rq_balanced_gives_flat_layers_and_records_its_method() {
         let job = QuantizeJob {
             embeddings: emb.clone(),
             ids: None,
+            columns: Default::default(),
             train: TrainConfig {
                 layers: 3,
                 codebook_size: 32,
@@ -238,6 +240,7 @@ fn rq_joint_records_its_beam_and_updates_encode_with_it() {
         let job = QuantizeJob {
             embeddings: emb.clone(),
             ids: None,
+            columns: Default::default(),
             train: TrainConfig {
                 layers: 3,
                 codebook_size: 16,

@@ -37,6 +37,7 @@ fn catalog(dir: &Path) -> SidTable {
     let job = QuantizeJob {
         embeddings: emb,
         ids: None,
+        columns: Default::default(),
         train: TrainConfig {
             layers: 3,
             codebook_size: 16,

@@ -66,6 +66,7 @@ pub fn run(a: &DemoArgs, progress: &Progress) -> Result<()> {
     let job = QuantizeJob {
         embeddings: emb,
         ids: Some(ids),
+        columns: Default::default(),
         train: TrainConfig {
             layers: 3,
             codebook_size: a.codebook_size,

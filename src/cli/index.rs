@@ -1,6 +1,6 @@
 //! `sidx index …`: build, verify, query and update SID indexes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -10,7 +10,9 @@ use sidx::client::mirror::Mirror;
 use sidx::catalog::{CatalogUpdate, Embeddings};
 use sidx::index::{IndexStore, build_from_table};
 use sidx::pipeline;
-use sidx::sid::SidTable;
+use sidx::quantize::ResidualQuantizer;
+use sidx::shards;
+use sidx::sid::{CollisionMode, Layout, SidTable};
 
 #[derive(Subcommand)]
 pub enum IndexCommand {
@@ -57,9 +59,13 @@ pub struct RootArg {
 
 #[derive(Args)]
 pub struct BuildArgs {
-    /// SID file (TSV `item_id<TAB>layer:code …`).
+    /// SID file (TSV `item_id<TAB>layer:code …`), or Parquet SIDs: a
+    /// .parquet file or a folder of shards (id, codes list<int32> or
+    /// layer_1 … layer_K columns).
     #[arg(long)]
     sids: PathBuf,
+    #[command(flatten)]
+    headerless: HeaderlessArgs,
     /// Codebooks (codebooks.npy) to store, so updates can encode embeddings.
     #[arg(long)]
     codebooks: Option<PathBuf>,
@@ -69,6 +75,26 @@ pub struct BuildArgs {
     /// Versions kept for rollback (at least 2).
     #[arg(long, default_value_t = 3)]
     keep: usize,
+}
+
+/// How to read Parquet SIDs not written by sidx (no `sidx.header` metadata).
+#[derive(Args)]
+pub struct HeaderlessArgs {
+    /// Codebook sizes of such SIDs, e.g. 256,256,256 [default: those of --codebooks].
+    #[arg(long, value_delimiter = ',')]
+    layout: Vec<u32>,
+    /// Items sharing such a SID: disambiguated in item id order, or shared.
+    #[arg(long, value_enum, default_value = "disambiguate")]
+    collisions: super::Collisions,
+}
+
+/// Reads a SID file or Parquet SID shards; `layout` serves headerless shards.
+fn read_sids(path: &Path, layout: Option<Layout>, collisions: CollisionMode) -> Result<SidTable> {
+    if shards::is_parquet(path) {
+        let columns = shards::SidColumns { layout, collisions };
+        return Ok(shards::read_sids(path, &columns)?);
+    }
+    Ok(SidTable::read(path)?)
 }
 
 #[derive(Args)]
@@ -124,13 +150,15 @@ pub struct ApplyArgs {
 /// The change files of a catalog update.
 #[derive(Args)]
 pub struct ChangeFiles {
-    /// Embeddings (.npy float32 [N, D]) of items to add; encoded with the stored codebooks.
-    #[arg(long, requires = "upsert_ids")]
+    /// Embeddings of items to add, encoded with the stored codebooks: .npy
+    /// float32 [N, D] (with --upsert-ids), or Parquet shards with an id column.
+    #[arg(long)]
     upserts: Option<PathBuf>,
-    /// Ids of the --upserts rows, one per line.
+    /// Ids of the .npy --upserts rows, one per line.
     #[arg(long, requires = "upserts")]
     upsert_ids: Option<PathBuf>,
-    /// A SID file of items to add or re-point.
+    /// Items to add or re-point: a SID file or Parquet SIDs (headerless
+    /// shards take the index's layout and collision mode).
     #[arg(long)]
     upsert_sids: Option<PathBuf>,
     /// Item ids to remove, one per line.
@@ -139,18 +167,40 @@ pub struct ChangeFiles {
 }
 
 impl ChangeFiles {
-    fn read(&self) -> Result<CatalogUpdate> {
+    /// The update these files describe; `index` (the root to update, when
+    /// known here) gives headerless Parquet SIDs their layout.
+    fn read(&self, index: Option<&Path>) -> Result<CatalogUpdate> {
         let mut update = CatalogUpdate::default();
-        if let (Some(emb), Some(ids)) = (&self.upserts, &self.upsert_ids) {
-            let (x, n, d) = pipeline::read_embeddings(emb)?;
+        if let Some(emb) = &self.upserts {
+            if self.upsert_ids.is_none() && !shards::is_parquet(emb) {
+                bail!(
+                    "--upserts {}: a .npy array needs --upsert-ids",
+                    emb.display()
+                );
+            }
+            let (x, d, ids) = pipeline::read_catalog(
+                emb,
+                self.upsert_ids.as_deref(),
+                &shards::EmbeddingColumns::default(),
+            )?;
             update.upsert_embeddings = Some(Embeddings {
                 values: x,
                 dim: d,
-                ids: pipeline::read_ids(ids, n)?,
+                ids,
             });
         }
         if let Some(p) = &self.upsert_sids {
-            update.upsert_sids = Some(SidTable::read(p)?);
+            let (layout, collisions) = match index {
+                Some(root) if shards::is_parquet(p) => {
+                    let current = IndexStore::new(root).open_current()?;
+                    (
+                        Some(current.layout().clone()),
+                        current.manifest().collisions,
+                    )
+                }
+                _ => (None, CollisionMode::Share),
+            };
+            update.upsert_sids = Some(read_sids(p, layout, collisions)?);
         }
         if let Some(p) = &self.deletes {
             let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
@@ -197,7 +247,17 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             })?;
         }
         IndexCommand::Build(a) => {
-            let table = SidTable::read(&a.sids)?;
+            let layout = if !a.headerless.layout.is_empty() {
+                Some(Layout::new(a.headerless.layout.clone())?)
+            } else if let Some(cb) = &a.codebooks {
+                let rq = ResidualQuantizer::load(cb)?;
+                Some(Layout::new(
+                    rq.codebooks().iter().map(|c| c.k() as u32).collect(),
+                )?)
+            } else {
+                None
+            };
+            let table = read_sids(&a.sids, layout, a.headerless.collisions.into())?;
             let store = IndexStore::new(&a.out).with_keep(a.keep);
             let s = build_from_table(
                 &store,
@@ -249,11 +309,11 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
         }
         IndexCommand::Update(a) => {
             let store = IndexStore::new(&a.root.index).with_keep(a.keep);
-            let s = a.changes.read()?.apply(&store)?;
+            let s = a.changes.read(Some(&a.root.index))?.apply(&store)?;
             println!("{}", serde_json::to_string(&s)?);
         }
         IndexCommand::Apply(a) => {
-            let changes = sidx::client::catalog::changes(&a.changes.read()?);
+            let changes = sidx::client::catalog::changes(&a.changes.read(None)?);
             let mut connect = sidx::client::Connect::new(&a.addr)
                 .timeout(std::time::Duration::from_secs(a.timeout_s));
             if let Some(ca) = &a.tls_ca {

@@ -11,15 +11,40 @@ use sidx::hourglass::compare::{self, Compared};
 use sidx::pipeline::{EncodeJob, QuantizeJob};
 use sidx::progress::Progress;
 use sidx::quantize::{DEFAULT_KMEANS_TOL, Method, QuantizerMeta, TrainConfig};
+use sidx::shards::EmbeddingColumns;
+
+/// Where the embeddings are: a .npy array or Parquet shards.
+#[derive(Args)]
+pub struct EmbeddingArgs {
+    /// Item embeddings: a numpy .npy float32 array [N, D], or Parquet — a
+    /// .parquet file or a folder of shards with a list<float32> (or
+    /// fixed_size_list) column and an id column, streamed in record batches.
+    #[arg(long)]
+    embeddings: PathBuf,
+    /// Item ids of .npy rows, one per line (default: row numbers).
+    #[arg(long)]
+    ids: Option<PathBuf>,
+    /// Parquet: the embedding column [default: "embedding", else the only list column].
+    #[arg(long)]
+    embedding_column: Option<String>,
+    /// Parquet: the item id column [default: "id" or "item_id", else row numbers].
+    #[arg(long)]
+    id_column: Option<String>,
+}
+
+impl EmbeddingArgs {
+    fn columns(&self) -> EmbeddingColumns {
+        EmbeddingColumns {
+            embedding: self.embedding_column.clone(),
+            id: self.id_column.clone(),
+        }
+    }
+}
 
 #[derive(Args)]
 pub struct QuantizeArgs {
-    /// Item embeddings: a numpy .npy float32 array [N, D].
-    #[arg(long)]
-    embeddings: PathBuf,
-    /// Item ids, one per line, in embedding-row order (default: row numbers).
-    #[arg(long)]
-    ids: Option<PathBuf>,
+    #[command(flatten)]
+    input: EmbeddingArgs,
     /// Quantizer layers L.
     #[arg(long, default_value_t = 3)]
     layers: usize,
@@ -73,12 +98,9 @@ pub struct EncodeArgs {
     /// Codebooks written by `sidx quantize` (DIR/codebooks.npy).
     #[arg(long)]
     codebooks: PathBuf,
-    /// Item embeddings: a numpy .npy float32 array [N, D] (D as the codebooks).
-    #[arg(long)]
-    embeddings: PathBuf,
-    /// Item ids, one per line (default: row numbers).
-    #[arg(long)]
-    ids: Option<PathBuf>,
+    /// D as the codebooks'.
+    #[command(flatten)]
+    input: EmbeddingArgs,
     /// Beam width (1 = greedy) [default: the one quantizer.json beside the
     /// codebooks records, else 1].
     #[arg(long)]
@@ -86,7 +108,7 @@ pub struct EncodeArgs {
     /// What to do with items that share a SID.
     #[arg(long, value_enum, default_value = "disambiguate")]
     collisions: Collisions,
-    /// Output SID file.
+    /// Output SID file: TSV, or Parquet (id, codes list<int32>) if it ends in .parquet.
     #[arg(long)]
     out: PathBuf,
 }
@@ -152,8 +174,9 @@ fn job(a: &QuantizeArgs, seed: u64, out: PathBuf) -> QuantizeJob {
     let method: Method = a.method.into();
     let beam = a.beam.unwrap_or(method.default_beam());
     QuantizeJob {
-        embeddings: a.embeddings.clone(),
-        ids: a.ids.clone(),
+        embeddings: a.input.embeddings.clone(),
+        ids: a.input.ids.clone(),
+        columns: a.input.columns(),
         train: TrainConfig {
             layers: a.layers,
             codebook_size: a.codebook_size,
@@ -176,8 +199,9 @@ pub fn encode(a: EncodeArgs, progress: &Progress) -> Result<()> {
     let recorded_beam = QuantizerMeta::beside(&a.codebooks).map(|m| m.beam);
     let job = EncodeJob {
         codebooks: a.codebooks,
-        embeddings: a.embeddings,
-        ids: a.ids,
+        columns: a.input.columns(),
+        embeddings: a.input.embeddings,
+        ids: a.input.ids,
         beam: a.beam.or(recorded_beam).unwrap_or(1),
         collisions: a.collisions.into(),
         out: a.out,

@@ -81,7 +81,8 @@ impl SidHeader {
         Layout::new(self.codebook_sizes.clone()).expect("header layout validated on creation")
     }
 
-    fn parse(json: &str) -> Result<Self, String> {
+    /// Parses and checks the JSON of a header (format, version, layout).
+    pub fn from_json(json: &str) -> Result<Self, String> {
         let header: SidHeader =
             serde_json::from_str(json).map_err(|e| format!("malformed #sidx header: {e}"))?;
         if header.format != FORMAT {
@@ -169,7 +170,7 @@ impl SidTable {
                         "the #sidx header must be the first line".into(),
                     ));
                 }
-                header = Some(SidHeader::parse(json).map_err(|m| parse_err(lineno, m))?);
+                header = Some(SidHeader::from_json(json).map_err(|m| parse_err(lineno, m))?);
                 continue;
             }
             if line.starts_with('#') {
