@@ -1,34 +1,15 @@
 //! The `sidx` binary end to end: outputs on success, clear errors and no
 //! partial output on bad input.
 
+mod common;
+
+use common::{fails_with, p, sidx};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use sidx::npy;
 use sidx::sid::SidTable;
 use sidx::synth::{self, SynthConfig};
-
-fn sidx(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sidx"))
-        .args(["--log", "warn"])
-        .args(args)
-        .output()
-        .expect("sidx runs")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// Asserts failure with a message containing every `needle`.
-fn fails_with(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
-    }
-    assert!(!err.contains("panicked"), "a panic: {err}");
-}
 
 fn small_catalog(dir: &Path, items: usize) -> PathBuf {
     let cfg = SynthConfig {

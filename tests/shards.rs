@@ -3,8 +3,11 @@
 //! writes them) build an index, and every kind of bad input is refused
 //! naming the file, the column and the row.
 
+mod common;
+
+use common::{fails_with, p, sidx};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, Float64Builder, ListBuilder};
@@ -17,18 +20,6 @@ use sidx::shards::{self, SidColumns};
 use sidx::sid::{CollisionMode, Layout, SidTable, Token};
 use sidx::synth::{self, SynthConfig};
 
-fn sidx(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sidx"))
-        .args(["--log", "warn"])
-        .args(args)
-        .output()
-        .expect("sidx runs")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
 fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -36,15 +27,6 @@ fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails_with(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
-    }
-    assert!(!err.contains("panicked"), "a panic: {err}");
 }
 
 fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {

@@ -191,41 +191,8 @@ fn flatten(
 ) -> Result<usize, (usize, String)> {
     out.clear();
     let rows = col.len();
-    let (values, offsets): (&ArrayRef, Vec<(usize, usize)>) = match col.data_type() {
-        DataType::FixedSizeList(_, len) => {
-            let a = col.as_fixed_size_list();
-            let len = *len as usize;
-            (
-                a.values(),
-                (0..rows)
-                    .map(|i| {
-                        let s = a.value_offset_at(i);
-                        (s, s + len)
-                    })
-                    .collect(),
-            )
-        }
-        DataType::List(_) => {
-            let a = col.as_list::<i32>();
-            let o = a.value_offsets();
-            (
-                a.values(),
-                o.windows(2)
-                    .map(|w| (w[0] as usize, w[1] as usize))
-                    .collect(),
-            )
-        }
-        DataType::LargeList(_) => {
-            let a = col.as_list::<i64>();
-            let o = a.value_offsets();
-            (
-                a.values(),
-                o.windows(2)
-                    .map(|w| (w[0] as usize, w[1] as usize))
-                    .collect(),
-            )
-        }
-        other => return Err((0, format!("type {other} is not a list"))),
+    let Some((values, offsets)) = super::list_rows(col) else {
+        return Err((0, format!("type {} is not a list", col.data_type())));
     };
     let mut dim = dim;
     out.reserve(rows * dim.unwrap_or(0));

@@ -295,3 +295,38 @@ pub(crate) fn int_values(array: &dyn arrow_array::Array) -> Result<Vec<Option<i6
         other => return Err(format!("has type {other}, not an integer type")),
     })
 }
+
+/// The child values of a list column and each row's `start..end` in them,
+/// for `list`, `large_list` and `fixed_size_list`; `None` for other types.
+pub(crate) fn list_rows(
+    col: &dyn arrow_array::Array,
+) -> Option<(&arrow_array::ArrayRef, Vec<(usize, usize)>)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::{GenericListArray, OffsetSizeTrait};
+    use arrow_schema::DataType as T;
+    fn ranges<O: OffsetSizeTrait>(a: &GenericListArray<O>) -> Vec<(usize, usize)> {
+        a.value_offsets()
+            .windows(2)
+            .map(|w| (w[0].as_usize(), w[1].as_usize()))
+            .collect()
+    }
+    match col.data_type() {
+        T::List(_) => {
+            let a = col.as_list::<i32>();
+            Some((a.values(), ranges(a)))
+        }
+        T::LargeList(_) => {
+            let a = col.as_list::<i64>();
+            Some((a.values(), ranges(a)))
+        }
+        T::FixedSizeList(_, len) => {
+            let a = col.as_fixed_size_list();
+            let len = *len as usize;
+            let rows = (0..arrow_array::Array::len(a))
+                .map(|i| (a.value_offset_at(i), a.value_offset_at(i) + len))
+                .collect();
+            Some((a.values(), rows))
+        }
+        _ => None,
+    }
+}

@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{Int32Builder, ListBuilder, StringBuilder};
-use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -262,36 +261,23 @@ fn batch_sids(
     match codes {
         CodeColumns::List(name) => {
             let col = batch.column_by_name(name).expect("projected");
-            let (values, offsets): (&ArrayRef, Vec<usize>) = match col.data_type() {
-                DataType::List(_) => {
-                    let a = col.as_list::<i32>();
-                    (
-                        a.values(),
-                        a.value_offsets().iter().map(|&o| o as usize).collect(),
-                    )
-                }
-                DataType::LargeList(_) => {
-                    let a = col.as_list::<i64>();
-                    (
-                        a.values(),
-                        a.value_offsets().iter().map(|&o| o as usize).collect(),
-                    )
-                }
-                other => {
-                    return Err((
-                        0,
-                        name.clone(),
-                        format!("has type {other}; SID codes must be a list of integers"),
-                    ));
-                }
+            let Some((values, offsets)) = super::list_rows(col.as_ref()) else {
+                return Err((
+                    0,
+                    name.clone(),
+                    format!(
+                        "has type {}; SID codes must be a list of integers",
+                        col.data_type()
+                    ),
+                ));
             };
             let ints = int_values(values.as_ref())
                 .map_err(|m| (0, name.clone(), format!("list items {m}")))?;
-            for row in 0..n {
+            for (row, &(start, end)) in offsets.iter().enumerate() {
                 if col.is_null(row) {
                     return Err((row, name.clone(), "null SID".into()));
                 }
-                for (j, &code) in ints[offsets[row]..offsets[row + 1]].iter().enumerate() {
+                for (j, &code) in ints[start..end].iter().enumerate() {
                     push(row, j + 1, code, name)?;
                 }
             }

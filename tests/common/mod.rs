@@ -1,5 +1,6 @@
 //! Shared by the tests: random variable-length SIDs over a small layout (the
-//! property tests), and health checks of a running server (the gRPC tests).
+//! property tests), health checks of a running server (the gRPC tests), and
+//! running the `sidx` binary (the command-line tests).
 #![allow(dead_code)]
 
 use proptest::prelude::*;
@@ -137,4 +138,27 @@ pub fn spawn_listening(
         }
     });
     (child, addr, log)
+}
+
+/// Runs the `sidx` binary with `args` (its log at warn).
+pub fn sidx(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sidx"))
+        .args(["--log", "warn"])
+        .args(args)
+        .output()
+        .expect("sidx runs")
+}
+
+pub fn p(path: &std::path::Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Asserts failure with a message containing every `needle`, and no panic.
+pub fn fails_with(out: &std::process::Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
+    }
+    assert!(!err.contains("panicked"), "a panic: {err}");
 }
