@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use sidx::hourglass::HourglassReport;
 use sidx::progress::Progress;
@@ -75,9 +76,23 @@ impl Quantizer {
     fn encode<'py>(
         &self,
         py: Python<'py>,
-        x: PyReadonlyArray2<'py, f32>,
+        x: &Bound<'py, PyAny>,
         beam: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray2<i32>>> {
+        let x: PyReadonlyArray2<'py, f32> = x.extract().map_err(|_| {
+            let what = match (x.getattr("dtype"), x.getattr("shape")) {
+                (Ok(dtype), Ok(shape)) => format!("an array of {dtype} with shape {shape}"),
+                _ => format!(
+                    "a {}",
+                    x.get_type().name().map_or("?".into(), |n| n.to_string())
+                ),
+            };
+            PyTypeError::new_err(format!(
+                "x must be a 2-d numpy float32 array [N, {}], got {what} \
+                 (np.asarray(x, dtype=np.float32))",
+                self.rq.dim()
+            ))
+        })?;
         let (n, d) = x.as_array().dim();
         if d != self.rq.dim() {
             return Err(value_err(format!(

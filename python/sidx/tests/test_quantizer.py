@@ -56,8 +56,10 @@ def test_encode_refuses_bad_arrays(quantized):
     bad[4, 2] = np.nan
     with pytest.raises(ValueError, match="row 4"):
         q.encode(bad)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="float32 array.*float64.*shape"):
         q.encode(x.astype(np.float64))
+    with pytest.raises(TypeError, match="got a list"):
+        q.encode([[0.0] * 12])
     with pytest.raises(ValueError, match="outside its codebook"):
         q.decode(np.array([[0, 16, 0]]))
     with pytest.raises(sidx.SidxError, match="nowhere.*No such file"):
