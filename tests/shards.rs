@@ -508,6 +508,27 @@ fn bad_sid_shards_name_file_column_and_row() {
         e.contains("part-00001-x.snappy.parquet") && e.contains("duplicate item id \"x\""),
         "{e}"
     );
+    // A layout with too few layers, or too many, is refused, not guessed at.
+    let rows = [("x", [1, 2]), ("y", [1, 1])];
+    let folder = spark_like(&dir.path().join("d"), &rows, 5);
+    for (sizes, needle) in [
+        (vec![4], "2 codes, the layout has 1 layers"),
+        (vec![4, 4, 4], "no SID has a code of layer 3"),
+    ] {
+        let e = shards::read_sids(
+            &folder,
+            &SidColumns {
+                layout: Some(Layout::new(sizes).unwrap()),
+                collisions: CollisionMode::Disambiguate,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(needle) && e.contains("is the layout right?"),
+            "{e}"
+        );
+    }
     let no_codes = dir.path().join("n.parquet");
     write_parquet(
         &no_codes,
@@ -585,4 +606,49 @@ fn index_update_takes_parquet_upserts() {
     let base = index.sid(&c.ids[0]).unwrap();
     assert_eq!(index.sid("new-0").unwrap()[..2], base[..2]);
     assert!(index.sid("sid-1").is_some());
+}
+
+#[test]
+fn an_encode_error_on_the_first_batch_stops_the_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = catalog(2000);
+    let (npy_path, ids_path, _) = write_both(dir.path(), &c, 1);
+    let q = dir.path().join("q");
+    ok(&sidx(&[
+        "quantize",
+        "--embeddings",
+        p(&npy_path),
+        "--ids",
+        p(&ids_path),
+        "--layers",
+        "2",
+        "--codebook-size",
+        "8",
+        "--out",
+        p(&q),
+    ]));
+    // 200 000 rows of dimension 2: four record batches, the reader a batch
+    // ahead; the first one is refused (the codebooks are 16-d) and the run
+    // must end there with the error, not wait on the reader.
+    let rows = 200_000;
+    let ids: Vec<String> = (0..rows).map(|i| format!("i{i}")).collect();
+    let x: Vec<f32> = (0..rows * 2).map(|i| i as f32).collect();
+    let path = dir.path().join("narrow.parquet");
+    write_parquet(
+        &path,
+        vec![("id", strings(&ids)), ("embedding", list_f32(&x, 2))],
+    );
+    fails_with(
+        &sidx(&[
+            "encode",
+            "--codebooks",
+            p(&q.join("codebooks.npy")),
+            "--embeddings",
+            p(&path),
+            "--out",
+            p(&dir.path().join("out.tsv")),
+        ]),
+        &["narrow.parquet", "dimension 2", "have 16"],
+    );
+    assert!(!dir.path().join("out.tsv").exists());
 }

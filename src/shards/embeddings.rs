@@ -41,17 +41,49 @@ pub struct EmbeddingsRead {
 
 /// Streams every shard of `path` through `each`, in shard and row order,
 /// checking as it goes: one dimension throughout, no nulls, no NaN or
-/// infinity, ids non-empty and unique across shards.
+/// infinity, ids non-empty and unique across shards. A reader thread
+/// decodes the next batch while `each` works on this one.
 pub fn read_embeddings<E: From<ShardError>>(
     path: &Path,
     columns: &EmbeddingColumns,
     mut each: impl FnMut(EmbeddingBatch<'_>) -> Result<(), E>,
 ) -> Result<EmbeddingsRead, E> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<String>, Vec<f32>, usize)>(1);
+        let reader = std::thread::Builder::new()
+            .name("sidx-parquet-reader".into())
+            .spawn_scoped(scope, move || {
+                decode(path, columns, |ids, x, dim| tx.send((ids, x, dim)).is_ok())
+            })
+            .map_err(|e| ShardError::input(path, format!("cannot start the reader thread: {e}")))?;
+        let mut failed = None;
+        for (ids, x, dim) in &rx {
+            if let Err(e) = each(EmbeddingBatch { ids, x: &x, dim }) {
+                failed = Some(e);
+                break;
+            }
+        }
+        drop(rx); // a reader still sending stops at its next batch
+        let read = reader
+            .join()
+            .expect("the Parquet reader thread does not panic");
+        match failed {
+            Some(e) => Err(e),
+            None => read.map_err(E::from),
+        }
+    })
+}
+
+/// Decodes and checks every batch, handing each to `send` (`false`: stop).
+fn decode(
+    path: &Path,
+    columns: &EmbeddingColumns,
+    mut send: impl FnMut(Vec<String>, Vec<f32>, usize) -> bool,
+) -> Result<EmbeddingsRead, ShardError> {
     let mut seen = SeenIds::default();
     let mut dim: Option<usize> = None;
     let mut has_ids: Option<bool> = None;
     let mut rows = 0usize;
-    let mut x = Vec::new();
     for file in shard_files(path)? {
         let shard = Shard::open(&file)?;
         let (emb, emb_name) = embedding_column(&shard, columns.embedding.as_deref())?;
@@ -61,8 +93,7 @@ pub fn read_embeddings<E: From<ShardError>>(
                 return Err(ShardError::input(
                     &file,
                     "has no id column while other shards do (or the other way round)",
-                )
-                .into());
+                ));
             }
             _ => has_ids = Some(id.is_some()),
         }
@@ -74,9 +105,10 @@ pub fn read_embeddings<E: From<ShardError>>(
             let batch = batch?;
             let bad = |msg: String| ShardError::input(&file, msg);
             let values = batch_column(&batch, &emb_name);
+            let mut x = Vec::new();
             let d = flatten(values.as_ref(), dim, &mut x).map_err(|(row, msg)| {
                 bad(format!(
-                    "column {emb_name:?}, row {}: {msg}",
+                    "column {emb_name:?}, 0-based row {}: {msg}",
                     row_in_file + row as u64
                 ))
             })?;
@@ -94,10 +126,10 @@ pub fn read_embeddings<E: From<ShardError>>(
                     for r in 0..n {
                         let row = row_in_file + r as u64;
                         let id = col.get(r).ok_or_else(|| {
-                            bad(format!("column {name:?}, row {row}: null item id"))
+                            bad(format!("column {name:?}, 0-based row {row}: null item id"))
                         })?;
                         check_id(&id)
-                            .map_err(|m| bad(format!("column {name:?}, row {row}: {m}")))?;
+                            .map_err(|m| bad(format!("column {name:?}, 0-based row {row}: {m}")))?;
                         seen.insert(&id, row, name)?;
                         ids.push(id);
                     }
@@ -105,7 +137,13 @@ pub fn read_embeddings<E: From<ShardError>>(
                 }
                 None => (rows..rows + n).map(|i| i.to_string()).collect(),
             };
-            each(EmbeddingBatch { ids, x: &x, dim: d })?;
+            if !send(ids, x, d) {
+                return Ok(EmbeddingsRead {
+                    rows,
+                    dim: d,
+                    has_ids: id_name.is_some(),
+                });
+            }
             rows += n;
             row_in_file += n as u64;
         }
@@ -116,9 +154,10 @@ pub fn read_embeddings<E: From<ShardError>>(
             dim,
             has_ids: has_ids == Some(true),
         }),
-        _ => {
-            Err(ShardError::input(path, format!("no embeddings (rows {rows}, dimension 0)")).into())
-        }
+        _ => Err(ShardError::input(
+            path,
+            format!("no embeddings (rows {rows}, dimension 0)"),
+        )),
     }
 }
 

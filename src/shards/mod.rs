@@ -250,7 +250,7 @@ impl SeenIds {
             return Err(ShardError::input(
                 &self.files[file as usize],
                 format!(
-                    "column {column:?}, row {row}: duplicate item id {id:?} (first in {} at row {r})",
+                    "column {column:?}, 0-based row {row}: duplicate item id {id:?} (first in {} at row {r})",
                     self.files[f as usize].display()
                 ),
             ));

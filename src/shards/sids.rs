@@ -159,18 +159,22 @@ pub fn read_sids(path: &Path, columns: &SidColumns) -> Result<SidTable, ShardErr
             let ids_col = batch.column_by_name(&id_name).expect("projected");
             let ids = IdColumn::new(ids_col.as_ref())
                 .map_err(|m| bad(format!("column {id_name:?} {m}")))?;
-            let sids = batch_sids(&batch, &codes, &layout).map_err(|(r, col, m)| {
-                bad(format!(
-                    "column {col:?}, row {}: {m}",
-                    row_in_file + r as u64
-                ))
-            })?;
+            let sids =
+                batch_sids(&batch, &codes, &layout, own.is_some()).map_err(|(r, col, m)| {
+                    bad(format!(
+                        "column {col:?}, 0-based row {}: {m}",
+                        row_in_file + r as u64
+                    ))
+                })?;
             for (r, sid) in sids.into_iter().enumerate() {
                 let row = row_in_file + r as u64;
-                let id = ids
-                    .get(r)
-                    .ok_or_else(|| bad(format!("column {id_name:?}, row {row}: null item id")))?;
-                check_id(&id).map_err(|m| bad(format!("column {id_name:?}, row {row}: {m}")))?;
+                let id = ids.get(r).ok_or_else(|| {
+                    bad(format!(
+                        "column {id_name:?}, 0-based row {row}: null item id"
+                    ))
+                })?;
+                check_id(&id)
+                    .map_err(|m| bad(format!("column {id_name:?}, 0-based row {row}: {m}")))?;
                 seen.insert(&id, row, &id_name)?;
                 rows.push((id, sid));
             }
@@ -189,8 +193,22 @@ pub fn read_sids(path: &Path, columns: &SidColumns) -> Result<SidTable, ShardErr
             table
         }
         None => {
-            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let layout = columns.layout.clone().expect("checked per shard");
+            let last = layout.layers() as u8;
+            if !rows
+                .iter()
+                .any(|(_, sid)| sid.iter().any(|t| t.layer == last))
+            {
+                return Err(ShardError::input(
+                    path,
+                    format!(
+                        "no SID has a code of layer {last}, the last of the layout {:?}: \
+                         is the layout right?",
+                        layout.codebook_sizes()
+                    ),
+                ));
+            }
+            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let mut table = SidTable::new(SidHeader::new(&layout, columns.collisions));
             for (id, sid) in &rows {
                 table.push(id.as_str(), sid);
@@ -226,24 +244,30 @@ fn code_columns(shard: &Shard, id: usize) -> Result<(CodeColumns, Vec<usize>), S
 }
 
 /// The SIDs of a batch; an error gives the batch row, the column and why.
+/// Headerless shards hold quantizer codes only (`disambiguated` false):
+/// their disambiguation codes are assigned here.
 fn batch_sids(
     batch: &RecordBatch,
     codes: &CodeColumns,
     layout: &Layout,
+    disambiguated: bool,
 ) -> Result<Vec<Vec<Token>>, (usize, String, String)> {
     let n = batch.num_rows();
-    let max_len = layout.layers() + 1;
+    let max_len = layout.layers() + usize::from(disambiguated);
     let mut out: Vec<Vec<Token>> = vec![Vec::new(); n];
     let mut push = |row: usize, layer: usize, code: Option<i64>, col: &str| {
         let Some(code) = code else { return Ok(()) };
         if layer > max_len {
+            let what = if disambiguated {
+                "layers + a disambiguation code"
+            } else {
+                "layers (shards without sidx.header metadata hold quantizer codes \
+                 only; is the layout right?)"
+            };
             return Err((
                 row,
                 col.to_owned(),
-                format!(
-                    "{layer} codes, the layout has {} layers + disambiguation",
-                    layout.layers()
-                ),
+                format!("{layer} codes, the layout has {} {what}", layout.layers()),
             ));
         }
         let code = u32::try_from(code).map_err(|_| {
