@@ -76,3 +76,30 @@ def test_hourglass_equals_the_report_quantize_writes(quantized):
         sidx.hourglass(codes, [16, 16])
     with pytest.raises(ValueError, match="outside its codebook"):
         sidx.hourglass(codes, [4, 16, 16])
+
+
+def test_encode_releases_the_gil(quantized):
+    """Python keeps running in another thread while encode works."""
+    import threading
+    import time
+
+    d, _ = quantized
+    q = sidx.Quantizer.load(d / "q")
+    x = np.random.default_rng(0).normal(size=(400_000, 12)).astype(np.float32)
+    window = {}
+
+    def work():
+        window["start"] = time.perf_counter()
+        q.encode(x, beam=4)
+        window["end"] = time.perf_counter()
+
+    worker = threading.Thread(target=work)
+    ticks = []
+    worker.start()
+    while worker.is_alive():
+        ticks.append(time.perf_counter())
+    worker.join()
+    start, end = window["start"], window["end"]
+    assert end - start > 0.05, "encode too quick to tell"
+    inside = [t for t in ticks if start + 0.01 < t < end - 0.01]
+    assert len(inside) > 1000, f"{len(inside)} ticks of the main thread while encode ran {end - start:.3f}s"
