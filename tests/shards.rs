@@ -544,12 +544,10 @@ fn bad_sid_shards_name_file_column_and_row() {
     );
 }
 
-#[test]
-fn index_update_takes_parquet_upserts() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = catalog(1200);
-    let (npy_path, ids_path, _) = write_both(dir.path(), &c, 1);
-    let q = dir.path().join("q");
+/// Quantizes the catalog (from .npy) into `dir/q`: 2 layers of 8 codes.
+fn quantized(dir: &Path, c: &Catalog) -> PathBuf {
+    let (npy_path, ids_path, _) = write_both(dir, c, 1);
+    let q = dir.join("q");
     ok(&sidx(&[
         "quantize",
         "--embeddings",
@@ -563,6 +561,14 @@ fn index_update_takes_parquet_upserts() {
         "--out",
         p(&q),
     ]));
+    q
+}
+
+#[test]
+fn index_update_takes_parquet_upserts() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = catalog(1200);
+    let q = quantized(dir.path(), &c);
     let root = dir.path().join("idx");
     ok(&sidx(&[
         "index",
@@ -612,21 +618,7 @@ fn index_update_takes_parquet_upserts() {
 fn an_encode_error_on_the_first_batch_stops_the_reader() {
     let dir = tempfile::tempdir().unwrap();
     let c = catalog(2000);
-    let (npy_path, ids_path, _) = write_both(dir.path(), &c, 1);
-    let q = dir.path().join("q");
-    ok(&sidx(&[
-        "quantize",
-        "--embeddings",
-        p(&npy_path),
-        "--ids",
-        p(&ids_path),
-        "--layers",
-        "2",
-        "--codebook-size",
-        "8",
-        "--out",
-        p(&q),
-    ]));
+    let q = quantized(dir.path(), &c);
     // 200 000 rows of dimension 2: four record batches, the reader a batch
     // ahead; the first one is refused (the codebooks are 16-d) and the run
     // must end there with the error, not wait on the reader.
