@@ -166,7 +166,7 @@ impl EncodeJob {
             }
             (ids, rq.encode(&x, self.beam, progress).codes)
         };
-        let sizes = rq.codebooks().iter().map(|c| c.k() as u32).collect();
+        let sizes = rq.codebook_sizes();
         // The codebooks' method (each item takes its nearest code: an
         // rq-balanced catalog's balance does not extend to items added later).
         let header = SidHeader {

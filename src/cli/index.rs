@@ -250,10 +250,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             let layout = if !a.headerless.layout.is_empty() {
                 Some(Layout::new(a.headerless.layout.clone())?)
             } else if let Some(cb) = &a.codebooks {
-                let rq = ResidualQuantizer::load(cb)?;
-                Some(Layout::new(
-                    rq.codebooks().iter().map(|c| c.k() as u32).collect(),
-                )?)
+                Some(Layout::new(ResidualQuantizer::load(cb)?.codebook_sizes())?)
             } else {
                 None
             };

@@ -723,7 +723,7 @@ pub(crate) fn table_entries(table: &SidTable) -> Result<Vec<(Vec<TokenId>, Strin
 /// quantizer layer, each of the layer's size (updates encode with them).
 fn check_codebooks(path: &Path, layout: &crate::sid::Layout) -> Result<(), IndexError> {
     let rq = crate::quantize::ResidualQuantizer::load(path)?;
-    let sizes: Vec<u32> = rq.codebooks().iter().map(|c| c.k() as u32).collect();
+    let sizes = rq.codebook_sizes();
     if sizes != layout.codebook_sizes() {
         return Err(IndexError::Input(format!(
             "{}: codebooks of sizes {sizes:?} do not fit the SIDs' layout {:?}",

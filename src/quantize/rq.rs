@@ -168,6 +168,11 @@ impl ResidualQuantizer {
         self.codebooks[0].dim()
     }
 
+    /// Codes per layer: the layout of the SIDs these codebooks make.
+    pub fn codebook_sizes(&self) -> Vec<u32> {
+        self.codebooks.iter().map(|c| c.k() as u32).collect()
+    }
+
     pub fn codebooks(&self) -> &[Codebook] {
         &self.codebooks
     }

@@ -149,7 +149,6 @@ impl Vocab {
 pub struct Index {
     index: index::Index,
     root: Option<PathBuf>,
-    scratch: Vec<TokenId>,
 }
 
 fn open(path: &Path) -> PyResult<(index::Index, Option<PathBuf>)> {
@@ -166,17 +165,15 @@ fn open(path: &Path) -> PyResult<(index::Index, Option<PathBuf>)> {
     Ok((index::Index::open(path).map_err(sidx_err)?, None))
 }
 
-impl Index {
-    fn ids(&mut self, prefix: &[i64]) -> PyResult<&[TokenId]> {
-        self.scratch.clear();
-        for &t in prefix {
-            self.scratch
-                .push(TokenId::try_from(t).map_err(|_| {
-                    value_err(format!("token id {t} is not a 16-bit SID token id"))
-                })?);
-        }
-        Ok(&self.scratch)
-    }
+/// A prefix of Python ints as 16-bit SID token ids.
+fn token_ids(prefix: &[i64]) -> PyResult<Vec<TokenId>> {
+    prefix
+        .iter()
+        .map(|&t| {
+            TokenId::try_from(t)
+                .map_err(|_| value_err(format!("token id {t} is not a 16-bit SID token id")))
+        })
+        .collect()
 }
 
 #[pymethods]
@@ -184,11 +181,7 @@ impl Index {
     #[new]
     fn new(path: PathBuf) -> PyResult<Self> {
         let (index, root) = open(&path)?;
-        Ok(Self {
-            index,
-            root,
-            scratch: Vec::new(),
-        })
+        Ok(Self { index, root })
     }
 
     /// The catalog version served.
@@ -222,11 +215,11 @@ impl Index {
     /// SID token ids that may follow `prefix` (token ids), ascending; empty
     /// when no SID starts with it.
     fn next_tokens<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         prefix: Vec<i64>,
     ) -> PyResult<Bound<'py, PyArray1<u16>>> {
-        let ids = self.ids(&prefix)?.to_vec();
+        let ids = token_ids(&prefix)?;
         Ok(self
             .index
             .next_tokens(&ids)
@@ -240,7 +233,7 @@ impl Index {
     /// tokens of prefix `b` are `tokens[offsets[b]:offsets[b + 1]]`.
     #[allow(clippy::type_complexity)]
     fn next_tokens_batch<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         prefixes: Vec<Vec<i64>>,
     ) -> PyResult<(
@@ -253,7 +246,7 @@ impl Index {
         let mut complete = Vec::with_capacity(prefixes.len());
         offsets.push(0i64);
         for p in &prefixes {
-            let ids = self.ids(p)?.to_vec();
+            let ids = token_ids(p)?;
             let next = self.index.next_tokens(&ids);
             tokens.extend_from_slice(next.allowed);
             complete.push(next.complete);
@@ -267,20 +260,20 @@ impl Index {
     }
 
     /// Whether some SID starts with `prefix`.
-    fn is_prefix(&mut self, prefix: Vec<i64>) -> PyResult<bool> {
-        let ids = self.ids(&prefix)?.to_vec();
+    fn is_prefix(&self, prefix: Vec<i64>) -> PyResult<bool> {
+        let ids = token_ids(&prefix)?;
         Ok(self.index.walk(&ids).is_some())
     }
 
     /// Whether `sid` (token ids) is a complete SID.
-    fn is_complete(&mut self, sid: Vec<i64>) -> PyResult<bool> {
-        let ids = self.ids(&sid)?.to_vec();
+    fn is_complete(&self, sid: Vec<i64>) -> PyResult<bool> {
+        let ids = token_ids(&sid)?;
         Ok(self.index.next_tokens(&ids).complete)
     }
 
     /// Item ids whose SID is exactly `sid`.
-    fn items(&mut self, sid: Vec<i64>) -> PyResult<Vec<String>> {
-        let ids = self.ids(&sid)?.to_vec();
+    fn items(&self, sid: Vec<i64>) -> PyResult<Vec<String>> {
+        let ids = token_ids(&sid)?;
         Ok(self.index.items(&ids).map(str::to_owned).collect())
     }
 

@@ -53,8 +53,8 @@ impl Quantizer {
     }
 
     #[getter]
-    fn codebook_sizes(&self) -> Vec<usize> {
-        self.rq.codebooks().iter().map(|c| c.k()).collect()
+    fn codebook_sizes(&self) -> Vec<u32> {
+        self.rq.codebook_sizes()
     }
 
     /// The beam width encoding uses by default (quantizer.json's).
@@ -137,7 +137,7 @@ impl Quantizer {
         let mut flat = Vec::with_capacity(n * layers);
         for (i, row) in codes.rows().into_iter().enumerate() {
             for (l, &c) in row.iter().enumerate() {
-                if c < 0 || c as usize >= sizes[l] {
+                if c < 0 || c >= i64::from(sizes[l]) {
                     return Err(value_err(format!(
                         "row {i}: code {c} of layer {} is outside its codebook of {}",
                         l + 1,
