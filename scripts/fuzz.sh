@@ -11,8 +11,7 @@
 #
 # Environment: FUZZ_SANITIZER (address, or none for a plain build),
 # FUZZ_RSS_LIMIT_MB (2048), FUZZ_TIMEOUT_S (30, per input),
-# SIDX_FUZZ_TMPDIR (scratch indexes; default /dev/shm),
-# SIDX_FUZZ_FORGE_FST=1 (index_open also forges FST checksums; see fuzz/README.md).
+# SIDX_FUZZ_TMPDIR (scratch indexes; default /dev/shm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -49,11 +49,42 @@ fn refused(store: &IndexStore, file: &str, what: &str) {
 }
 
 #[test]
-fn corruption_matrix() {
-    let (_dir, store) = built(300);
+fn corruption_matrix_v1() {
+    corruption_matrix(
+        1,
+        "item-",
+        &["trie.bin", "sids.fst", "items.fst", "manifest.json"],
+    );
+}
+
+#[test]
+fn corruption_matrix_v2_string_ids() {
+    corruption_matrix(2, "item-", &["trie.bin", "manifest.json"]);
+}
+
+#[test]
+fn corruption_matrix_v2_integer_ids() {
+    corruption_matrix(2, "", &["trie.bin", "manifest.json"]);
+}
+
+/// Truncations, byte flips and missing files of each of `files` in a
+/// version of `format` whose item ids are `{prefix}{n}`, all refused naming the file.
+fn corruption_matrix(format: u32, prefix: &str, files: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IndexStore::new(dir.path()).with_format_version(format);
+    build_from_table(&store, &catalog(300, prefix), "test", None).unwrap();
     let vdir = store.version_dir(1);
-    let files = ["trie.bin", "sids.fst", "items.fst", "manifest.json"];
-    for file in files {
+    assert_eq!(store.open_current().unwrap().format_version(), format);
+    let listed: Vec<String> = store
+        .open_current()
+        .unwrap()
+        .manifest()
+        .files
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    assert_eq!(listed.len() + 1, files.len(), "{listed:?}");
+    for &file in files {
         let path = vdir.join(file);
         let good = std::fs::read(&path).unwrap();
         // Truncation by 1..=64 bytes, then in large steps down to empty.
@@ -85,15 +116,22 @@ fn corruption_matrix() {
     bad[0..8].copy_from_slice(b"NOTATRIE");
     std::fs::write(&path, &bad).unwrap();
     refused(&store, "trie.bin", "bad magic");
-    let (counts, crc) = format::parse_header(&good).unwrap();
-    let mut v2 = good.clone();
-    v2[..format::HEADER_LEN].copy_from_slice(&format::header(&counts, crc));
-    v2[8] = 2;
-    let hcrc = crc32c::crc32c(&v2[..60]);
-    v2[60..64].copy_from_slice(&hcrc.to_le_bytes());
-    std::fs::write(&path, &v2).unwrap();
-    let e = store.open_current().err().unwrap().to_string();
-    assert!(e.contains("trie.bin") && e.contains("version 2"), "{e}");
+    let h = format::parse_header(&good).unwrap();
+    assert_eq!(h.version, format);
+    // Another version this build reads (the manifest disagrees, or flags
+    // of v2 are unknown to v1), and one it does not.
+    let other_says = if h.counts.flags & sidx::index::v2::INTEGER_IDS != 0 {
+        "unknown flags"
+    } else {
+        "manifest records"
+    };
+    for (other, says) in [(3 - format, other_says), (3, "version 3")] {
+        let mut bad = good.clone();
+        bad[..format::HEADER_LEN].copy_from_slice(&format::header(other, &h.counts, h.body_crc));
+        std::fs::write(&path, &bad).unwrap();
+        let e = store.open_current().err().unwrap().to_string();
+        assert!(e.contains("trie.bin") && e.contains(says), "{e}");
+    }
     std::fs::write(&path, &good).unwrap();
 
     // Manifest of another format version.
@@ -101,7 +139,10 @@ fn corruption_matrix() {
     let text = std::fs::read_to_string(&mpath).unwrap();
     std::fs::write(
         &mpath,
-        text.replace("\"format_version\": 1", "\"format_version\": 7"),
+        text.replace(
+            &format!("\"format_version\": {format}"),
+            "\"format_version\": 7",
+        ),
     )
     .unwrap();
     let e = store.open_current().err().unwrap().to_string();
@@ -381,4 +422,41 @@ fn explicit_upserts_of_taken_sids_are_disambiguated() {
     assert_ne!(a, b);
     assert_eq!(index.items(&a).collect::<Vec<_>>(), vec!["new-a"]);
     assert_eq!(index.items(&ids(&sid)).collect::<Vec<_>>(), vec!["old"]);
+}
+
+#[test]
+fn migrate_publishes_a_v1_version_as_v2_with_every_entry() {
+    for prefix in ["item-", ""] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IndexStore::new(dir.path()).with_format_version(1);
+        build_from_table(&store, &catalog(500, prefix), "test", None).unwrap();
+        let v1 = store.open_current().unwrap();
+        assert_eq!(v1.format_version(), 1);
+        let before: Vec<_> = v1.entries().map(|(s, i)| (s, i.into_owned())).collect();
+
+        let s = sidx::index::migrate(&store, 2)
+            .unwrap()
+            .expect("a v1 version is migrated");
+        assert_eq!(s.version, 2);
+        let v2 = store.open_current().unwrap();
+        assert_eq!(v2.format_version(), 2);
+        assert_eq!(v2.manifest().files.len(), 1, "v2 is trie.bin alone");
+        assert!(v2.manifest().source.contains("migrated from format 1 to 2"));
+        let after: Vec<_> = v2.entries().map(|(s, i)| (s, i.into_owned())).collect();
+        assert_eq!(before, after);
+        for (sid, id) in &before {
+            assert_eq!(v2.sid(id).as_ref(), Some(sid), "{id}");
+        }
+        assert_eq!(v2.manifest().layer_counts, v1.manifest().layer_counts);
+        assert!(
+            v2.manifest().bytes() < v1.manifest().bytes(),
+            "v2 {} bytes, v1 {}",
+            v2.manifest().bytes(),
+            v1.manifest().bytes()
+        );
+        // Already v2: nothing is published; the v1 version still opens.
+        assert!(sidx::index::migrate(&store, 2).unwrap().is_none());
+        assert_eq!(store.versions().unwrap(), vec![1, 2]);
+        assert_eq!(store.open_version(1).unwrap().format_version(), 1);
+    }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{SIZES, sid_strategy};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
@@ -79,7 +80,7 @@ fn check_against_model(index: &Index, m: &Model) {
         let mut got: Vec<(Vec<TokenId>, String)> = index
             .prefix_items(p, usize::MAX)
             .into_iter()
-            .map(|(s, id)| (s, id.to_owned()))
+            .map(|(s, id)| (s, id.into_owned()))
             .collect();
         got.sort();
         let want: Vec<(Vec<TokenId>, String)> = m
@@ -90,7 +91,7 @@ fn check_against_model(index: &Index, m: &Model) {
         assert_eq!(got, want, "prefix_items {p:?}");
     }
     for (sid, items) in m {
-        let got: BTreeSet<String> = index.items(sid).map(str::to_owned).collect();
+        let got: BTreeSet<String> = index.items(sid).map(Cow::into_owned).collect();
         assert_eq!(&got, items);
         for id in items {
             assert_eq!(index.sid(id).as_ref(), Some(sid), "sid of {id}");
@@ -102,14 +103,21 @@ fn check_against_model(index: &Index, m: &Model) {
             node = index.child(node, t).unwrap();
         }
         assert!(index.is_terminal(node));
-        let at_node: BTreeSet<String> = index.node_items(node).map(str::to_owned).collect();
+        let at_node: BTreeSet<String> = index.node_items(node).map(Cow::into_owned).collect();
         assert_eq!(&at_node, items);
     }
     assert!(index.sid("no-such-item").is_none());
+    for missing in ["0", "99999", "18446744073709551615", "007", ""] {
+        if !m.values().any(|items| items.contains(missing)) {
+            assert!(index.sid(missing).is_none(), "sid of missing {missing:?}");
+        }
+    }
     assert_eq!(index.items(&[3, 6]).len(), 0);
     // The stream gives back the sorted, de-duplicated input.
-    let streamed: Vec<(Vec<TokenId>, String)> =
-        index.entries().map(|(s, id)| (s, id.to_owned())).collect();
+    let streamed: Vec<(Vec<TokenId>, String)> = index
+        .entries()
+        .map(|(s, id)| (s, id.into_owned()))
+        .collect();
     let want: Vec<(Vec<TokenId>, String)> = m
         .iter()
         .flat_map(|(s, items)| items.iter().map(move |i| (s.clone(), i.clone())))
@@ -129,10 +137,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn queries_equal_the_model(sids in catalog_strategy()) {
-        let items = named(sids, "item-");
+    fn queries_equal_the_model(
+        sids in catalog_strategy(),
+        format in 1..=2u32,
+        integer_ids in any::<bool>(),
+    ) {
+        let items = named(sids, if integer_ids { "" } else { "item-" });
         let dir = tempfile::tempdir().unwrap();
-        let store = IndexStore::new(dir.path());
+        let store = IndexStore::new(dir.path()).with_format_version(format);
         build_from_table(&store, &table(&items), "test", None).unwrap();
         let index = store.open_current().unwrap();
         check_against_model(&index, &model(&items));
@@ -144,10 +156,11 @@ proptest! {
         new in prop::collection::vec(sid_strategy(3), 0..20),
         moved in prop::collection::vec(sid_strategy(3), 0..5),
         delete_every in 2..6usize,
+        format in 1..=2u32,
     ) {
         let old_items = named(old, "old-");
         let dir = tempfile::tempdir().unwrap();
-        let store = IndexStore::new(dir.path());
+        let store = IndexStore::new(dir.path()).with_format_version(format);
         build_from_table(&store, &table(&old_items), "test", None).unwrap();
 
         // Delete every k-th old item; re-point a few others; add new ones.
@@ -165,6 +178,7 @@ proptest! {
         };
         let summary = update.apply(&store).unwrap();
         prop_assert_eq!(summary.build.version, 2);
+        prop_assert_eq!(store.open_current().unwrap().format_version(), format, "updates keep the format");
 
         let mut want: BTreeMap<String, Vec<Token>> = old_items.into_iter().collect();
         for d in &deletes {
@@ -180,8 +194,8 @@ proptest! {
         if !want.is_empty() {
             build_from_table(&fresh, &table(&want), "test", None).unwrap();
             let fresh = fresh.open_current().unwrap();
-            let a: Vec<_> = updated.entries().map(|(s, i)| (s, i.to_owned())).collect();
-            let b: Vec<_> = fresh.entries().map(|(s, i)| (s, i.to_owned())).collect();
+            let a: Vec<_> = updated.entries().map(|(s, i)| (s, i.into_owned())).collect();
+            let b: Vec<_> = fresh.entries().map(|(s, i)| (s, i.into_owned())).collect();
             prop_assert_eq!(a, b);
             prop_assert_eq!(&updated.manifest().layer_counts, &fresh.manifest().layer_counts);
             prop_assert_eq!(updated.manifest().nodes, fresh.manifest().nodes);
@@ -341,7 +355,7 @@ proptest! {
             (Some(want), Ok(_)) => {
                 let index = store.open_current().unwrap();
                 let got: BTreeMap<String, Vec<TokenId>> =
-                    index.entries().map(|(s, id)| (id.to_owned(), s)).collect();
+                    index.entries().map(|(s, id)| (id.into_owned(), s)).collect();
                 prop_assert_eq!(&got, &want);
                 let distinct: BTreeSet<&Vec<TokenId>> = got.values().collect();
                 prop_assert_eq!(distinct.len(), got.len(), "a SID held by two items");

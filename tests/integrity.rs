@@ -531,7 +531,16 @@ fn a_failed_or_interrupted_publish_is_garbage_not_a_rollback_target() {
     assert_eq!(store.open_current().unwrap().version(), 2);
     // Published files are read-only.
     use std::os::unix::fs::PermissionsExt;
-    for f in ["trie.bin", "sids.fst", "items.fst", "manifest.json"] {
+    let mut files: Vec<String> = store
+        .open_version(2)
+        .unwrap()
+        .manifest()
+        .files
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    files.push("manifest.json".into());
+    for f in &files {
         let mode = std::fs::metadata(store.version_dir(2).join(f))
             .unwrap()
             .permissions()
@@ -845,7 +854,9 @@ fn codebooks_must_fit_the_sid_layout_at_build() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_keep_their_cause_and_map_to_the_right_code() {
     let dir = tempfile::tempdir().unwrap();
-    let store = built(dir.path());
+    // A format-1 version, whose FSTs are checked at open.
+    let store = IndexStore::new(dir.path()).with_format_version(1);
+    build_from_table(&store, &table(CollisionMode::Disambiguate), "test", None).unwrap();
     // fst's own reason, not "FST error".
     let v1 = store.version_dir(1);
     let fst = v1.join("sids.fst");

@@ -10,6 +10,7 @@
 //! index writer's fsyncs cost nothing there), else the system temp dir.
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -221,8 +222,8 @@ pub fn exercise_index(index: &Index, table: Option<&SidTable>) {
         assert_eq!(nt.allowed, index.children(node));
         assert_eq!(nt.complete, index.is_terminal(node));
         assert_eq!(index.walk(&prefix), Some(node));
-        let node_items: Vec<&str> = index.node_items(node).collect();
-        let by_sid: Vec<&str> = index.items(&prefix).collect();
+        let node_items: Vec<Cow<str>> = index.node_items(node).collect();
+        let by_sid: Vec<Cow<str>> = index.items(&prefix).collect();
         let _ = index.sid_ordinal(node);
         if nt.complete {
             terminals += 1;
@@ -248,7 +249,7 @@ pub fn exercise_index(index: &Index, table: Option<&SidTable>) {
             stack.push((child, p));
         }
     }
-    let entries: Vec<(Vec<TokenId>, &str)> = index.entries().take(100_000).collect();
+    let entries: Vec<(Vec<TokenId>, Cow<str>)> = index.entries().take(100_000).collect();
     let first = index.prefix_items(&[], 1000);
     for (sid, id) in entries.iter().take(2000) {
         let _ = index.sid(id);
@@ -576,7 +577,7 @@ impl OutsideName {
 pub struct Fixups {
     /// Body and header CRC32C of `trie.bin`.
     pub trie: bool,
-    /// The masked CRC32C trailer of both FSTs (only with `SIDX_FUZZ_FORGE_FST=1`).
+    /// The masked CRC32C trailer of both FSTs (format 1).
     pub fst: bool,
     /// The manifest's file sizes and CRCs, and its own checksum.
     pub manifest: bool,
@@ -592,6 +593,11 @@ pub struct IndexOpenInput {
     /// After a successful open: truncate this mapped file, which
     /// `check_unchanged` must then notice.
     pub truncate_after_open: Option<FileSel>,
+    /// Build in index format 2 (else 1). Last, so that inputs saved before
+    /// it existed still decode (as format 1, which they were built in).
+    pub v2: bool,
+    /// Name unnamed items by their number (integer ids) instead of `item-N`.
+    pub integer_ids: bool,
 }
 
 const LAYOUT: [u32; 3] = [8, 8, 8];
@@ -613,7 +619,7 @@ fn spec_sid(s: &ItemSpec) -> Vec<Token> {
 }
 
 /// The table an input describes (SIDs unique in disambiguate mode).
-fn spec_table(share: bool, items: &[ItemSpec]) -> SidTable {
+fn spec_table(share: bool, integer_ids: bool, items: &[ItemSpec]) -> SidTable {
     let layout = Layout::new(LAYOUT.to_vec()).expect("valid layout");
     let mode = if share {
         CollisionMode::Share
@@ -633,6 +639,7 @@ fn spec_table(share: bool, items: &[ItemSpec]) -> SidTable {
             {
                 n.clone()
             }
+            _ if integer_ids => k.to_string(),
             _ => format!("item-{k}"),
         };
         if !ids.insert(id.clone()) {
@@ -661,10 +668,10 @@ fn spec_table(share: bool, items: &[ItemSpec]) -> SidTable {
 
 type Snapshot = Vec<(PathBuf, Vec<u8>)>;
 
-/// Built indexes by their table: building costs more than the rest of a run.
-fn built(table: &SidTable) -> Snapshot {
+/// Built indexes by their table and format: building costs more than the rest of a run.
+fn built(table: &SidTable, format_version: u32) -> Snapshot {
     static CACHE: OnceLock<Mutex<HashMap<String, Snapshot>>> = OnceLock::new();
-    let mut key = Vec::new();
+    let mut key = format!("format {format_version}\n").into_bytes();
     table.write_to(&mut key).expect("write to a Vec");
     let key = String::from_utf8(key).expect("utf-8");
     let cache = CACHE.get_or_init(Default::default);
@@ -672,7 +679,7 @@ fn built(table: &SidTable) -> Snapshot {
         return s.clone();
     }
     let dir = tempdir();
-    let store = IndexStore::new(dir.path());
+    let store = IndexStore::new(dir.path()).with_format_version(format_version);
     build_from_table(&store, table, "fuzz", None).expect("a valid table builds");
     let snap = snapshot(dir.path());
     let mut c = cache.lock().expect("cache lock");
@@ -712,9 +719,48 @@ fn put(b: &mut Vec<u8>, offset: usize, bytes: &[u8]) {
     }
 }
 
-fn trie_sections(trie: &[u8]) -> Option<format::Sections> {
-    let (counts, _) = format::parse_header(trie).ok()?;
-    counts.sections()
+/// The byte range and element width of a section of either format
+/// (version 2 has other sections: each variant names one of them).
+fn trie_section(trie: &[u8], section: TrieSection) -> Option<((usize, usize), usize)> {
+    let h = format::parse_header(trie).ok()?;
+    if h.version == sidx::index::v2::VERSION {
+        let s = sidx::index::v2::file_sections(trie)?;
+        return Some(match section {
+            TrieSection::LevelSidStart => (s.level_sid_start, 8),
+            TrieSection::FirstChild => (s.louds, 8),
+            TrieSection::NodeToken => (s.node_token, 2),
+            TrieSection::TerminalWords => (s.terminal, 8),
+            TrieSection::TerminalRank => (s.order, 8),
+            TrieSection::SidItemStart => (s.sid_item_start, 8),
+            TrieSection::IdOffsets => (
+                if s.id_low.1 > s.id_low.0 {
+                    s.id_low
+                } else {
+                    s.id_offsets
+                },
+                8,
+            ),
+            TrieSection::IdBytes => (
+                if s.id_high.1 > s.id_high.0 {
+                    s.id_high
+                } else {
+                    s.id_bytes
+                },
+                1,
+            ),
+        });
+    }
+    let s = h.counts.sections()?;
+    Some(match section {
+        TrieSection::LevelSidStart => (s.level_sid_start, 8),
+        TrieSection::FirstChild => (s.first_child, 4),
+        TrieSection::NodeToken => (s.node_token, 2),
+        TrieSection::TerminalWords => (s.terminal_words, 8),
+        TrieSection::TerminalRank => (s.terminal_rank, 4),
+        TrieSection::SidItemStart => (s.sid_item_start, 4),
+        TrieSection::IdOffsets => (s.id_offsets, 4),
+        TrieSection::IdBytes => (s.id_bytes, 1),
+    })
 }
 
 fn apply_mutation(root: &Path, m: &Mutation) {
@@ -763,16 +809,8 @@ fn apply_mutation(root: &Path, m: &Mutation) {
             index,
             value,
         } => edit_file(&FileSel::Trie.path(root), |b| {
-            let Some(s) = trie_sections(b) else { return };
-            let (range, width) = match section {
-                TrieSection::LevelSidStart => (s.level_sid_start, 8),
-                TrieSection::FirstChild => (s.first_child, 4),
-                TrieSection::NodeToken => (s.node_token, 2),
-                TrieSection::TerminalWords => (s.terminal_words, 8),
-                TrieSection::TerminalRank => (s.terminal_rank, 4),
-                TrieSection::SidItemStart => (s.sid_item_start, 4),
-                TrieSection::IdOffsets => (s.id_offsets, 4),
-                TrieSection::IdBytes => (s.id_bytes, 1),
+            let Some((range, width)) = trie_section(b, section) else {
+                return;
             };
             let n = (range.1 - range.0) / width;
             if n == 0 {
@@ -884,14 +922,6 @@ fn edit_manifest(m: &mut Manifest, edit: &ManifestEdit) {
     }
 }
 
-/// Whether `Fixups::fst` is honoured (`SIDX_FUZZ_FORGE_FST=1`). Off by
-/// default: sidx trusts an FST whose checksum holds, and the `fst` crate
-/// panics on forged ones (see fuzz/README.md), which would stop every run.
-fn forge_fst() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("SIDX_FUZZ_FORGE_FST").is_some_and(|v| v == "1"))
-}
-
 /// Masked CRC32C, as the `fst` crate stores it in its last four bytes.
 fn fst_checksum(bytes: &[u8]) -> u32 {
     let sum = crc32c::crc32c(bytes);
@@ -909,7 +939,7 @@ fn apply_fixups(root: &Path, f: &Fixups) {
             }
         });
     }
-    if f.fst && forge_fst() {
+    if f.fst {
         for file in [FileSel::SidsFst, FileSel::ItemsFst] {
             edit_file(&file.path(root), |b| {
                 if b.len() >= 4 {
@@ -944,8 +974,8 @@ fn apply_fixups(root: &Path, f: &Fixups) {
 /// `Err`, never a crash; an opened index answers every query.
 pub fn index_open(input: IndexOpenInput) {
     let _count = Done;
-    let table = spec_table(input.share, &input.items);
-    let files = built(&table);
+    let table = spec_table(input.share, input.integer_ids, &input.items);
+    let files = built(&table, if input.v2 { 2 } else { 1 });
     let dir = tempdir();
     let root = dir.path();
     restore(root, &files);
@@ -1333,12 +1363,12 @@ fn lookup_case(f: &Fixture, l: &LookupIn) {
     reached(Reached::LookupValid);
     for sid in valid.sids.iter() {
         for id in index.items(sid) {
-            assert_eq!(index.sid(id).as_deref(), Some(sid));
+            assert_eq!(index.sid(&id).as_deref(), Some(sid));
         }
     }
     for id in &valid.item_ids {
         if let Some(sid) = index.sid(id) {
-            assert!(index.items(&sid).any(|i| i == id));
+            assert!(index.items(&sid).any(|i| i == id.as_str()));
         }
     }
 }
@@ -1400,7 +1430,10 @@ fn update_case(f: &Fixture, u: &UpdateIn) {
         let got = new
             .sid(id)
             .unwrap_or_else(|| panic!("upserted item {id:?} has no SID"));
-        assert!(new.items(&got).any(|i| i == id), "upserted {id:?} by SID");
+        assert!(
+            new.items(&got).any(|i| i == id.as_str()),
+            "upserted {id:?} by SID"
+        );
         let wanted = token_ids(index.layout(), sid);
         let got_tokens = new.tokens(&got);
         // The SID given, or (disambiguate mode) its quantizer tokens plus a

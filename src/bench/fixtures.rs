@@ -95,26 +95,39 @@ pub fn key_tokens(key: u64, out: &mut Vec<u16>) {
     out.extend((0..key_len(key)).map(|i| (key >> (48 - 16 * i)) as u16));
 }
 
+/// The item id of the `i`-th of `n` SIDs: `0..n` in an order unrelated to
+/// the SIDs' (an affine bijection), as catalog row ids are; with `prefix`,
+/// a string id such as `sku-123`.
+pub fn item_id(i: usize, n: usize, prefix: &str, out: &mut String) {
+    // 1_000_003 is prime and above the catalogs whose size it could divide.
+    let n = n.max(1) as u128;
+    let id = ((i as u128 * 1_000_003 + 7) % n) as u64;
+    out.clear();
+    std::fmt::Write::write_fmt(out, format_args!("{prefix}{id}")).expect("to a String");
+}
+
 /// Builds and publishes an index of packed keys (`long_tailed_sids`) for a
-/// `3 × m` layout; item `i` is named by its decimal position.
+/// `3 × m` layout, in `format_version`, items named by [`item_id`].
 pub fn build_index(
     store: &sidx::index::IndexStore,
     keys: &[u64],
     m: u16,
     source: &str,
+    format_version: u32,
+    id_prefix: &str,
 ) -> Result<sidx::index::BuildSummary, sidx::index::IndexError> {
     use sidx::index::{Manifest, build_sorted};
     use sidx::sid::{CollisionMode, Layout};
     let layout = Layout::new(vec![m as u32; 3])?;
     let mut template = Manifest::new(&layout, CollisionMode::Disambiguate);
     template.source = source.to_owned();
+    template.format_version = format_version;
     build_sorted(store, template, |builder| {
         let mut tokens = Vec::with_capacity(4);
         let mut id = String::new();
         for (i, &k) in keys.iter().enumerate() {
             key_tokens(k, &mut tokens);
-            id.clear();
-            std::fmt::Write::write_fmt(&mut id, format_args!("{i}")).expect("to a String");
+            item_id(i, keys.len(), id_prefix, &mut id);
             builder.push(&tokens, &id)?;
         }
         Ok(())

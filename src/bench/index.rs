@@ -85,14 +85,13 @@ pub fn run(b: &IndexBench, progress: &Progress) -> Result<()> {
             progress.note(&format!("{n} SIDs ({label}): generating"));
             let keys = long_tailed_sids(n, b.codebook_size, variable.then_some(b.top_k), 7);
             let sample = sample_keys(&keys, b.samples);
-            rows.push(bench_sidx(
-                &keys,
-                &sample,
-                b,
-                &work.join(format!("{n}-{label}")),
-                &label,
-                progress,
-            )?);
+            for (format, prefix) in SIDX_VARIANTS {
+                let root = work.join(format!("{n}-{label}-v{format}{prefix}"));
+                rows.push(bench_sidx(
+                    &keys, &sample, b, &root, &label, format, prefix, progress,
+                )?);
+                let _ = std::fs::remove_dir_all(&root);
+            }
             if b.no_peers {
                 continue;
             }
@@ -156,33 +155,42 @@ fn sample_keys(keys: &[u64], n: usize) -> Vec<u64> {
     s
 }
 
+/// The sidx rows: format version and item-id prefix (integer ids without one).
+const SIDX_VARIANTS: [(u32, &str); 3] = [(1, ""), (2, ""), (2, "sku-")];
+
+#[allow(clippy::too_many_arguments)]
 fn bench_sidx(
     keys: &[u64],
     sample: &[u64],
     b: &IndexBench,
     root: &std::path::Path,
     label: &str,
+    format: u32,
+    id_prefix: &str,
     progress: &Progress,
 ) -> Result<Row> {
     let _ = std::fs::remove_dir_all(root);
     let store = IndexStore::new(root);
-    progress.note(&format!("sidx: building {} SIDs", keys.len()));
-    let summary =
-        super::fixtures::build_index(&store, keys, b.codebook_size, &format!("synthetic {label}"))?;
+    progress.note(&format!("sidx v{format}: building {} SIDs", keys.len()));
+    let summary = super::fixtures::build_index(
+        &store,
+        keys,
+        b.codebook_size,
+        &format!("synthetic {label}"),
+        format,
+        id_prefix,
+    )?;
     let t0 = Instant::now();
     let index = store.open_current()?;
     let open_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let n = keys.len() as f64;
     let breakdown = index
-        .manifest()
-        .files
+        .section_bytes()
         .iter()
-        .map(|f| format!("{} {:.2}", f.name, f.bytes as f64 / keys.len() as f64))
+        .map(|(name, bytes)| format!("{name} {:.2}", *bytes as f64 / n))
         .collect::<Vec<_>>()
         .join(", ")
-        + &format!(
-            "; decoding trie alone (first_child + node_token + terminal bits) {:.2}",
-            index.manifest().nodes as f64 * (4.0 + 2.0 + 0.125 + 0.0625) / keys.len() as f64
-        );
+        + &format!("; heap built at open {:.2}", index.heap_bytes() as f64 / n);
 
     let mut tokens = Vec::with_capacity(4);
     let mut steps = 0usize;
@@ -223,13 +231,22 @@ fn bench_sidx(
     let ns_per_next_tokens = t2.elapsed().as_nanos() as f64 / prefixes.len() as f64;
     let version_bytes = index.manifest().bytes();
     drop(index);
-    let update = bench_update(&store, keys.len(), b.codebook_size)?;
+    let update = bench_update(&store, keys.len(), b.codebook_size, id_prefix)?;
     let breakdown = format!(
         "{breakdown}; update with {UPDATE_ITEMS} upserts + {UPDATE_ITEMS} deletes: {update:.2} s (a {} MB version rewritten)",
         version_bytes / 1_000_000
     );
+    let ids = if id_prefix.is_empty() {
+        "integer ids".to_owned()
+    } else {
+        format!("ids \"{id_prefix}…\"")
+    };
+    let name = match format {
+        1 => format!("sidx v1 trie+fst, {ids} ({label})"),
+        _ => format!("sidx v2 compact, {ids} ({label})"),
+    };
     Ok(Row {
-        name: format!("sidx mmap trie+fst ({label})"),
+        name,
         sids: keys.len(),
         build_seconds: summary.seconds,
         bytes: summary.bytes as f64,
@@ -246,7 +263,7 @@ const UPDATE_ITEMS: usize = 10_000;
 
 /// Seconds to apply a catalog update (new SIDs for fresh items, deletes of
 /// existing ones) to the version just built: a full streaming rewrite.
-fn bench_update(store: &IndexStore, n: usize, m: u16) -> Result<f64> {
+fn bench_update(store: &IndexStore, n: usize, m: u16, id_prefix: &str) -> Result<f64> {
     use sidx::catalog::CatalogUpdate;
     use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
     let layout = Layout::new(vec![m as u32; 3])?;
@@ -263,7 +280,7 @@ fn bench_update(store: &IndexStore, n: usize, m: u16) -> Result<f64> {
         ];
         upserts.push(format!("new-{i}"), &sid);
     }
-    let deletes = (0..UPDATE_ITEMS.min(n)).map(|i| ((i * 7919) % n).to_string());
+    let deletes = (0..UPDATE_ITEMS.min(n)).map(|i| format!("{id_prefix}{}", (i * 7919) % n));
     let mut deletes: Vec<String> = deletes.collect();
     deletes.sort();
     deletes.dedup();

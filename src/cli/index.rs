@@ -32,6 +32,17 @@ pub enum IndexCommand {
     Rollback(RollbackArgs),
     /// Copy the version `sidx serve index` serves into a local root (once, or following swaps).
     Mirror(MirrorArgs),
+    /// Publish the current version again in another file format (v1 → v2).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    root: RootArg,
+    /// The format version to write.
+    #[arg(long = "to", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+    to: u32,
 }
 
 #[derive(Args)]
@@ -75,6 +86,9 @@ pub struct BuildArgs {
     /// Versions kept for rollback (at least 2).
     #[arg(long, default_value_t = 3)]
     keep: usize,
+    /// Index file format: 2 (compact, the default) or 1 (trie + FSTs, for older readers).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+    format_version: u32,
 }
 
 /// How to read Parquet SIDs not written by sidx (no `sidx.header` metadata).
@@ -255,7 +269,9 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 None
             };
             let table = read_sids(&a.sids, layout, a.headerless.collisions.into())?;
-            let store = IndexStore::new(&a.out).with_keep(a.keep);
+            let store = IndexStore::new(&a.out)
+                .with_keep(a.keep)
+                .with_format_version(a.format_version);
             let s = build_from_table(
                 &store,
                 &table,
@@ -274,8 +290,9 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             let m = index.manifest();
             println!(
                 "{}",
-                json!({"version": m.catalog_version, "ok": true, "sids": m.sids, "items": m.items,
-                       "nodes": m.nodes, "bytes": m.bytes(), "seconds": t0.elapsed().as_secs_f64()})
+                json!({"version": m.catalog_version, "ok": true, "format_version": m.format_version,
+                       "sids": m.sids, "items": m.items, "nodes": m.nodes, "bytes": m.bytes(),
+                       "seconds": t0.elapsed().as_secs_f64()})
             );
         }
         IndexCommand::Query(a) => {
@@ -303,6 +320,17 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 json!({"prefix": a.prefix, "version": index.version(), "valid": next.node.is_some(),
                        "next": show(next.allowed), "complete": next.complete, "items": items})
             );
+        }
+        IndexCommand::Migrate(a) => {
+            let store = IndexStore::new(&a.root.index);
+            match sidx::index::migrate(&store, a.to)? {
+                Some(s) => println!("{}", serde_json::to_string(&s)?),
+                None => println!(
+                    "{}",
+                    json!({"migrated": false, "version": store.current()?, "format_version": a.to,
+                           "reason": "the current version is already in this format"})
+                ),
+            }
         }
         IndexCommand::Update(a) => {
             let store = IndexStore::new(&a.root.index).with_keep(a.keep);

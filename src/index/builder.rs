@@ -1,7 +1,8 @@
 //! Builds one index version from `(SID, item)` pairs arriving in SID order:
-//! the trie is laid out level by level as SIDs stream in, `sids.fst` is
-//! written on its own thread as they come, and at the end the item map is
-//! sorted and written while the trie file is written beside it.
+//! the trie is laid out level by level as SIDs stream in; at the end the
+//! breadth-first arrays are written as `trie.bin` in the chosen format
+//! version. Version 1 also writes `sids.fst` on its own thread as SIDs
+//! come, and sorts the item map into `items.fst` beside the trie file.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -12,6 +13,7 @@ use std::thread::JoinHandle;
 use rayon::prelude::*;
 
 use super::format::{ONE_ITEM_PER_SID, TrieArrays};
+use super::reader::{ITEMS_FST, SIDS_FST, TRIE_FILE};
 use super::{IndexError, TokenId, sid_key};
 use crate::fsx::Staging;
 
@@ -128,7 +130,9 @@ pub struct IndexBuilder {
     prev: Vec<TokenId>,
     prev_id: Vec<u8>,
     started: bool,
-    sids_fst: FstWriter,
+    format_version: u32,
+    /// Format version 1 only.
+    sids_fst: Option<FstWriter>,
     key: Vec<u8>,
 }
 
@@ -138,17 +142,29 @@ pub struct BuildCounts {
     pub sids: u64,
     pub items: u64,
     pub nodes: u64,
+    pub format_version: u32,
 }
 
 impl IndexBuilder {
-    /// Starts a build whose `sids.fst` goes to `sids_fst_path`.
-    pub fn new(sids_fst_path: &Path) -> Result<Self, IndexError> {
+    /// Starts a build of a version's files into `dir`, in `format_version` (1 or 2).
+    pub fn new(dir: &Path, format_version: u32) -> Result<Self, IndexError> {
+        let sids_fst = match format_version {
+            super::format::VERSION => Some(FstWriter::start(&dir.join(SIDS_FST))?),
+            super::v2::VERSION => None,
+            v => {
+                return Err(IndexError::Input(format!(
+                    "index format version {v}: this build writes versions {:?}",
+                    super::format::VERSIONS
+                )));
+            }
+        };
         Ok(Self {
             levels: Vec::new(),
             prev: Vec::new(),
             prev_id: Vec::new(),
             started: false,
-            sids_fst: FstWriter::start(sids_fst_path)?,
+            format_version,
+            sids_fst,
             key: Vec::new(),
         })
     }
@@ -212,34 +228,57 @@ impl IndexBuilder {
         let ordinal = level.terminals.len() as u64;
         level.terminals.push(node);
         level.items_per_sid.push(0);
-        sid_key(sid, &mut self.key);
-        self.sids_fst.insert(&self.key, ordinal)?;
+        if let Some(fst) = &mut self.sids_fst {
+            sid_key(sid, &mut self.key);
+            fst.insert(&self.key, ordinal)?;
+        }
         self.prev.clear();
         self.prev.extend_from_slice(sid);
         Ok(())
     }
 
-    /// Finishes `sids.fst`, then writes `items.fst` and `trie.bin` side by side.
-    pub fn finish(mut self, items_fst: &Path, trie: &Path) -> Result<BuildCounts, IndexError> {
-        self.sids_fst.finish()?;
+    /// Writes `trie.bin` into `dir` (version 1: finishes `sids.fst`, and
+    /// writes `items.fst` beside the trie file).
+    pub fn finish(mut self, dir: &Path) -> Result<BuildCounts, IndexError> {
+        if let Some(fst) = &mut self.sids_fst {
+            fst.finish()?;
+        }
         check_totals(&self.levels)?;
         let arrays = layout_trie(&self.levels);
         let counts = arrays.counts();
         drop(std::mem::take(&mut self.levels));
-        let (items, trie) = rayon::join(
-            || write_items_fst(&arrays, items_fst),
-            || -> Result<(), IndexError> {
-                let mut staging = Staging::new();
-                staging.write(trie, |w| arrays.write_to(w).map(|_| ()))?;
-                Ok(staging.commit()?)
-            },
-        );
-        items?;
-        trie?;
+        let trie = dir.join(TRIE_FILE);
+        if self.sids_fst.is_some() {
+            let (items, trie) = rayon::join(
+                || write_items_fst(&arrays, &dir.join(ITEMS_FST)),
+                || -> Result<(), IndexError> {
+                    let mut staging = Staging::new();
+                    staging.write(&trie, |w| arrays.write_to(w).map(|_| ()))?;
+                    Ok(staging.commit()?)
+                },
+            );
+            items?;
+            trie?;
+        } else {
+            let mut staging = Staging::new();
+            let mut refused = None;
+            staging.write(&trie, |w| match super::v2::write(&arrays, w) {
+                Ok(written) => written.map(|_| ()),
+                Err(e) => {
+                    refused = Some(e);
+                    Ok(())
+                }
+            })?;
+            if let Some(e) = refused {
+                return Err(e);
+            }
+            staging.commit()?;
+        }
         Ok(BuildCounts {
             sids: counts.sids,
             items: counts.items,
             nodes: counts.nodes,
+            format_version: self.format_version,
         })
     }
 }

@@ -1,5 +1,7 @@
 //! `trie.bin`: the decoding trie and the item table, flat little-endian
 //! arrays behind a checksummed header, read in place from a memory map.
+//! This is format version 1; version 2 (same header, compact sections) is
+//! in [`super::v2`].
 //!
 //! ```text
 //! header (64 bytes)
@@ -26,8 +28,10 @@ use std::io::{self, Write};
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"SIDXTRIE";
-/// Format version this build reads and writes.
+/// Format version of this module's layout.
 pub const VERSION: u32 = 1;
+/// Format versions this build reads.
+pub const VERSIONS: [u32; 2] = [VERSION, super::v2::VERSION];
 pub const HEADER_LEN: usize = 64;
 /// Header flag: every SID holds exactly one item, and `sid_item_start` is omitted.
 pub const ONE_ITEM_PER_SID: u32 = 1;
@@ -76,40 +80,34 @@ impl Counts {
 
     /// Section layout, or `None` when the counts overflow the address space.
     pub fn sections(&self) -> Option<Sections> {
-        let mut at = HEADER_LEN;
-        let mut next = |len: usize| -> Option<(usize, usize)> {
-            let start = at;
-            at = at.checked_add(checked_pad8(len)?)?;
-            Some((start, start + len))
-        };
-        let n = usize::try_from(self.nodes).ok()?;
-        let s = usize::try_from(self.sids).ok()?;
-        let i = usize::try_from(self.items).ok()?;
-        let b = usize::try_from(self.id_bytes).ok()?;
-        let w = self.words();
+        let mut c = SectionCursor::new();
+        let w = self.words() as u64;
         Some(Sections {
-            level_sid_start: next((self.depth as usize + 2).checked_mul(8)?)?,
-            first_child: next(n.checked_add(1)?.checked_mul(4)?)?,
-            node_token: next(n.checked_mul(2)?)?,
-            terminal_words: next(w.checked_mul(8)?)?,
-            terminal_rank: next((w + 1).checked_mul(4)?)?,
-            sid_item_start: next(if self.one_item_per_sid() {
-                0
-            } else {
-                s.checked_add(1)?.checked_mul(4)?
-            })?,
-            id_offsets: next(i.checked_add(1)?.checked_mul(4)?)?,
-            id_bytes: next(b)?,
-            file_len: at,
+            level_sid_start: c.array(u64::from(self.depth) + 2, 8)?,
+            first_child: c.array(self.nodes.checked_add(1)?, 4)?,
+            node_token: c.array(self.nodes, 2)?,
+            terminal_words: c.array(w, 8)?,
+            terminal_rank: c.array(w + 1, 4)?,
+            sid_item_start: c.array(
+                if self.one_item_per_sid() {
+                    0
+                } else {
+                    self.sids.checked_add(1)?
+                },
+                4,
+            )?,
+            id_offsets: c.array(self.items.checked_add(1)?, 4)?,
+            id_bytes: c.array(self.id_bytes, 1)?,
+            file_len: c.end(),
         })
     }
 }
 
-/// Encodes the header for `counts` and a body checksum.
-pub fn header(counts: &Counts, body_crc: u32) -> [u8; HEADER_LEN] {
+/// Encodes the header of format `version` for `counts` and a body checksum.
+pub fn header(version: u32, counts: &Counts, body_crc: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(MAGIC);
-    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&version.to_le_bytes());
     h[12..16].copy_from_slice(&counts.flags.to_le_bytes());
     h[16..24].copy_from_slice(&counts.nodes.to_le_bytes());
     h[24..32].copy_from_slice(&counts.sids.to_le_bytes());
@@ -122,8 +120,16 @@ pub fn header(counts: &Counts, body_crc: u32) -> [u8; HEADER_LEN] {
     h
 }
 
-/// Decodes and checks a header: magic, version, header checksum.
-pub fn parse_header(bytes: &[u8]) -> Result<(Counts, u32), String> {
+/// A decoded header: format version, counts and the body checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub version: u32,
+    pub counts: Counts,
+    pub body_crc: u32,
+}
+
+/// Decodes and checks a header: magic, version, header checksum, flags.
+pub fn parse_header(bytes: &[u8]) -> Result<Header, String> {
     if bytes.len() < HEADER_LEN {
         return Err(format!(
             "{} bytes is shorter than the {HEADER_LEN}-byte header (truncated or empty)",
@@ -136,9 +142,9 @@ pub fn parse_header(bytes: &[u8]) -> Result<(Counts, u32), String> {
     let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
     let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
     let version = u32_at(8);
-    if version != VERSION {
+    if !VERSIONS.contains(&version) {
         return Err(format!(
-            "format version {version}, this build reads version {VERSION}"
+            "format version {version}, this build reads versions {VERSIONS:?}"
         ));
     }
     if crc32c::crc32c(&bytes[..60]) != u32_at(60) {
@@ -152,10 +158,19 @@ pub fn parse_header(bytes: &[u8]) -> Result<(Counts, u32), String> {
         depth: u32_at(48),
         flags: u32_at(12),
     };
-    if counts.flags & !ONE_ITEM_PER_SID != 0 {
+    let known = if version == VERSION {
+        ONE_ITEM_PER_SID
+    } else {
+        super::v2::FLAGS
+    };
+    if counts.flags & !known != 0 {
         return Err(format!("unknown flags {:#x}", counts.flags));
     }
-    Ok((counts, u32_at(56)))
+    Ok(Header {
+        version,
+        counts,
+        body_crc: u32_at(56),
+    })
 }
 
 /// The arrays of a trie file, in memory, ready to be written.
@@ -197,19 +212,54 @@ impl TrieArrays {
             bytemuck::cast_slice(&self.id_offsets),
             &self.id_bytes,
         ];
-        let zeros = [0u8; 8];
-        let mut crc = 0u32;
-        for s in sections {
-            crc = crc32c::crc32c_append(crc, s);
-            crc = crc32c::crc32c_append(crc, &zeros[..pad8(s.len()) - s.len()]);
-        }
-        w.write_all(&header(&self.counts(), crc))?;
-        let mut total = HEADER_LEN as u64;
-        for s in sections {
-            w.write_all(s)?;
-            w.write_all(&zeros[..pad8(s.len()) - s.len()])?;
-            total += pad8(s.len()) as u64;
-        }
-        Ok(total)
+        write_file(w, VERSION, &self.counts(), &sections)
+    }
+}
+
+/// Writes a header and its body of 8-byte aligned sections; returns the bytes written.
+pub(super) fn write_file(
+    w: &mut dyn Write,
+    version: u32,
+    counts: &Counts,
+    sections: &[&[u8]],
+) -> io::Result<u64> {
+    let zeros = [0u8; 8];
+    let mut crc = 0u32;
+    for s in sections {
+        crc = crc32c::crc32c_append(crc, s);
+        crc = crc32c::crc32c_append(crc, &zeros[..pad8(s.len()) - s.len()]);
+    }
+    w.write_all(&header(version, counts, crc))?;
+    let mut total = HEADER_LEN as u64;
+    for s in sections {
+        w.write_all(s)?;
+        w.write_all(&zeros[..pad8(s.len()) - s.len()])?;
+        total += pad8(s.len()) as u64;
+    }
+    Ok(total)
+}
+
+/// Lays out consecutive 8-byte aligned sections after the header.
+pub(super) struct SectionCursor(usize);
+
+impl SectionCursor {
+    pub fn new() -> Self {
+        Self(HEADER_LEN)
+    }
+
+    /// The byte range of the next section of `len` bytes; `None` on overflow.
+    pub fn next(&mut self, len: usize) -> Option<(usize, usize)> {
+        let start = self.0;
+        self.0 = self.0.checked_add(checked_pad8(len)?)?;
+        Some((start, start + len))
+    }
+
+    /// The next section of `n` elements of `size` bytes.
+    pub fn array(&mut self, n: u64, size: usize) -> Option<(usize, usize)> {
+        self.next(usize::try_from(n).ok()?.checked_mul(size)?)
+    }
+
+    pub fn end(&self) -> usize {
+        self.0
     }
 }

@@ -10,7 +10,8 @@ use crate::sid::{CollisionMode, Layout, MitigationRule};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 const FORMAT: &str = "sidx-index";
-const VERSION: u32 = 1;
+/// The format version new versions are written in.
+pub const DEFAULT_FORMAT_VERSION: u32 = super::v2::VERSION;
 
 /// One file of a version, with the size it must have.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +62,7 @@ impl Manifest {
     pub fn new(layout: &Layout, collisions: CollisionMode) -> Self {
         Self {
             format: FORMAT.into(),
-            format_version: VERSION,
+            format_version: DEFAULT_FORMAT_VERSION,
             catalog_version: 0,
             created_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -101,12 +102,13 @@ impl Manifest {
                 format!("format {:?}, expected {FORMAT:?}", m.format),
             ));
         }
-        if m.format_version != VERSION {
+        if !super::format::VERSIONS.contains(&m.format_version) {
             return Err(IndexError::corrupt(
                 &path,
                 format!(
-                    "format version {}, this build reads {VERSION}",
-                    m.format_version
+                    "format version {}, this build reads versions {:?}",
+                    m.format_version,
+                    super::format::VERSIONS
                 ),
             ));
         }
@@ -155,9 +157,10 @@ impl Manifest {
         Ok(())
     }
 
-    /// This manifest with the counts of a finished build.
+    /// This manifest with the counts (and format) of a finished build.
     pub fn with_counts(self, counts: super::BuildCounts) -> Self {
         Self {
+            format_version: counts.format_version,
             sids: counts.sids,
             items: counts.items,
             nodes: counts.nodes,

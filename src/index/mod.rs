@@ -1,11 +1,14 @@
 //! The SID index: immutable, versioned, memory-mapped files answering
 //! valid-prefix queries and SID ↔ item lookups.
 //!
-//! A version directory holds `sids.fst` (SID key bytes → ordinal among the
-//! SIDs of that length; the key's length gives the length),
-//! `items.fst` (item id → SID ordinal), `trie.bin` (the breadth-first
-//! decoding trie and the item table, see [`format`]) and `manifest.json`.
-//! SID keys are token ids as big-endian `u16`, so byte order is tuple order.
+//! A version directory holds `manifest.json` and `trie.bin`: the
+//! breadth-first decoding trie and the item maps. Format version 2 (the
+//! default, [`v2`]) is compact — LOUDS child ranges, integer item ids as
+//! Elias–Fano, the item order as a permutation with shortcuts — and is the
+//! only file. Version 1 ([`format`]) stored `u32` child ranges and string
+//! ids, with `sids.fst` (SID key bytes → ordinal among the SIDs of that
+//! length) and `items.fst` (item id → SID ordinal) beside it; it still
+//! opens, and `sidx index migrate` converts it.
 
 #[cfg(target_endian = "big")]
 compile_error!("the index files are little-endian and read in place");
@@ -13,16 +16,20 @@ compile_error!("the index files are little-endian and read in place");
 mod builder;
 pub mod format;
 mod manifest;
+mod packed;
 mod reader;
+mod shortcuts;
 mod store;
 mod update;
+mod v1;
+pub mod v2;
 
 pub use builder::{BuildCounts, IndexBuilder};
 pub use manifest::{FileEntry, Manifest};
 pub use reader::{Index, NextTokens, NodeId};
 pub use store::{
     BuildSummary, CURRENT_FILE, CancelToken, IndexStore, MIRROR_PREFIX, VERSIONS_DIR,
-    build_from_table, build_sorted,
+    build_from_table, build_sorted, migrate,
 };
 pub use update::{SidUpdate, UpdateSummary};
 

@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::builder::IndexBuilder;
 use super::manifest::{FileEntry, MANIFEST_FILE, Manifest};
-use super::reader::{ITEMS_FST, Index, SIDS_FST, TRIE_FILE};
+use super::reader::Index;
 use super::{BuildCounts, IndexError, TokenId};
 use crate::quantize::{CODEBOOKS_FILE, QuantizerMeta};
 use crate::sid::SidTable;
@@ -153,6 +153,8 @@ pub struct IndexStore {
     root: PathBuf,
     keep: usize,
     cancel: Option<CancelToken>,
+    /// The format version of new builds (updates keep their base's).
+    format_version: u32,
 }
 
 /// What a build or update published.
@@ -182,7 +184,15 @@ impl IndexStore {
             root: root.to_owned(),
             keep: 3,
             cancel: None,
+            format_version: super::manifest::DEFAULT_FORMAT_VERSION,
         }
+    }
+
+    /// This store, writing new builds in `format_version` (1 or 2; updates
+    /// keep the format of the version they update).
+    pub fn with_format_version(mut self, format_version: u32) -> Self {
+        self.format_version = format_version;
+        self
     }
 
     /// This store, publishing nothing once `cancel` is set (checked just
@@ -646,9 +656,10 @@ fn describe_files(dir: &Path) -> Result<Vec<FileEntry>, IndexError> {
 /// Writes the data files of a version from `(SID, item)` pairs already sorted.
 pub(crate) fn write_version_files(
     dir: &Path,
+    format_version: u32,
     sorted: impl Iterator<Item = (Vec<TokenId>, String)>,
 ) -> Result<BuildCounts, IndexError> {
-    write_version_with(dir, |b| {
+    write_version_with(dir, format_version, |b| {
         sorted
             .into_iter()
             .try_for_each(|(sid, id)| b.push(&sid, &id))
@@ -658,14 +669,15 @@ pub(crate) fn write_version_files(
 /// Writes the data files of a version; `fill` pushes the pairs in sorted order.
 fn write_version_with(
     dir: &Path,
+    format_version: u32,
     fill: impl FnOnce(&mut IndexBuilder) -> Result<(), IndexError>,
 ) -> Result<BuildCounts, IndexError> {
     let t0 = Instant::now();
-    let mut builder = IndexBuilder::new(&dir.join(SIDS_FST))?;
+    let mut builder = IndexBuilder::new(dir, format_version)?;
     fill(&mut builder)?;
     failpoint("mid-build");
     let t1 = Instant::now();
-    let counts = builder.finish(&dir.join(ITEMS_FST), &dir.join(TRIE_FILE))?;
+    let counts = builder.finish(dir)?;
     tracing::debug!(
         stream_ms = (t1 - t0).as_millis() as u64,
         finish_ms = t1.elapsed().as_millis() as u64,
@@ -676,14 +688,17 @@ fn write_version_with(
 
 /// Builds and publishes a version from pairs that `fill` pushes in
 /// `(SID, item id)` order — the streaming path for catalogs too large to
-/// hold as a table. `template` carries the layout, rule and layer counts.
+/// hold as a table. `template` carries the layout, rule, layer counts and
+/// format version.
 pub fn build_sorted(
     store: &IndexStore,
     template: Manifest,
     fill: impl FnOnce(&mut IndexBuilder) -> Result<(), IndexError>,
 ) -> Result<BuildSummary, IndexError> {
     let t0 = Instant::now();
-    let manifest = store.publish(|dir| Ok(template.with_counts(write_version_with(dir, fill)?)))?;
+    let format = template.format_version;
+    let manifest =
+        store.publish(|dir| Ok(template.with_counts(write_version_with(dir, format, fill)?)))?;
     Ok(BuildSummary::of(&manifest, t0))
 }
 
@@ -757,7 +772,7 @@ pub fn build_from_table(
     template.method = table.header().method.clone();
     template.layer_counts = table.layer_counts();
     let manifest = store.publish(|dir| {
-        let counts = write_version_files(dir, entries.into_iter())?;
+        let counts = write_version_files(dir, store.format_version, entries.into_iter())?;
         if let Some(src) = codebooks {
             check_codebooks(src, &table.layout())?;
             copy_synced(src, &dir.join(CODEBOOKS_FILE))?;
@@ -768,4 +783,34 @@ pub fn build_from_table(
         Ok(template.with_counts(counts))
     })?;
     Ok(BuildSummary::of(&manifest, t0))
+}
+
+/// Publishes the current version again in `format_version` (`sidx index
+/// migrate`): the same SIDs, items, codebooks and provenance, as a new
+/// version; `None` when it is already in that format (nothing published).
+pub fn migrate(
+    store: &IndexStore,
+    format_version: u32,
+) -> Result<Option<BuildSummary>, IndexError> {
+    let t0 = Instant::now();
+    let lock = store.lock()?;
+    let old = store.open_current_locked(&lock)?;
+    if old.format_version() == format_version {
+        return Ok(None);
+    }
+    let old_manifest = old.manifest().clone();
+    let manifest = store.publish_locked(&lock, |dir| {
+        let entries = old.entries().map(|(sid, id)| (sid, id.into_owned()));
+        let counts = write_version_files(dir, format_version, entries)?;
+        if old_manifest.has_codebooks {
+            copy_synced(&old.dir().join(CODEBOOKS_FILE), &dir.join(CODEBOOKS_FILE))?;
+        }
+        let mut m = old_manifest.clone().with_counts(counts);
+        m.source = format!(
+            "{} (v{:08} migrated from format {} to {format_version})",
+            old_manifest.source, old_manifest.catalog_version, old_manifest.format_version
+        );
+        Ok(m)
+    })?;
+    Ok(Some(BuildSummary::of(&manifest, t0)))
 }

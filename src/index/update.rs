@@ -136,8 +136,8 @@ impl SidUpdate {
         let mut layer_counts = old.manifest().layer_counts.clone();
         let old_entries = old
             .entries()
-            .filter(|(_, id)| !removed.contains(*id))
-            .map(|(s, id)| (s, id.to_owned()));
+            .filter(|(_, id)| !removed.contains(id.as_ref()))
+            .map(|(s, id)| (s, id.into_owned()));
         let mut sid = Vec::new();
         for id in &removed {
             if old.sid_into(id, &mut sid) {
@@ -153,7 +153,7 @@ impl SidUpdate {
         let old_manifest = old.manifest().clone();
         let disambiguated = assigner.disambiguated;
         let manifest = store.publish_locked(lock, |dir| {
-            let counts = write_version_files(dir, merged)?;
+            let counts = write_version_files(dir, old_manifest.format_version, merged)?;
             if old_manifest.has_codebooks {
                 copy_synced(&old_dir.join(CODEBOOKS_FILE), &dir.join(CODEBOOKS_FILE))?;
             }
@@ -238,8 +238,8 @@ impl<'a> Disambiguator<'a> {
         }
         self.index
             .items(sid)
-            .find(|id| !self.removed.contains(*id))
-            .map(str::to_owned)
+            .find(|id| !self.removed.contains(id.as_ref()))
+            .map(std::borrow::Cow::into_owned)
     }
 
     /// Places one upsert in `pass`, or leaves it (`None`) for a later pass

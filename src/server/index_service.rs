@@ -261,7 +261,7 @@ impl IndexService for IndexServiceImpl {
                 .sids
                 .iter()
                 .map(|ids| SidItems {
-                    item_ids: index.items(ids).map(str::to_owned).collect(),
+                    item_ids: index.items(ids).map(std::borrow::Cow::into_owned).collect(),
                     sid: Some(sid_msg(&index, ids)),
                 })
                 .collect();

@@ -274,7 +274,11 @@ impl Index {
     /// Item ids whose SID is exactly `sid`.
     fn items(&self, sid: Vec<i64>) -> PyResult<Vec<String>> {
         let ids = token_ids(&sid)?;
-        Ok(self.index.items(&ids).map(str::to_owned).collect())
+        Ok(self
+            .index
+            .items(&ids)
+            .map(std::borrow::Cow::into_owned)
+            .collect())
     }
 
     /// The SID (token ids) of an item, None if the item is unknown.

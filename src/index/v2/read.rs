@@ -1,0 +1,444 @@
+//! A version-2 `trie.bin`, opened and verified: rank and select structures
+//! built over its bit sections, every other section read in place.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use memmap2::Mmap;
+use vers_vecs::{BitVec, RsVec};
+
+use super::{INTEGER_IDS, ONE_ITEM_PER_SID, Params, Sections, Widths};
+use crate::index::format::{Counts, HEADER_LEN};
+use crate::index::packed::get;
+use crate::index::{NodeId, TokenId, shortcuts};
+
+pub struct Compact {
+    map: Mmap,
+    counts: Counts,
+    params: Params,
+    widths: Widths,
+    s: Sections,
+    louds: RsVec,
+    terminal: RsVec,
+    marks: RsVec,
+    /// The Elias–Fano high part of integer ids.
+    id_high: Option<RsVec>,
+}
+
+/// A rank/select vector over the first `len` bits of `words`, which must
+/// all be zero past `len`.
+fn bit_vector(words: &[u64], len: u64, what: &str) -> Result<RsVec, String> {
+    let mut v = BitVec::from_limbs(words);
+    let extra = v.len() as u64 - len;
+    if extra > 0 && words.last().is_some_and(|&w| w >> (64 - extra) != 0) {
+        return Err(format!("{what}: bits set past the end"));
+    }
+    v.drop_last(extra as usize);
+    Ok(RsVec::from_bit_vec(v))
+}
+
+impl Compact {
+    /// Checks the body checksum and every structural invariant the queries
+    /// rely on; `layer` gives the layout layer of a token id.
+    pub fn open(
+        map: Mmap,
+        counts: Counts,
+        body_crc: u32,
+        layer: impl Fn(TokenId) -> u8,
+    ) -> Result<Self, String> {
+        if crc32c::crc32c(&map[HEADER_LEN..]) != body_crc {
+            return Err("body checksum mismatch (corrupt data)".into());
+        }
+        let pr = super::params_range();
+        if map.len() < pr.1 {
+            return Err("truncated before the parameters".into());
+        }
+        let params = Params::from_words(bytemuck::cast_slice(&map[pr.0..pr.1]))?;
+        let s = super::sections(&counts, &params).ok_or("counts overflow")?;
+        if s.file_len != map.len() {
+            return Err(format!(
+                "{} bytes, the header's counts need {} (truncated or padded)",
+                map.len(),
+                s.file_len
+            ));
+        }
+        let words = |r: (usize, usize)| -> &[u64] { bytemuck::cast_slice(&map[r.0..r.1]) };
+        let integer = counts.flags & INTEGER_IDS != 0;
+        let louds = bit_vector(words(s.louds), super::louds_bits(counts.nodes), "louds")?;
+        let terminal = bit_vector(words(s.terminal), counts.nodes, "terminal bits")?;
+        let marks = bit_vector(words(s.marks), counts.items, "shortcut marks")?;
+        let id_high = if integer {
+            let bits = super::id_high_bits(counts.items, &params).ok_or("counts overflow")?;
+            Some(bit_vector(words(s.id_high), bits, "id high bits")?)
+        } else {
+            None
+        };
+        let c = Self {
+            widths: Widths::of(&counts),
+            counts,
+            params,
+            s,
+            louds,
+            terminal,
+            marks,
+            id_high,
+            map,
+        };
+        c.check_trie(&layer)?;
+        c.check_items()?;
+        Ok(c)
+    }
+
+    /// Bytes of each part of the file (section padding included).
+    pub fn section_bytes(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.s;
+        let len = |r: &[(usize, usize)]| {
+            r.iter()
+                .map(|(a, b)| (b - a).next_multiple_of(8) as u64)
+                .sum()
+        };
+        vec![
+            ("child ranges (LOUDS)", len(&[s.louds])),
+            ("tokens", len(&[s.node_token])),
+            ("terminal bits", len(&[s.terminal])),
+            ("items of shared SIDs", len(&[s.sid_item_start])),
+            ("item order + shortcuts", len(&[s.order, s.marks, s.back])),
+            (
+                "item ids",
+                len(&[s.id_low, s.id_high, s.id_offsets, s.id_bytes]),
+            ),
+            (
+                "header, parameters, SID lengths",
+                len(&[(0, HEADER_LEN), s.params, s.level_sid_start]),
+            ),
+        ]
+    }
+
+    /// Heap bytes of the rank/select structures built at open.
+    pub fn heap_bytes(&self) -> u64 {
+        let high = self.id_high.as_ref().map_or(0, RsVec::heap_size);
+        (self.louds.heap_size() + self.terminal.heap_size() + self.marks.heap_size() + high) as u64
+    }
+
+    fn words(&self, r: (usize, usize)) -> &[u64] {
+        bytemuck::cast_slice(&self.map[r.0..r.1])
+    }
+
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    pub fn level_sid_start(&self) -> &[u64] {
+        self.words(self.s.level_sid_start)
+    }
+
+    pub fn node_tokens(&self) -> &[TokenId] {
+        bytemuck::cast_slice(&self.map[self.s.node_token.0..self.s.node_token.1])
+    }
+
+    /// Children of `node` are the nodes `first..end`: its degree bits start
+    /// after the previous node's 0 and end at its own.
+    #[inline]
+    pub fn child_range(&self, node: NodeId) -> (u32, u32) {
+        let n = node as usize;
+        if node as u64 >= self.counts.nodes {
+            return (0, 0);
+        }
+        let start = if n == 0 {
+            0
+        } else {
+            self.louds.select0(n - 1) + 1
+        };
+        let first = (start - n + 1) as u32;
+        // The degree is usually small: count the 1s in the next 64 bits.
+        let avail = self.louds.len().saturating_sub(start).min(64);
+        let bits = self.louds.get_bits(start, avail).unwrap_or(0);
+        let degree = (!bits).trailing_zeros() as usize;
+        let degree = if degree < avail {
+            degree
+        } else {
+            self.louds.select0(n) - start
+        };
+        (first, first + degree as u32)
+    }
+
+    #[inline]
+    pub fn is_terminal(&self, node: NodeId) -> bool {
+        self.terminal.get(node as usize) == Some(1)
+    }
+
+    pub fn sid_ordinal(&self, node: NodeId) -> Option<u64> {
+        self.is_terminal(node)
+            .then(|| self.terminal.rank1(node as usize) as u64)
+    }
+
+    pub fn select_terminal(&self, sid: u64) -> Option<NodeId> {
+        (sid < self.counts.sids).then(|| self.terminal.select1(sid as usize) as NodeId)
+    }
+
+    /// The parent of a non-root node: its 1 is the (node − 1)-th, and the
+    /// 0s before it close the blocks of the nodes before its parent.
+    pub fn parent(&self, node: NodeId) -> NodeId {
+        let k = node as usize - 1;
+        (self.louds.select1(k) - k) as NodeId
+    }
+
+    /// Positions (items by SID, then id) of the items of SID `sid`.
+    pub fn sid_positions(&self, sid: u64) -> Range<u64> {
+        if sid >= self.counts.sids {
+            return 0..0;
+        }
+        if self.counts.flags & ONE_ITEM_PER_SID != 0 {
+            return sid..sid + 1;
+        }
+        let starts = self.words(self.s.sid_item_start);
+        let w = self.widths.item_start;
+        get(starts, w, sid)..get(starts, w, sid + 1)
+    }
+
+    /// The id of the item at `position`.
+    pub fn item_id(&self, position: u64) -> Cow<'_, str> {
+        self.id_of_ordinal(get(self.words(self.s.order), self.widths.order, position))
+    }
+
+    fn id_of_ordinal(&self, k: u64) -> Cow<'_, str> {
+        match &self.id_high {
+            Some(high) => Cow::Owned(self.integer_id(high, k).to_string()),
+            None => Cow::Borrowed(self.string_id(k)),
+        }
+    }
+
+    fn integer_id(&self, high: &RsVec, k: u64) -> u64 {
+        let h = (high.select1(k as usize) as u64) - k;
+        let l = self.params.id_low_bits;
+        h << l | get(self.words(self.s.id_low), l, k)
+    }
+
+    fn string_id(&self, k: u64) -> &str {
+        let offs = self.words(self.s.id_offsets);
+        let w = self.widths.id_offset;
+        let bytes = &self.map[self.s.id_bytes.0..self.s.id_bytes.1];
+        std::str::from_utf8(&bytes[get(offs, w, k) as usize..get(offs, w, k + 1) as usize])
+            .unwrap_or_default()
+    }
+
+    /// The item ordinal (items by id) of `id`.
+    fn ordinal_of(&self, id: &str) -> Option<u64> {
+        match &self.id_high {
+            Some(high) => self.integer_ordinal(high, super::integer_id(id.as_bytes())?),
+            None => {
+                let (mut lo, mut hi) = (0u64, self.counts.items);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    match self.string_id(mid).cmp(id) {
+                        std::cmp::Ordering::Less => lo = mid + 1,
+                        std::cmp::Ordering::Greater => hi = mid,
+                        std::cmp::Ordering::Equal => return Some(mid),
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// Elias–Fano lookup: the ids whose high part is `x >> l` lie between
+    /// that bucket's closing 0 and the previous one.
+    fn integer_ordinal(&self, high: &RsVec, x: u64) -> Option<u64> {
+        let l = self.params.id_low_bits;
+        let h = x >> l;
+        if h > self.params.id_max >> l {
+            return None;
+        }
+        let start = if h == 0 {
+            0
+        } else {
+            high.select0(h as usize - 1) as u64 + 1
+        };
+        let end = high.select0(h as usize) as u64;
+        let low = x & ((1u64 << l) - 1);
+        let lows = self.words(self.s.id_low);
+        (start - h..end - h).find(|&k| get(lows, l, k) == low)
+    }
+
+    /// The SID ordinal of an item.
+    pub fn sid_of_item(&self, id: &str) -> Option<u64> {
+        let k = self.ordinal_of(id)?;
+        let order = self.words(self.s.order);
+        let back = self.words(self.s.back);
+        let w = self.widths.order;
+        let p = shortcuts::inverse(
+            k,
+            self.params.step,
+            |p| get(order, w, p),
+            &self.marks,
+            |r| get(back, w, r),
+        );
+        if self.counts.flags & ONE_ITEM_PER_SID != 0 {
+            return Some(p);
+        }
+        // The last SID whose first position is ≤ p.
+        let starts = self.words(self.s.sid_item_start);
+        let ws = self.widths.item_start;
+        let (mut lo, mut hi) = (0u64, self.counts.sids);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if get(starts, ws, mid) <= p {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(lo)
+    }
+
+    /// LOUDS, tokens, terminals and SID lengths: what the trie queries index by.
+    fn check_trie(&self, layer: &impl Fn(TokenId) -> u8) -> Result<(), String> {
+        let c = &self.counts;
+        let nodes = c.nodes as usize;
+        if nodes == 0 {
+            return Err("the root is missing".into());
+        }
+        if self.louds.rank1(self.louds.len()) != nodes - 1 {
+            return Err("the degree bits do not describe a tree of the node count".into());
+        }
+        let tokens = self.node_tokens();
+        let mut block_start = 0usize;
+        for (n, zero) in self.louds.iter0().enumerate() {
+            let degree = zero - block_start;
+            let first = block_start - n + 1;
+            block_start = zero + 1;
+            let kids = &tokens[first..first + degree];
+            if degree > 0 && first <= n {
+                return Err(format!("node {n} points to an earlier node"));
+            }
+            if kids.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("children of node {n} are not strictly ascending"));
+            }
+            let own = if n == 0 { 0 } else { layer(tokens[n]) };
+            if let Some(&bad) = kids.iter().find(|&&t| layer(t) <= own) {
+                return Err(format!(
+                    "node {n} (layer {own}) has a child token id {bad} of layer {}: \
+                     tokens outside the layout's layer order",
+                    layer(bad)
+                ));
+            }
+            if degree == 0 && !self.is_terminal(n as NodeId) {
+                return Err(format!("leaf node {n} ends no SID"));
+            }
+        }
+        if self.is_terminal(0) {
+            return Err("the root is marked as a SID (an empty SID)".into());
+        }
+        if self.terminal.rank1(nodes) as u64 != c.sids {
+            return Err("terminal count disagrees with the SID count".into());
+        }
+        let levels = self.level_sid_start();
+        if levels[0] != 0
+            || levels.windows(2).any(|w| w[0] > w[1])
+            || levels[levels.len() - 1] != c.sids
+        {
+            return Err("SID length table is inconsistent".into());
+        }
+        Ok(())
+    }
+
+    /// Item ranges, the item order (a permutation), back pointers and ids.
+    fn check_items(&self) -> Result<(), String> {
+        let c = &self.counts;
+        let w = self.widths;
+        if c.flags & ONE_ITEM_PER_SID != 0 {
+            if c.items != c.sids {
+                return Err("one item per SID, yet item and SID counts differ".into());
+            }
+        } else {
+            let starts = self.words(self.s.sid_item_start);
+            let mut prev = get(starts, w.item_start, 0);
+            if prev != 0 {
+                return Err("item ranges of SIDs do not start at 0".into());
+            }
+            for s in 1..=c.sids {
+                let next = get(starts, w.item_start, s);
+                if next <= prev {
+                    return Err(format!("SID {} has no items", s - 1));
+                }
+                prev = next;
+            }
+            if prev != c.items {
+                return Err("item ranges of SIDs do not end at the item count".into());
+            }
+        }
+        let order = self.words(self.s.order);
+        let mut seen = vec![0u64; c.items.div_ceil(64) as usize];
+        for p in 0..c.items {
+            let k = get(order, w.order, p);
+            if k >= c.items || seen[(k / 64) as usize] >> (k % 64) & 1 == 1 {
+                return Err(format!(
+                    "the item order is not a permutation (position {p})"
+                ));
+            }
+            seen[(k / 64) as usize] |= 1 << (k % 64);
+        }
+        if self.marks.rank1(self.marks.len()) as u64 != self.params.marks {
+            return Err("shortcut marks disagree with their count".into());
+        }
+        let back = self.words(self.s.back);
+        if (0..self.params.marks).any(|r| get(back, w.order, r) >= c.items) {
+            return Err("a shortcut points past the items".into());
+        }
+        match &self.id_high {
+            Some(high) => self.check_integer_ids(high),
+            None => self.check_string_ids(),
+        }
+    }
+
+    fn check_integer_ids(&self, high: &RsVec) -> Result<(), String> {
+        let c = &self.counts;
+        if high.rank1(high.len()) as u64 != c.items {
+            return Err("integer ids: high bits disagree with the item count".into());
+        }
+        let l = self.params.id_low_bits;
+        let lows = self.words(self.s.id_low);
+        let mut prev: Option<u64> = None;
+        for (k, one) in high.iter1().enumerate() {
+            let id = ((one - k) as u64) << l | get(lows, l, k as u64);
+            if prev.is_some_and(|p| id <= p) {
+                return Err(format!(
+                    "integer ids are not strictly ascending at ordinal {k}"
+                ));
+            }
+            prev = Some(id);
+        }
+        if prev.unwrap_or(0) != self.params.id_max {
+            return Err("the largest integer id disagrees with the parameters".into());
+        }
+        Ok(())
+    }
+
+    fn check_string_ids(&self) -> Result<(), String> {
+        let c = &self.counts;
+        let offs = self.words(self.s.id_offsets);
+        let w = self.widths.id_offset;
+        if get(offs, w, 0) != 0 || get(offs, w, c.items) != c.id_bytes {
+            return Err("item id offsets do not span the id bytes".into());
+        }
+        let bytes = &self.map[self.s.id_bytes.0..self.s.id_bytes.1];
+        let mut prev: Option<&[u8]> = None;
+        for k in 0..c.items {
+            let (a, b) = (get(offs, w, k), get(offs, w, k + 1));
+            if b <= a {
+                return Err(format!("item id offsets are not ascending at ordinal {k}"));
+            }
+            let id = &bytes[a as usize..b as usize];
+            if std::str::from_utf8(id).is_err() {
+                return Err(format!("item id of ordinal {k} is not UTF-8"));
+            }
+            if prev.is_some_and(|p| id <= p) {
+                return Err(format!(
+                    "item ids are not strictly ascending at ordinal {k}"
+                ));
+            }
+            prev = Some(id);
+        }
+        Ok(())
+    }
+}
