@@ -18,7 +18,7 @@ const M: u16 = 4096;
 
 fn build(keys: &[u64], root: &std::path::Path) -> IndexStore {
     let store = IndexStore::new(root);
-    fixtures::build_index(&store, keys, M, "bench", 2, "").unwrap();
+    fixtures::build_index(&store, keys, M, "bench", 1, "").unwrap();
     store
 }
 

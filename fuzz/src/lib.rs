@@ -992,8 +992,10 @@ pub fn index_open(input: IndexOpenInput) {
                 Reached::IndexOpenedDamaged
             });
             exercise_index(&index, unchanged.then_some(&table));
+            // (Format 2 has no FST files to truncate.)
             if let Some(file) = input.truncate_after_open
                 && !matches!(file, FileSel::Manifest | FileSel::Current)
+                && file.path(root).exists()
             {
                 let p = file.path(root);
                 let f = std::fs::OpenOptions::new()

@@ -137,7 +137,7 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
     ));
     let keys = long_tailed_sids(b.sids, b.codebook_size, None, b.seed);
     let store = IndexStore::new(&root.join("index"));
-    build_index(&store, &keys, b.codebook_size, "bench generate", 2, "")?;
+    build_index(&store, &keys, b.codebook_size, "bench generate", 1, "")?;
     let index = store.open_current()?;
     // Every SID token, then end-of-SID.
     let vocab = index.used_token_limit() as usize + 1;

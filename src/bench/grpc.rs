@@ -238,7 +238,7 @@ pub async fn run(b: &GrpcBench, progress: &Progress) -> Result<()> {
     let _ = std::fs::remove_dir_all(&root);
     progress.note(&format!("building a {}-SID index", b.sids));
     let keys = long_tailed_sids(b.sids, 4096, None, 7);
-    super::fixtures::build_index(&IndexStore::new(&root), &keys, 4096, "bench grpc", 2, "")?;
+    super::fixtures::build_index(&IndexStore::new(&root), &keys, 4096, "bench grpc", 1, "")?;
 
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["--log", "warn", "serve", "index", "--index"])

@@ -278,7 +278,7 @@ fn bench_update(store: &IndexStore, n: usize, m: u16, id_prefix: &str) -> Result
             Token::new(3, c),
             Token::new(4, 9_000 + i % 1000),
         ];
-        upserts.push(format!("new-{i}"), &sid);
+        upserts.push(format!("{id_prefix}{}", n + i as usize), &sid);
     }
     let deletes = (0..UPDATE_ITEMS.min(n)).map(|i| format!("{id_prefix}{}", (i * 7919) % n));
     let mut deletes: Vec<String> = deletes.collect();

@@ -86,8 +86,9 @@ pub struct BuildArgs {
     /// Versions kept for rollback (at least 2).
     #[arg(long, default_value_t = 3)]
     keep: usize,
-    /// Index file format: 2 (compact, the default) or 1 (trie + FSTs, for older readers).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+    /// Index file format: 1 (trie + FSTs, the fastest beam steps today) or
+    /// 2 (compact: ≤ 8 bytes per SID with integer ids, slower steps).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
     format_version: u32,
 }
 

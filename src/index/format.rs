@@ -239,6 +239,32 @@ pub(super) fn write_file(
     Ok(total)
 }
 
+/// Checks the children of node `n` (its own layer `own`, 0 for the root):
+/// strictly ascending tokens, each of a later layer than `own`.
+pub(super) fn check_children(
+    n: usize,
+    own: u8,
+    kids: &[u16],
+    layer: &impl Fn(u16) -> u8,
+) -> Result<(), String> {
+    if kids.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("children of node {n} are not strictly ascending"));
+    }
+    if let Some(&bad) = kids.iter().find(|&&t| layer(t) <= own) {
+        return Err(format!(
+            "node {n} (layer {own}) has a child token id {bad} of layer {}: \
+             tokens outside the layout's layer order",
+            layer(bad)
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes that `ranges` take in a file, padding to 8 bytes included.
+pub(super) fn padded_bytes(ranges: &[(usize, usize)]) -> u64 {
+    ranges.iter().map(|(a, b)| pad8(b - a) as u64).sum()
+}
+
 /// Lays out consecutive 8-byte aligned sections after the header.
 pub(super) struct SectionCursor(usize);
 

@@ -10,8 +10,10 @@ use crate::sid::{CollisionMode, Layout, MitigationRule};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 const FORMAT: &str = "sidx-index";
-/// The format version new versions are written in.
-pub const DEFAULT_FORMAT_VERSION: u32 = super::v2::VERSION;
+/// The format version new builds are written in. Format 2 is smaller (≤ 8
+/// bytes per SID with integer ids) but its beam steps are slower today
+/// (select over LOUDS bits; BENCHMARKS.md): it is opt-in until they are not.
+pub const DEFAULT_FORMAT_VERSION: u32 = super::format::VERSION;
 
 /// One file of a version, with the size it must have.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

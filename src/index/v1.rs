@@ -1,11 +1,12 @@
 //! A version-1 `trie.bin` (see [`super::format`]), opened and verified. Its
 //! `sids.fst` and `items.fst` are checked but never queried: SIDs are found
-//! through the trie, and item ids through a map sorted at open from the
-//! trie file's own id table — a forged FST (checksum fixed up) cannot reach
+//! through the trie, and item ids through a map sorted, on the first item
+//! lookup, from the trie file's own id table — a forged FST (checksum fixed up) cannot reach
 //! the `fst` crate's lookups, which trust its structure.
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use memmap2::Mmap;
 use rayon::prelude::*;
@@ -17,8 +18,9 @@ pub struct V1 {
     trie: Mmap,
     counts: Counts,
     sections: Sections,
-    /// Item positions (SID order) sorted by item id.
-    by_id: Vec<u32>,
+    /// Item positions (SID order) sorted by item id, sorted on the first
+    /// item lookup (beam search never needs it; opening stays O(verify)).
+    by_id: OnceLock<Vec<u32>>,
 }
 
 impl V1 {
@@ -40,30 +42,28 @@ impl V1 {
         if crc32c::crc32c(&trie[HEADER_LEN..]) != body_crc {
             return Err("body checksum mismatch (corrupt data)".into());
         }
-        let mut v = Self {
+        let v = Self {
             trie,
             counts,
             sections,
-            by_id: Vec::new(),
+            by_id: OnceLock::new(),
         };
         v.check_structure(&layer)?;
-        let mut by_id: Vec<u32> = (0..counts.items as u32).collect();
-        by_id.par_sort_unstable_by(|&a, &b| v.id(a).cmp(v.id(b)));
-        if let Some(w) = by_id.windows(2).find(|w| v.id(w[0]) == v.id(w[1])) {
-            return Err(format!("item {:?} appears twice", v.id(w[0])));
-        }
-        v.by_id = by_id;
         Ok(v)
+    }
+
+    fn by_id(&self) -> &[u32] {
+        self.by_id.get_or_init(|| {
+            let mut by_id: Vec<u32> = (0..self.counts.items as u32).collect();
+            by_id.par_sort_unstable_by(|&a, &b| self.id(a).cmp(self.id(b)));
+            by_id
+        })
     }
 
     /// Bytes of each part of `trie.bin` (section padding included).
     pub fn section_bytes(&self) -> Vec<(&'static str, u64)> {
         let s = &self.sections;
-        let len = |r: &[(usize, usize)]| {
-            r.iter()
-                .map(|(a, b)| (b - a).next_multiple_of(8) as u64)
-                .sum()
-        };
+        let len = crate::index::format::padded_bytes;
         vec![
             ("child ranges (u32)", len(&[s.first_child])),
             ("tokens", len(&[s.node_token])),
@@ -77,9 +77,9 @@ impl V1 {
         ]
     }
 
-    /// Heap bytes of the item-id map sorted at open.
+    /// Heap bytes of the item-id map (once an item was looked up).
     pub fn heap_bytes(&self) -> u64 {
-        (self.by_id.capacity() * 4) as u64
+        self.by_id.get().map_or(0, |v| (v.capacity() * 4) as u64)
     }
 
     fn section<T: bytemuck::Pod>(&self, range: (usize, usize)) -> &[T] {
@@ -174,8 +174,9 @@ impl V1 {
     }
 
     pub fn sid_of_item(&self, id: &str) -> Option<u64> {
-        let i = self.by_id.binary_search_by(|&p| self.id(p).cmp(id)).ok()?;
-        let p = self.by_id[i];
+        let by_id = self.by_id();
+        let i = by_id.binary_search_by(|&p| self.id(p).cmp(id)).ok()?;
+        let p = by_id[i];
         if self.counts.one_item_per_sid() {
             return Some(u64::from(p));
         }
@@ -197,21 +198,12 @@ impl V1 {
         let tokens = self.node_tokens();
         // Layers rise along a path, so a child's layer exceeds its parent's (the root's is 0).
         for n in 0..nodes {
-            let kids = &tokens[fc[n] as usize..fc[n + 1] as usize];
-            if kids.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(format!("children of node {n} are not strictly ascending"));
-            }
             if fc[n] as usize <= n {
                 return Err(format!("node {n} points to an earlier node"));
             }
             let own = if n == 0 { 0 } else { layer(tokens[n]) };
-            if let Some(&bad) = kids.iter().find(|&&t| layer(t) <= own) {
-                return Err(format!(
-                    "node {n} (layer {own}) has a child token id {bad} of layer {}: \
-                     tokens outside the layout's layer order",
-                    layer(bad)
-                ));
-            }
+            let kids = &tokens[fc[n] as usize..fc[n + 1] as usize];
+            super::format::check_children(n, own, kids, layer)?;
         }
         let words = self.terminal_words();
         let rank = self.terminal_rank();

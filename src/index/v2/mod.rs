@@ -125,9 +125,9 @@ pub struct Sections {
     pub file_len: usize,
 }
 
-/// Bits of the LOUDS section.
-pub fn louds_bits(nodes: u64) -> u64 {
-    (2 * nodes).saturating_sub(1)
+/// Bits of the LOUDS section; `None` when a (forged) node count overflows.
+pub fn louds_bits(nodes: u64) -> Option<u64> {
+    Some(nodes.checked_mul(2)?.saturating_sub(1))
 }
 
 /// Bits of the Elias–Fano high part.
@@ -162,7 +162,7 @@ pub fn sections(c: &Counts, p: &Params) -> Option<Sections> {
     Some(Sections {
         params: at.array(PARAMS, 8)?,
         level_sid_start: at.array(u64::from(c.depth) + 2, 8)?,
-        louds: at.array(bits(louds_bits(c.nodes)), 8)?,
+        louds: at.array(bits(louds_bits(c.nodes)?), 8)?,
         node_token: at.array(c.nodes, 2)?,
         terminal: at.array(bits(c.nodes), 8)?,
         sid_item_start: at.array(

@@ -64,7 +64,8 @@ impl Compact {
         }
         let words = |r: (usize, usize)| -> &[u64] { bytemuck::cast_slice(&map[r.0..r.1]) };
         let integer = counts.flags & INTEGER_IDS != 0;
-        let louds = bit_vector(words(s.louds), super::louds_bits(counts.nodes), "louds")?;
+        let louds_len = super::louds_bits(counts.nodes).ok_or("counts overflow")?;
+        let louds = bit_vector(words(s.louds), louds_len, "louds")?;
         let terminal = bit_vector(words(s.terminal), counts.nodes, "terminal bits")?;
         let marks = bit_vector(words(s.marks), counts.items, "shortcut marks")?;
         let id_high = if integer {
@@ -92,11 +93,7 @@ impl Compact {
     /// Bytes of each part of the file (section padding included).
     pub fn section_bytes(&self) -> Vec<(&'static str, u64)> {
         let s = &self.s;
-        let len = |r: &[(usize, usize)]| {
-            r.iter()
-                .map(|(a, b)| (b - a).next_multiple_of(8) as u64)
-                .sum()
-        };
+        let len = crate::index::format::padded_bytes;
         vec![
             ("child ranges (LOUDS)", len(&[s.louds])),
             ("tokens", len(&[s.node_token])),
@@ -311,17 +308,8 @@ impl Compact {
             if degree > 0 && first <= n {
                 return Err(format!("node {n} points to an earlier node"));
             }
-            if kids.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(format!("children of node {n} are not strictly ascending"));
-            }
             let own = if n == 0 { 0 } else { layer(tokens[n]) };
-            if let Some(&bad) = kids.iter().find(|&&t| layer(t) <= own) {
-                return Err(format!(
-                    "node {n} (layer {own}) has a child token id {bad} of layer {}: \
-                     tokens outside the layout's layer order",
-                    layer(bad)
-                ));
-            }
+            crate::index::format::check_children(n, own, kids, layer)?;
             if degree == 0 && !self.is_terminal(n as NodeId) {
                 return Err(format!("leaf node {n} ends no SID"));
             }

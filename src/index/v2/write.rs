@@ -144,7 +144,8 @@ fn encode(a: &TrieArrays) -> Result<Encoded, IndexError> {
 /// The LOUDS degree bits of breadth-first child ranges: per node, one 1 per child, then a 0.
 fn louds(first_child: &[u32]) -> Vec<u64> {
     let nodes = first_child.len() - 1;
-    let mut bits = vec![0u64; super::louds_bits(nodes as u64).div_ceil(64) as usize];
+    let len = super::louds_bits(nodes as u64).expect("a built trie's node count fits");
+    let mut bits = vec![0u64; len.div_ceil(64) as usize];
     let mut at = 0usize;
     for w in first_child.windows(2) {
         for b in at..at + (w[1] - w[0]) as usize {
