@@ -460,3 +460,37 @@ fn migrate_publishes_a_v1_version_as_v2_with_every_entry() {
         assert_eq!(store.open_version(1).unwrap().format_version(), 1);
     }
 }
+
+/// A format-1 `items.fst` whose root address is forged and whose own
+/// checksum is fixed up (fuzz/regressions/index_open/crash-fst-forged-root-addr):
+/// the version is refused or answers every item lookup; it never panics in
+/// the `fst` crate, which trusts the root address once the checksum holds.
+#[test]
+fn a_forged_fst_root_address_cannot_crash_item_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IndexStore::new(dir.path()).with_format_version(1);
+    let table = catalog(300, "item-");
+    build_from_table(&store, &table, "test", None).unwrap();
+    let path = store.version_dir(1).join("items.fst");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    // Footer: … root address u64, checksum u32 (masked CRC32C of all before it).
+    bytes[n - 12..n - 4].copy_from_slice(&(n as u64 * 1000).to_le_bytes());
+    let sum = crc32c::crc32c(&bytes[..n - 4])
+        .rotate_right(15)
+        .wrapping_add(0xA282_EAD8);
+    bytes[n - 4..].copy_from_slice(&sum.to_le_bytes());
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&path, perms).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    // The fst crate accepts the forged footer (its checksum holds), so the
+    // version opens and every lookup below would have walked the forged FST.
+    let index = store.open_current().expect("a checksummed FST opens");
+    for (id, sid) in table.iter() {
+        let ids: Vec<_> = sid.iter().map(|&t| index.token_id(t).unwrap()).collect();
+        assert_eq!(index.sid(id), Some(ids), "{id}");
+    }
+    assert!(index.sid("no-such-item").is_none());
+}

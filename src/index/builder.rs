@@ -260,18 +260,9 @@ impl IndexBuilder {
             items?;
             trie?;
         } else {
+            let encoded = super::v2::encode(&arrays)?;
             let mut staging = Staging::new();
-            let mut refused = None;
-            staging.write(&trie, |w| match super::v2::write(&arrays, w) {
-                Ok(written) => written.map(|_| ()),
-                Err(e) => {
-                    refused = Some(e);
-                    Ok(())
-                }
-            })?;
-            if let Some(e) = refused {
-                return Err(e);
-            }
+            staging.write(&trie, |w| encoded.write_to(w).map(|_| ()))?;
             staging.commit()?;
         }
         Ok(BuildCounts {

@@ -290,16 +290,25 @@ impl Index {
     /// Token ids that may follow `node`, ascending.
     #[inline]
     pub fn children(&self, node: NodeId) -> &[TokenId] {
-        let (a, b) = body!(self.child_range(node));
-        &self.node_tokens()[a as usize..b as usize]
+        self.first_and_children(node).1
     }
 
     /// The node reached from `node` by `token`.
     #[inline]
     pub fn child(&self, node: NodeId, token: TokenId) -> Option<NodeId> {
-        let (a, b) = body!(self.child_range(node));
-        let kids = &self.node_tokens()[a as usize..b as usize];
-        kids.binary_search(&token).ok().map(|i| a + i as u32)
+        let (first, kids) = self.first_and_children(node);
+        kids.binary_search(&token).ok().map(|i| first + i as u32)
+    }
+
+    /// The first child of `node` and the tokens of all its children, with
+    /// one dispatch on the format.
+    #[inline]
+    fn first_and_children(&self, node: NodeId) -> (NodeId, &[TokenId]) {
+        let ((a, b), tokens) = match &self.body {
+            Body::V1(v) => (v.child_range(node), v.node_tokens()),
+            Body::V2(v) => (v.child_range(node), v.node_tokens()),
+        };
+        (a, &tokens[a as usize..b as usize])
     }
 
     /// Whether the path to `node` is a complete SID.

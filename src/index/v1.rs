@@ -96,6 +96,7 @@ impl V1 {
     fn first_child(&self) -> &[u32] {
         self.section(self.sections.first_child)
     }
+    #[inline]
     pub fn node_tokens(&self) -> &[TokenId] {
         self.section(self.sections.node_token)
     }

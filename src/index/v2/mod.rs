@@ -33,7 +33,7 @@ mod read;
 mod write;
 
 pub(super) use read::Compact;
-pub(super) use write::write;
+pub(super) use write::encode;
 
 use super::format::{Counts, SectionCursor};
 use super::packed::{width_for, words_for};
@@ -222,6 +222,26 @@ pub fn integer_id(id: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forged_node_counts_do_not_overflow_the_layout() {
+        // fuzz/regressions/index_open/crash-v2-node-count-overflow
+        assert_eq!(louds_bits(u64::MAX), None);
+        assert_eq!(louds_bits(1), Some(1));
+        let counts = Counts {
+            nodes: u64::MAX / 2 + 1,
+            sids: 1,
+            items: 1,
+            id_bytes: 0,
+            depth: 1,
+            flags: ONE_ITEM_PER_SID | INTEGER_IDS,
+        };
+        let params = Params {
+            step: SHORTCUT_STEP,
+            ..Params::default()
+        };
+        assert_eq!(sections(&counts, &params), None);
+    }
 
     #[test]
     fn canonical_integer_ids() {

@@ -129,6 +129,7 @@ impl Compact {
         self.words(self.s.level_sid_start)
     }
 
+    #[inline]
     pub fn node_tokens(&self) -> &[TokenId] {
         bytemuck::cast_slice(&self.map[self.s.node_token.0..self.s.node_token.1])
     }

@@ -30,11 +30,7 @@ pub struct Encoded {
 
 /// Encodes `a` (items in position order: by SID ordinal, then id); refuses
 /// an item id that appears twice.
-pub fn write(a: &TrieArrays, w: &mut dyn Write) -> Result<io::Result<u64>, IndexError> {
-    Ok(encode(a)?.write_to(w))
-}
-
-fn encode(a: &TrieArrays) -> Result<Encoded, IndexError> {
+pub fn encode(a: &TrieArrays) -> Result<Encoded, IndexError> {
     let items = a.id_offsets.len() - 1;
     let id = |p: usize| &a.id_bytes[a.id_offsets[p] as usize..a.id_offsets[p + 1] as usize];
     let ints: Option<Vec<u64>> = (0..items)
@@ -157,7 +153,8 @@ fn louds(first_child: &[u32]) -> Vec<u64> {
 }
 
 impl Encoded {
-    fn write_to(&self, w: &mut dyn Write) -> io::Result<u64> {
+    /// Writes header and body; returns the bytes written.
+    pub fn write_to(&self, w: &mut dyn Write) -> io::Result<u64> {
         let params = self.params.to_words();
         let sections: [&[u8]; 13] = [
             bytemuck::cast_slice(&params),
