@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use sidx::catalog::CatalogUpdate;
-use sidx::index::{Index, IndexStore, TokenId, build_from_table};
+use sidx::index::{Index, IndexStore, NodeId, TokenId, build_from_table};
 use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
 
 fn layout() -> Layout {
@@ -105,6 +105,42 @@ fn check_against_model(index: &Index, m: &Model) {
         assert!(index.is_terminal(node));
         let at_node: BTreeSet<String> = index.node_items(node).map(Cow::into_owned).collect();
         assert_eq!(&at_node, items);
+    }
+    // Every SID stepped in lockstep, a batch per step, as beam search does;
+    // a node id past the trie has no children.
+    let sids: Vec<&Vec<TokenId>> = m.keys().collect();
+    let mut nodes = vec![index.root(); sids.len()];
+    let mut kids = Vec::new();
+    for d in 0..sids.iter().map(|s| s.len()).max().unwrap_or(0) {
+        let mut batch = nodes.clone();
+        batch.push(NodeId::MAX);
+        index.children_of_all(&batch, &mut kids);
+        assert_eq!(kids.len(), batch.len());
+        assert!(kids[sids.len()].tokens().is_empty());
+        assert!(!index.is_terminal(NodeId::MAX));
+        assert_eq!(index.sid_ordinal(NodeId::MAX), None);
+        for (i, sid) in sids.iter().enumerate() {
+            let c = kids[i];
+            assert_eq!(
+                c.tokens(),
+                index.children(nodes[i]),
+                "children of {:?}",
+                &sid[..d]
+            );
+            for probe in [0, 1, 5, 59, 60, TokenId::MAX] {
+                assert_eq!(
+                    c.child(probe),
+                    index.child(nodes[i], probe),
+                    "probe {probe}"
+                );
+            }
+            if let Some(&t) = sid.get(d) {
+                nodes[i] = c.child(t).expect("a SID's next token is a child");
+            }
+        }
+    }
+    for (node, sid) in nodes.iter().zip(&sids) {
+        assert_eq!(index.walk(sid), Some(*node));
     }
     assert!(index.sid("no-such-item").is_none());
     for missing in ["0", "99999", "18446744073709551615", "007", ""] {

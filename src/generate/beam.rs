@@ -223,6 +223,7 @@ pub fn beam_search(
     let mut scores = Vec::new();
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut search = Search::default();
+    let (mut nodes, mut kids) = (Vec::new(), Vec::new());
     for _step in 0..=steps_bound {
         if live.is_empty() {
             break;
@@ -248,6 +249,12 @@ pub fn beam_search(
             )
             .into());
         }
+        // The index's share of the step: the children of every live
+        // hypothesis's node (tracked unconstrained too, to tell valid SIDs),
+        // in one batch whose memory loads overlap.
+        nodes.clear();
+        nodes.extend(live.iter().map(|h| h.node.unwrap_or(NodeId::MAX)));
+        index.children_of_all(&nodes, &mut kids);
         let mut next_live = Vec::with_capacity(live.len());
         // Live hypotheses are grouped by request, in request order.
         let mut first = 0;
@@ -270,7 +277,7 @@ pub fn beam_search(
                     Some(node) => {
                         if extend {
                             // Only the allowed slice is read.
-                            for &t in index.children(node) {
+                            for &t in kids[i].tokens() {
                                 pool.offer(i, Some(t), h.score + row[usize::from(t)]);
                             }
                         }
@@ -310,7 +317,8 @@ pub fn beam_search(
                             request: r,
                             parent: Some(c.hyp),
                             tokens,
-                            node: h.node.and_then(|n| index.child(n, t)),
+                            // None past a node id the trie lacks (NodeId::MAX).
+                            node: kids[c.hyp].child(t),
                             score: c.score,
                         });
                     }

@@ -26,7 +26,7 @@ pub mod v2;
 
 pub use builder::{BuildCounts, IndexBuilder};
 pub use manifest::{FileEntry, Manifest};
-pub use reader::{Index, NextTokens, NodeId};
+pub use reader::{Children, Index, NextTokens, NodeId};
 pub use store::{
     BuildSummary, CURRENT_FILE, CancelToken, IndexStore, MIRROR_PREFIX, VERSIONS_DIR,
     build_from_table, build_sorted, migrate,

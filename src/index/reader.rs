@@ -63,6 +63,36 @@ pub struct NextTokens<'a> {
     pub complete: bool,
 }
 
+/// The children of one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Children<'a> {
+    first: NodeId,
+    tokens: &'a [TokenId],
+}
+
+impl<'a> Children<'a> {
+    /// Token ids of the children, ascending.
+    pub fn tokens(&self) -> &'a [TokenId] {
+        self.tokens
+    }
+
+    /// The child reached by `token`.
+    #[inline]
+    pub fn child(&self, token: TokenId) -> Option<NodeId> {
+        let (&lo, &hi) = (self.tokens.first()?, self.tokens.last()?);
+        // Every token of lo..=hi present (a full codebook under the node):
+        // the child is found by subtraction.
+        let i = if usize::from(hi - lo) + 1 == self.tokens.len() {
+            (lo..=hi)
+                .contains(&token)
+                .then(|| usize::from(token - lo))?
+        } else {
+            self.tokens.binary_search(&token).ok()?
+        };
+        Some(self.first + i as NodeId)
+    }
+}
+
 /// Maps one index file: the crate's one `unsafe` call (`unsafe_code` is
 /// denied everywhere else by `[lints]` in Cargo.toml).
 #[allow(unsafe_code)]
@@ -309,6 +339,27 @@ impl Index {
             Body::V2(v) => (v.child_range(node), v.node_tokens()),
         };
         (a, &tokens[a as usize..b as usize])
+    }
+
+    /// The children of every node of `nodes`, in order, with the memory
+    /// loads of all of them overlapped — the index's share of a beam step.
+    pub fn children_of_all<'a>(&'a self, nodes: &[NodeId], out: &mut Vec<Children<'a>>) {
+        out.clear();
+        let tokens = self.node_tokens();
+        let mut push = |(a, b): (u32, u32)| {
+            out.push(Children {
+                first: a,
+                tokens: &tokens[a as usize..b as usize],
+            })
+        };
+        match &self.body {
+            Body::V1(v) => nodes.iter().for_each(|&n| push(v.child_range(n))),
+            Body::V2(v) => v.child_ranges(nodes, push),
+        }
+        let touched = out
+            .iter()
+            .fold(0u16, |acc, c| acc ^ c.tokens.first().copied().unwrap_or(0));
+        std::hint::black_box(touched);
     }
 
     /// Whether the path to `node` is a complete SID.

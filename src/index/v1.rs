@@ -125,13 +125,20 @@ impl V1 {
     #[inline]
     pub fn child_range(&self, node: NodeId) -> (u32, u32) {
         let fc = self.first_child();
-        (fc[node as usize], fc[node as usize + 1])
+        let n = node as usize;
+        match (fc.get(n), fc.get(n + 1)) {
+            (Some(&a), Some(&b)) => (a, b),
+            // Past the trie: no children.
+            _ => (0, 0),
+        }
     }
 
     #[inline]
     pub fn is_terminal(&self, node: NodeId) -> bool {
         let n = node as usize;
-        self.terminal_words()[n / 64] >> (n % 64) & 1 == 1
+        self.terminal_words()
+            .get(n / 64)
+            .is_some_and(|w| w >> (n % 64) & 1 == 1)
     }
 
     pub fn sid_ordinal(&self, node: NodeId) -> Option<u64> {

@@ -30,6 +30,7 @@
 //! built at open; the arrays are read in place.
 
 mod read;
+mod starts;
 mod write;
 
 pub(super) use read::Compact;

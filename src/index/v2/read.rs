@@ -7,6 +7,7 @@ use std::ops::Range;
 use memmap2::Mmap;
 use vers_vecs::{BitVec, RsVec};
 
+use super::starts::{DegreeStarts, ones_from, ones_in_word};
 use super::{INTEGER_IDS, ONE_ITEM_PER_SID, Params, Sections, Widths};
 use crate::index::format::{Counts, HEADER_LEN};
 use crate::index::packed::get;
@@ -19,6 +20,8 @@ pub struct Compact {
     widths: Widths,
     s: Sections,
     louds: RsVec,
+    /// Child ranges without `select0`.
+    starts: DegreeStarts,
     terminal: RsVec,
     marks: RsVec,
     /// The Elias–Fano high part of integer ids.
@@ -74,7 +77,9 @@ impl Compact {
         } else {
             None
         };
+        let starts = DegreeStarts::build(words(s.louds), louds_len, counts.nodes)?;
         let c = Self {
+            starts,
             widths: Widths::of(&counts),
             counts,
             params,
@@ -114,7 +119,8 @@ impl Compact {
     /// Heap bytes of the rank/select structures built at open.
     pub fn heap_bytes(&self) -> u64 {
         let high = self.id_high.as_ref().map_or(0, RsVec::heap_size);
-        (self.louds.heap_size() + self.terminal.heap_size() + self.marks.heap_size() + high) as u64
+        let vecs = self.louds.heap_size() + self.terminal.heap_size() + self.marks.heap_size();
+        (vecs + high) as u64 + self.starts.heap_bytes()
     }
 
     fn words(&self, r: (usize, usize)) -> &[u64] {
@@ -138,26 +144,48 @@ impl Compact {
     /// after the previous node's 0 and end at its own.
     #[inline]
     pub fn child_range(&self, node: NodeId) -> (u32, u32) {
-        let n = node as usize;
+        self.child_range_in(self.words(self.s.louds), node)
+    }
+
+    #[inline]
+    fn child_range_in(&self, louds: &[u64], node: NodeId) -> (u32, u32) {
         if node as u64 >= self.counts.nodes {
             return (0, 0);
         }
-        let start = if n == 0 {
-            0
-        } else {
-            self.louds.select0(n - 1) + 1
-        };
-        let first = (start - n + 1) as u32;
-        // The degree is usually small: count the 1s in the next 64 bits.
-        let avail = self.louds.len().saturating_sub(start).min(64);
-        let bits = self.louds.get_bits(start, avail).unwrap_or(0);
-        let degree = (!bits).trailing_zeros() as usize;
-        let degree = if degree < avail {
-            degree
-        } else {
-            self.louds.select0(n) - start
-        };
+        let n = node as usize;
+        let start = self.starts.start(louds, n);
+        let first = (start + 1 - n as u64) as u32;
+        let (mut degree, more) = ones_in_word(louds, start);
+        if more {
+            // A long run of 1s (a wide node): it ends where the next node starts.
+            degree = if (n as u64) + 1 < self.counts.nodes {
+                self.starts.start(louds, n + 1) - 1 - start
+            } else {
+                ones_from(louds, start)
+            };
+        }
         (first, first + degree as u32)
+    }
+
+    /// The child ranges of `nodes`, in order, computed in passes whose
+    /// loads are independent of each other so that a batch's misses
+    /// overlap: every node's sample, then the degree bits each points to,
+    /// then the ranges (from cache).
+    pub fn child_ranges(&self, nodes: &[NodeId], mut range: impl FnMut((u32, u32))) {
+        let count = self.counts.nodes;
+        let louds = self.words(self.s.louds);
+        let valid = |&&v: &&NodeId| u64::from(v) < count;
+        let mut touched = 0u64;
+        for &v in nodes.iter().filter(valid) {
+            touched ^= self.starts.sample(v as usize);
+        }
+        for &v in nodes.iter().filter(valid) {
+            touched ^= self.starts.touch(louds, v as usize);
+        }
+        std::hint::black_box(touched);
+        nodes
+            .iter()
+            .for_each(|&v| range(self.child_range_in(louds, v)));
     }
 
     #[inline]
