@@ -278,7 +278,7 @@ fn rq_joint_records_its_beam_and_updates_encode_with_it() {
         let n = cfg.items - held_out;
         let mut first = SidTable::new(o.table.header().clone());
         for (id, sid) in o.table.iter().take(n) {
-            first.push(id.to_owned(), sid);
+            first.push(id, sid);
         }
         let store = sidx::index::IndexStore::new(&out.join("index"));
         sidx::index::build_from_table(&store, &first, "beam", Some(&codebooks)).unwrap();

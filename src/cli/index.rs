@@ -109,7 +109,14 @@ fn read_sids(path: &Path, layout: Option<Layout>, collisions: CollisionMode) -> 
         let columns = shards::SidColumns { layout, collisions };
         return Ok(shards::read_sids(path, &columns)?);
     }
-    Ok(SidTable::read(path)?)
+    let t0 = std::time::Instant::now();
+    let table = SidTable::read(path)?;
+    tracing::debug!(
+        items = table.len(),
+        parse_ms = t0.elapsed().as_millis() as u64,
+        "SID file read"
+    );
+    Ok(table)
 }
 
 #[derive(Args)]

@@ -19,6 +19,7 @@ mod manifest;
 mod packed;
 mod reader;
 mod shortcuts;
+mod sorted;
 mod store;
 mod update;
 mod v1;

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use super::builder::IndexBuilder;
@@ -715,25 +714,6 @@ impl BuildSummary {
     }
 }
 
-/// `(token ids, item id)` of every item of a table, checked against its layout.
-pub(crate) fn table_entries(table: &SidTable) -> Result<Vec<(Vec<TokenId>, String)>, IndexError> {
-    let layout = table.layout();
-    super::check_layout(&layout)?;
-    table
-        .iter()
-        .map(|(id, sid)| {
-            let ids = sid
-                .iter()
-                .map(|&t| {
-                    super::token_id(&layout, t)
-                        .map_err(|e| IndexError::Input(format!("item {id:?}: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((ids, id.to_owned()))
-        })
-        .collect()
-}
-
 /// Checks that stored codebooks made SIDs of `layout`: one codebook per
 /// quantizer layer, each of the layer's size (updates encode with them).
 fn check_codebooks(path: &Path, layout: &crate::sid::Layout) -> Result<(), IndexError> {
@@ -758,21 +738,15 @@ pub fn build_from_table(
     codebooks: Option<&Path>,
 ) -> Result<BuildSummary, IndexError> {
     let t0 = Instant::now();
-    let mut entries = table_entries(table)?;
-    entries.par_sort_unstable();
-    if let Some(w) = entries.windows(2).find(|w| w[0] == w[1]) {
-        return Err(IndexError::Input(format!(
-            "item {:?} is listed twice",
-            w[0].1
-        )));
-    }
+    let sorted = super::sorted::SortedTable::new(table)?;
+    tracing::debug!(sort_ms = t0.elapsed().as_millis() as u64, "table sorted");
     let mut template = Manifest::new(&table.layout(), table.header().collisions);
     template.source = source.to_owned();
     template.mitigation = table.header().mitigation.clone();
     template.method = table.header().method.clone();
     template.layer_counts = table.layer_counts();
     let manifest = store.publish(|dir| {
-        let counts = write_version_files(dir, store.format_version, entries.into_iter())?;
+        let counts = write_version_with(dir, store.format_version, |b| sorted.push_into(b))?;
         if let Some(src) = codebooks {
             check_codebooks(src, &table.layout())?;
             copy_synced(src, &dir.join(CODEBOOKS_FILE))?;

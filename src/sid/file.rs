@@ -12,11 +12,10 @@
 //! layer `L + 1` cannot be told apart from a quantizer token). Other `#` lines
 //! are comments. Every other line must be an item.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -136,79 +135,65 @@ pub fn parse_tokens(text: &str) -> Result<Vec<Token>, String> {
 impl SidTable {
     /// Reads a SID file, checking every line; errors name the file and line.
     pub fn read(path: &Path) -> Result<Self, SidError> {
-        let file = File::open(path).map_err(|e| SidError::File {
+        let bytes = std::fs::read(path).map_err(|e| SidError::File {
             path: path.to_owned(),
             msg: format!("cannot open: {e}"),
         })?;
-        Self::parse(BufReader::new(file), path)
+        Self::parse_bytes(&bytes, path)
     }
 
     /// Parses SID file text from `reader`; errors name `path` and the line.
-    /// A UTF-8 byte order mark before the first line is skipped.
-    pub fn parse(mut reader: impl BufRead, path: &Path) -> Result<Self, SidError> {
-        let parse_err = |line: usize, msg: String| SidError::Parse {
+    pub fn parse(mut reader: impl Read, path: &Path) -> Result<Self, SidError> {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).map_err(|e| SidError::File {
             path: path.to_owned(),
-            line,
-            msg,
+            msg: format!("cannot read: {e}"),
+        })?;
+        Self::parse_bytes(&bytes, path)
+    }
+
+    /// Parses SID file text, in parallel pieces of whole lines; errors name
+    /// `path` and the line. A UTF-8 byte order mark before the first line
+    /// is skipped.
+    pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Self, SidError> {
+        let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+        let (header, body, body_line) = if bytes.starts_with(HEADER_PREFIX.as_bytes()) {
+            let end = bytes
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(bytes.len());
+            let line = line_text(&bytes[..end], 1, path)?;
+            let json = line.strip_prefix(HEADER_PREFIX).unwrap_or(line);
+            let header = SidHeader::from_json(json).map_err(|m| parse_error(path, 1, m))?;
+            (Some(header), &bytes[(end + 1).min(bytes.len())..], 2)
+        } else {
+            (None, bytes, 1)
         };
-        skip_bom(&mut reader).map_err(|e| parse_err(1, format!("cannot read: {e}")))?;
-        let mut header: Option<SidHeader> = None;
-        // The header is only known after the first line; a provisional one is replaced below.
+        let layout = header.as_ref().map(SidHeader::layout);
+        let pieces = split_lines(body, 4 * rayon::current_num_threads());
+        let mut first_lines = Vec::with_capacity(pieces.len());
+        let mut line = body_line;
+        for p in &pieces {
+            first_lines.push(line);
+            line += p.iter().filter(|&&b| b == b'\n').count();
+        }
+        let parsed: Vec<Result<Lines, SidError>> = pieces
+            .par_iter()
+            .zip(&first_lines)
+            .map(|(piece, &first)| parse_lines(piece, first, layout.as_ref(), path))
+            .collect();
         let mut table = SidTable::new(SidHeader::new(
             &Layout::new(vec![1]).expect("valid"),
             CollisionMode::Share,
         ));
-        let mut first_line: HashMap<String, usize> = HashMap::new();
-        for (i, line) in reader.lines().enumerate() {
-            let lineno = i + 1;
-            let line = line.map_err(|e| parse_err(lineno, format!("cannot read: {e}")))?;
-            let line = line.strip_suffix('\r').unwrap_or(&line);
-            if let Some(json) = line.strip_prefix(HEADER_PREFIX) {
-                if lineno != 1 {
-                    return Err(parse_err(
-                        lineno,
-                        "the #sidx header must be the first line".into(),
-                    ));
-                }
-                header = Some(SidHeader::from_json(json).map_err(|m| parse_err(lineno, m))?);
-                continue;
-            }
-            if line.starts_with('#') {
-                continue;
-            }
-            if line.trim().is_empty() {
-                return Err(parse_err(
-                    lineno,
-                    "empty line (expected item_id<TAB>tokens)".into(),
-                ));
-            }
-            let (id, tokens) = line.split_once('\t').ok_or_else(|| {
-                parse_err(lineno, "missing TAB between item id and tokens".into())
-            })?;
-            if id.is_empty() || id.trim() != id {
-                return Err(parse_err(
-                    lineno,
-                    format!("item id {id:?} is empty or has surrounding spaces"),
-                ));
-            }
-            let sid = parse_tokens(tokens).map_err(|m| parse_err(lineno, m))?;
-            match &header {
-                Some(h) => {
-                    let layout = h.layout();
-                    for &t in &sid {
-                        layout.check(t).map_err(|m| parse_err(lineno, m))?;
-                    }
-                }
-                None => check_headerless(&sid).map_err(|m| parse_err(lineno, m))?,
-            }
-            if let Some(first) = first_line.insert(id.to_owned(), lineno) {
-                return Err(parse_err(
-                    lineno,
-                    format!("duplicate item id {id:?} (first seen on line {first})"),
-                ));
-            }
-            table.push(id, &sid);
+        let mut item_lines = Vec::new();
+        // The pieces stop at their first bad line: the first error in file order wins.
+        for part in parsed {
+            let part = part?;
+            table.append(&part.table);
+            item_lines.extend(part.item_lines);
         }
+        check_unique_ids(&table, &item_lines, path)?;
         if table.is_empty() {
             return Err(SidError::File {
                 path: path.to_owned(),
@@ -245,13 +230,179 @@ impl SidTable {
     }
 }
 
-/// Skips a leading UTF-8 byte order mark.
-fn skip_bom(reader: &mut impl BufRead) -> std::io::Result<()> {
-    const BOM: &[u8] = b"\xEF\xBB\xBF";
-    if reader.fill_buf()?.starts_with(BOM) {
-        reader.consume(BOM.len());
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+fn parse_error(path: &Path, line: usize, msg: String) -> SidError {
+    SidError::Parse {
+        path: path.to_owned(),
+        line,
+        msg,
     }
-    Ok(())
+}
+
+/// One line's bytes as text (without a trailing CR).
+fn line_text<'a>(bytes: &'a [u8], line: usize, path: &Path) -> Result<&'a str, SidError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| parse_error(path, line, "cannot read: not valid UTF-8".into()))?;
+    Ok(text.strip_suffix('\r').unwrap_or(text))
+}
+
+/// Cuts `body` into about `pieces` runs of whole lines (each but the last
+/// ending in a newline).
+fn split_lines(body: &[u8], pieces: usize) -> Vec<&[u8]> {
+    let target = body.len().div_ceil(pieces.max(1)).max(1 << 16);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < body.len() {
+        let mut end = (start + target).min(body.len());
+        if let Some(p) = body[end..].iter().position(|&b| b == b'\n') {
+            end += p + 1;
+        } else {
+            end = body.len();
+        }
+        out.push(&body[start..end]);
+        start = end;
+    }
+    out
+}
+
+/// The items of a run of lines, and the line of each.
+struct Lines {
+    table: SidTable,
+    item_lines: Vec<usize>,
+}
+
+/// Parses a run of whole lines, the first of which is line `first`.
+fn parse_lines(
+    piece: &[u8],
+    first: usize,
+    layout: Option<&Layout>,
+    path: &Path,
+) -> Result<Lines, SidError> {
+    let mut out = Lines {
+        table: SidTable::new(SidHeader::new(
+            &Layout::new(vec![1]).expect("valid"),
+            CollisionMode::Share,
+        )),
+        item_lines: Vec::new(),
+    };
+    let piece = piece.strip_suffix(b"\n").unwrap_or(piece);
+    let mut sid = Vec::new();
+    for (k, bytes) in piece.split(|&b| b == b'\n').enumerate() {
+        let lineno = first + k;
+        let line = line_text(bytes, lineno, path)?;
+        let err = |msg: String| parse_error(path, lineno, msg);
+        if line.starts_with(HEADER_PREFIX) {
+            return Err(err("the #sidx header must be the first line".into()));
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.trim().is_empty() {
+            return Err(err("empty line (expected item_id<TAB>tokens)".into()));
+        }
+        let (id, tokens) = line
+            .split_once('\t')
+            .ok_or_else(|| err("missing TAB between item id and tokens".into()))?;
+        if id.is_empty() || id.trim() != id {
+            return Err(err(format!(
+                "item id {id:?} is empty or has surrounding spaces"
+            )));
+        }
+        if !fast_tokens(tokens.as_bytes(), &mut sid) {
+            sid = parse_tokens(tokens).map_err(err)?;
+        }
+        match layout {
+            Some(layout) => {
+                for &t in &sid {
+                    layout.check(t).map_err(err)?;
+                }
+            }
+            None => check_headerless(&sid).map_err(err)?,
+        }
+        out.table.push(id, &sid);
+        out.item_lines.push(lineno);
+    }
+    Ok(out)
+}
+
+/// Parses the common spelling of tokens — `layer:code` separated by single
+/// spaces, layers increasing — into `out`; false for anything else, which
+/// [`parse_tokens`] then reads (or explains).
+fn fast_tokens(b: &[u8], out: &mut Vec<Token>) -> bool {
+    fn number(b: &[u8], at: usize) -> Option<(u64, usize)> {
+        let digits = b[at.min(b.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 10 {
+            return None;
+        }
+        let v = b[at..at + digits]
+            .iter()
+            .fold(0u64, |v, &c| v * 10 + u64::from(c - b'0'));
+        Some((v, at + digits))
+    }
+    out.clear();
+    let (mut at, mut prev) = (0, 0u64);
+    loop {
+        let Some((layer, colon)) = number(b, at) else {
+            return false;
+        };
+        if b.get(colon) != Some(&b':') {
+            return false;
+        }
+        let Some((code, end)) = number(b, colon + 1) else {
+            return false;
+        };
+        if layer <= prev || layer > 255 || code > u64::from(u32::MAX) {
+            return false;
+        }
+        out.push(Token::new(layer as u8, code as u32));
+        prev = layer;
+        match b.get(end) {
+            None => return true,
+            Some(b' ') => at = end + 1,
+            Some(_) => return false,
+        }
+    }
+}
+
+/// Refuses an item id listed twice, naming the line of its second listing
+/// (the earliest such line) and of its first.
+fn check_unique_ids(table: &SidTable, lines: &[usize], path: &Path) -> Result<(), SidError> {
+    use std::hash::BuildHasher;
+    let hasher = std::hash::RandomState::new();
+    let mut keyed: Vec<(u64, usize)> = (0..table.len())
+        .into_par_iter()
+        .map(|i| (hasher.hash_one(table.id(i)), i))
+        .collect();
+    keyed.par_sort_unstable();
+    let mut earliest: Option<(usize, usize)> = None;
+    for group in keyed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+        for (x, &(_, j)) in group.iter().enumerate() {
+            let first = group[..x]
+                .iter()
+                .find(|&&(_, i)| table.id(i) == table.id(j));
+            if let Some(&(_, i)) = first
+                && earliest.is_none_or(|(e, _)| j < e)
+            {
+                earliest = Some((j, i));
+            }
+        }
+    }
+    match earliest {
+        Some((j, i)) => Err(parse_error(
+            path,
+            lines[j],
+            format!(
+                "duplicate item id {:?} (first seen on line {})",
+                table.id(j),
+                lines[i]
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Without a header the layout is not known yet: tokens must at least fit
@@ -304,6 +455,73 @@ mod tests {
         // A BOM anywhere else is still part of the text.
         let e = parse("a\t1:1\n\u{feff}b\t1:2\n").unwrap();
         assert_eq!(e.id(1), "\u{feff}b");
+    }
+
+    /// A file of `n` items, long enough to be parsed in several pieces.
+    fn many(n: usize) -> String {
+        let header = r#"#sidx {"format":"sidx-sids","version":1,"codebook_sizes":[4096,4096],"collisions":"share"}"#;
+        let mut text = format!("{header}\n");
+        for i in 0..n {
+            text.push_str(&format!("item-{i}\t1:{} 2:{}\n", i % 4096, (i * 7) % 4096));
+        }
+        text
+    }
+
+    #[test]
+    fn pieces_parse_to_the_items_in_file_order() {
+        let n = 30_000;
+        let text = many(n);
+        assert!(split_lines(text.as_bytes(), 8).len() > 4, "several pieces");
+        let t = parse(&text).unwrap();
+        assert_eq!(t.len(), n);
+        for i in [0, 1, 12_345, n - 1] {
+            assert_eq!(t.id(i), format!("item-{i}"));
+            assert_eq!(
+                t.sid(i),
+                [
+                    Token::new(1, (i % 4096) as u32),
+                    Token::new(2, ((i * 7) % 4096) as u32)
+                ]
+            );
+        }
+        // Spellings off the fast path: tabs and runs of spaces, CRLF, leading zeros, '+'.
+        let odd = "a\t1:1  2:2\r\nb\t 1:01\t2:+3 \n";
+        let header = r#"#sidx {"format":"sidx-sids","version":1,"codebook_sizes":[4,4],"collisions":"share"}"#;
+        let t = parse(&format!("{header}\n{odd}")).unwrap();
+        assert_eq!(t.sid(0), [Token::new(1, 1), Token::new(2, 2)]);
+        assert_eq!(t.sid(1), [Token::new(1, 1), Token::new(2, 3)]);
+    }
+
+    #[test]
+    fn errors_in_later_pieces_name_their_lines() {
+        let n = 30_000;
+        let mut lines: Vec<String> = many(n).lines().map(str::to_owned).collect();
+        // Line numbers count the header: item i is on line i + 2.
+        lines[20_001] = "item-x\t1:5 1:6".into();
+        lines[25_001] = "item-y\t1:4096".into();
+        let e = parse(&(lines.join("\n") + "\n")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("s.tsv:20002:") && e.contains("layers must increase"),
+            "{e}"
+        );
+        lines[20_001] = "item-3\t1:5 2:6".into();
+        lines[25_001] = "item-10\t1:5 2:6".into();
+        let e = parse(&(lines.join("\n") + "\n")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("s.tsv:20002:")
+                && e.contains("duplicate item id \"item-3\" (first seen on line 5)"),
+            "{e}"
+        );
+        let mut bytes = lines.join("\n").into_bytes();
+        let at = bytes.len() - 3;
+        bytes[at] = 0xff;
+        let e = SidTable::parse(&bytes[..], Path::new("s.tsv"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("s.tsv:{}:", n + 1)) && e.contains("UTF-8"),
+            "{e}"
+        );
     }
 
     #[test]

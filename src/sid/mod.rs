@@ -168,7 +168,9 @@ impl Layout {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SidTable {
     header: SidHeader,
-    ids: Vec<String>,
+    /// Item ids, concatenated: the id of item `i` is `id_text[id_offsets[i]..id_offsets[i + 1]]`.
+    id_text: String,
+    id_offsets: Vec<usize>,
     offsets: Vec<u32>,
     tokens: Vec<Token>,
 }
@@ -198,7 +200,8 @@ impl SidTable {
     pub fn new(header: SidHeader) -> Self {
         Self {
             header,
-            ids: Vec::new(),
+            id_text: String::new(),
+            id_offsets: vec![0],
             offsets: vec![0],
             tokens: Vec::new(),
         }
@@ -221,19 +224,39 @@ impl SidTable {
             })
             .collect();
         let offsets = (0..=ids.len()).map(|i| (i * layers) as u32).collect();
+        let mut id_offsets = Vec::with_capacity(ids.len() + 1);
+        id_offsets.push(0);
+        let mut id_text = String::new();
+        for id in &ids {
+            id_text.push_str(id);
+            id_offsets.push(id_text.len());
+        }
         Self {
             header,
-            ids,
+            id_text,
+            id_offsets,
             offsets,
             tokens,
         }
     }
 
     /// Appends one item; the caller guarantees tokens are layer-ordered and fit the layout.
-    pub fn push(&mut self, id: impl Into<String>, sid: &[Token]) {
-        self.ids.push(id.into());
+    pub fn push(&mut self, id: impl AsRef<str>, sid: &[Token]) {
+        self.id_text.push_str(id.as_ref());
+        self.id_offsets.push(self.id_text.len());
         self.tokens.extend_from_slice(sid);
         self.offsets.push(self.tokens.len() as u32);
+    }
+
+    /// Appends every item of `other` (its header is not looked at).
+    pub fn append(&mut self, other: &SidTable) {
+        let (text, tokens) = (self.id_text.len(), self.tokens.len() as u32);
+        self.id_text.push_str(&other.id_text);
+        self.id_offsets
+            .extend(other.id_offsets[1..].iter().map(|&o| o + text));
+        self.tokens.extend_from_slice(&other.tokens);
+        self.offsets
+            .extend(other.offsets[1..].iter().map(|&o| o + tokens));
     }
 
     pub fn header(&self) -> &SidHeader {
@@ -249,15 +272,15 @@ impl SidTable {
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.id_offsets.len() - 1
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len() == 0
     }
 
     pub fn id(&self, item: usize) -> &str {
-        &self.ids[item]
+        &self.id_text[self.id_offsets[item]..self.id_offsets[item + 1]]
     }
 
     pub fn sid(&self, item: usize) -> &[Token] {

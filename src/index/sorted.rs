@@ -1,0 +1,163 @@
+//! A SID table put in build order — by SID (token ids), then item id —
+//! without an allocation per item: each SID packed into one `u128` sort key
+//! when it has at most 8 tokens, the general pairs otherwise.
+
+use rayon::prelude::*;
+
+use super::{IndexBuilder, IndexError, TokenId};
+use crate::sid::SidTable;
+
+/// Tokens a packed key holds.
+const PACKED_TOKENS: usize = 8;
+
+/// The items of a table in build order.
+pub(crate) enum SortedTable<'t> {
+    /// `(key, item)`: the SID's token ids from the high bits down, zero
+    /// after its end. Only a SID's first token can be token id 0 (layer
+    /// 1's code 0; later layers' ids come after layer 1's), so a zero
+    /// marks the end and a prefix sorts before its extensions.
+    /// The ids come gathered in that order (in parallel runs: gathering
+    /// them one by one while building was most of a build's time).
+    Packed(Vec<(u128, u32)>, Vec<Run>),
+    General(Vec<(Vec<TokenId>, &'t str)>),
+}
+
+impl<'t> SortedTable<'t> {
+    /// Checks every token against the table's layout and sorts; refuses an
+    /// item listed twice with the same SID.
+    pub(crate) fn new(table: &'t SidTable) -> Result<Self, IndexError> {
+        let layout = table.layout();
+        super::check_layout(&layout)?;
+        let ids = |i: usize| -> Result<Vec<TokenId>, IndexError> {
+            table
+                .sid(i)
+                .iter()
+                .map(|&t| {
+                    super::token_id(&layout, t)
+                        .map_err(|e| IndexError::Input(format!("item {:?}: {e}", table.id(i))))
+                })
+                .collect()
+        };
+        let n = table.len();
+        let packable = n <= u32::MAX as usize
+            && (0..n).all(|i| (1..=PACKED_TOKENS).contains(&table.sid(i).len()));
+        let sorted = if packable {
+            let mut keyed = (0..n)
+                .into_par_iter()
+                .map(|i| Ok((pack(&ids(i)?), i as u32)))
+                .collect::<Result<Vec<_>, IndexError>>()?;
+            keyed.par_sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| table.id(a.1 as usize).cmp(table.id(b.1 as usize)))
+            });
+            let same = |a: &(u128, u32), b: &(u128, u32)| {
+                a.0 == b.0 && table.id(a.1 as usize) == table.id(b.1 as usize)
+            };
+            if let Some(w) = keyed.windows(2).find(|w| same(&w[0], &w[1])) {
+                return Err(twice(table.id(w[0].1 as usize)));
+            }
+            let runs = keyed
+                .par_chunks(RUN)
+                .map(|chunk| {
+                    let mut run = Run::default();
+                    for &(_, i) in chunk {
+                        run.text.push_str(table.id(i as usize));
+                        run.ends.push(run.text.len());
+                    }
+                    run
+                })
+                .collect();
+            Self::Packed(keyed, runs)
+        } else {
+            let mut pairs = (0..n)
+                .into_par_iter()
+                .map(|i| Ok((ids(i)?, table.id(i))))
+                .collect::<Result<Vec<_>, IndexError>>()?;
+            pairs.par_sort_unstable();
+            if let Some(w) = pairs.windows(2).find(|w| w[0] == w[1]) {
+                return Err(twice(w[0].1));
+            }
+            Self::General(pairs)
+        };
+        Ok(sorted)
+    }
+
+    /// Pushes every item, in order.
+    pub(crate) fn push_into(&self, b: &mut IndexBuilder) -> Result<(), IndexError> {
+        match self {
+            Self::Packed(keyed, runs) => {
+                let mut sid = [0; PACKED_TOKENS];
+                let ids = runs.iter().flat_map(|r| {
+                    let starts = std::iter::once(0).chain(r.ends.iter().copied());
+                    starts.zip(&r.ends).map(|(a, &b)| &r.text[a..b])
+                });
+                keyed.iter().zip(ids).try_for_each(|(&(key, _), id)| {
+                    let len = unpack(key, &mut sid);
+                    b.push(&sid[..len], id)
+                })
+            }
+            Self::General(pairs) => pairs.iter().try_for_each(|(sid, id)| b.push(sid, id)),
+        }
+    }
+}
+
+/// Items per run of gathered ids.
+const RUN: usize = 1 << 16;
+
+/// Item ids of a run of the sorted items, concatenated.
+#[derive(Default)]
+pub(crate) struct Run {
+    text: String,
+    ends: Vec<usize>,
+}
+
+fn twice(id: &str) -> IndexError {
+    IndexError::Input(format!("item {id:?} is listed twice"))
+}
+
+fn pack(sid: &[TokenId]) -> u128 {
+    sid.iter().enumerate().fold(0u128, |key, (k, &t)| {
+        key | u128::from(t) << (16 * (PACKED_TOKENS - 1 - k))
+    })
+}
+
+/// The token ids of `key` into `sid`; returns how many.
+fn unpack(key: u128, sid: &mut [TokenId; PACKED_TOKENS]) -> usize {
+    for (k, t) in sid.iter_mut().enumerate() {
+        *t = (key >> (16 * (PACKED_TOKENS - 1 - k))) as TokenId;
+    }
+    1 + sid[1..].iter().take_while(|&&t| t != 0).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_keys_sort_as_token_sequences_and_unpack() {
+        // Token 0 only ever comes first; later positions are ≥ 1.
+        let mut sids: Vec<Vec<TokenId>> = vec![
+            vec![0],
+            vec![0, 5],
+            vec![0, 5, 9],
+            vec![1],
+            vec![1, 2, 3, 4, 5, 6, 7, 8],
+            vec![1, 2, 3, 4, 5, 6, 7, 65535],
+            vec![65535, 65535],
+            vec![3, 4],
+            vec![0, 4, 65535],
+        ];
+        let mut keys: Vec<u128> = sids.iter().map(|s| pack(s)).collect();
+        keys.sort();
+        sids.sort();
+        let mut buf = [0; PACKED_TOKENS];
+        let back: Vec<Vec<TokenId>> = keys
+            .iter()
+            .map(|&k| {
+                let len = unpack(k, &mut buf);
+                buf[..len].to_vec()
+            })
+            .collect();
+        assert_eq!(back, sids);
+    }
+}
