@@ -22,7 +22,7 @@ LAYERS = [
     ["cli"],  # the binary: main.rs, cli/, bench/
     ["bench"],
 ]
-PEERS = {("npy", "fsx"), ("sid", "fsx")}
+PEERS = {("npy", "fsx"), ("sid", "fsx"), ("sid", "npy")}
 LEVEL = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
 src = pathlib.Path(__file__).resolve().parent.parent / "src"

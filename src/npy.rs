@@ -58,9 +58,17 @@ pub fn read(path: &Path) -> Result<Array, NpyError> {
     read_from(BufReader::new(file), file_len, path)
 }
 
-/// Reads a `.npy` array of `file_len` bytes from `r`; errors name `path`.
-/// The data size is checked against `file_len` before anything is allocated.
-pub fn read_from(mut r: impl Read, file_len: u64, path: &Path) -> Result<Array, NpyError> {
+/// A `.npy` header: the dtype, the shape, where the data starts.
+struct Header {
+    descr: String,
+    shape: Vec<usize>,
+    count: usize,
+    prefix_len: u64,
+}
+
+/// Reads the magic and header of a `.npy` file of `file_len` bytes from `r`
+/// (C order only); the header's length is checked before it is allocated.
+fn read_header(r: &mut impl Read, file_len: u64, path: &Path) -> Result<Header, NpyError> {
     let err = |msg: String| NpyError::Format {
         path: path.to_owned(),
         msg,
@@ -86,9 +94,8 @@ pub fn read_from(mut r: impl Read, file_len: u64, path: &Path) -> Result<Array, 
         }
         v => return Err(err(format!("unsupported .npy version {v}"))),
     };
-    let prefix_len = 8 + if pre[6] == 1 { 2 } else { 4 } + header_len;
-    // The length is the file's claim: check it before allocating the header.
-    if prefix_len as u64 > file_len {
+    let prefix_len = (8 + if pre[6] == 1 { 2 } else { 4 } + header_len) as u64;
+    if prefix_len > file_len {
         return Err(err(format!(
             "header of {header_len} bytes runs past the end of the {file_len}-byte file (truncated)"
         )));
@@ -99,16 +106,8 @@ pub fn read_from(mut r: impl Read, file_len: u64, path: &Path) -> Result<Array, 
     let header = String::from_utf8_lossy(&header);
     let descr = dict_value(&header, "descr")
         .and_then(quoted)
-        .ok_or_else(|| err("header lacks a readable 'descr'".into()))?;
-    let swap = match descr {
-        "<f4" | "|f4" => cfg!(target_endian = "big"),
-        ">f4" => cfg!(target_endian = "little"),
-        other => {
-            return Err(err(format!(
-                "dtype {other} is not float32 (<f4); convert with arr.astype('float32')"
-            )));
-        }
-    };
+        .ok_or_else(|| err("header lacks a readable 'descr'".into()))?
+        .to_owned();
     if dict_value(&header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
         return Err(err(
             "Fortran-ordered arrays are not supported; save np.ascontiguousarray(arr)".into(),
@@ -121,16 +120,52 @@ pub fn read_from(mut r: impl Read, file_len: u64, path: &Path) -> Result<Array, 
         .iter()
         .try_fold(1usize, |acc, &s| acc.checked_mul(s))
         .ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
-    let expected = (count as u64)
-        .checked_mul(4)
-        .and_then(|b| b.checked_add(prefix_len as u64))
-        .ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
-    if file_len != expected {
+    Ok(Header {
+        descr,
+        shape,
+        count,
+        prefix_len,
+    })
+}
+
+/// Checks that the file holds exactly the header's elements of `width` bytes.
+fn check_len(h: &Header, width: u64, file_len: u64, path: &Path) -> Result<(), NpyError> {
+    let err = |msg: String| NpyError::Format {
+        path: path.to_owned(),
+        msg,
+    };
+    let expected = (h.count as u64)
+        .checked_mul(width)
+        .and_then(|b| b.checked_add(h.prefix_len))
+        .ok_or_else(|| err(format!("shape {:?} overflows", h.shape)))?;
+    if expected != file_len {
         return Err(err(format!(
-            "file is {file_len} bytes, shape {shape:?} of float32 needs {expected} (truncated or trailing data)"
+            "file is {file_len} bytes, shape {:?} of {} needs {expected} (truncated or trailing data)",
+            h.shape, h.descr
         )));
     }
-    let mut data = vec![0f32; count];
+    Ok(())
+}
+
+/// Reads a `.npy` array of `file_len` bytes from `r`; errors name `path`.
+/// The data size is checked against `file_len` before anything is allocated.
+pub fn read_from(mut r: impl Read, file_len: u64, path: &Path) -> Result<Array, NpyError> {
+    let err = |msg: String| NpyError::Format {
+        path: path.to_owned(),
+        msg,
+    };
+    let h = read_header(&mut r, file_len, path)?;
+    let swap = match h.descr.as_str() {
+        "<f4" | "|f4" => cfg!(target_endian = "big"),
+        ">f4" => cfg!(target_endian = "little"),
+        other => {
+            return Err(err(format!(
+                "dtype {other} is not float32 (<f4); convert with arr.astype('float32')"
+            )));
+        }
+    };
+    check_len(&h, 4, file_len, path)?;
+    let mut data = vec![0f32; h.count];
     r.read_exact(bytemuck::cast_slice_mut(&mut data))
         .map_err(|e| err(format!("cannot read data: {e}")))?;
     if swap {
@@ -138,7 +173,79 @@ pub fn read_from(mut r: impl Read, file_len: u64, path: &Path) -> Result<Array, 
             *v = f32::from_bits(v.to_bits().swap_bytes());
         }
     }
-    Ok(Array { shape, data })
+    Ok(Array {
+        shape: h.shape,
+        data,
+    })
+}
+
+/// Reads a rank-2 little-endian integer array `[N, L]` (int8 … uint64, as
+/// numpy saves quantizer codes) as `u32`s; a negative value or one above
+/// `u32::MAX` is refused naming its row and column.
+pub fn read_codes(path: &Path) -> Result<(Vec<u32>, usize, usize), NpyError> {
+    let err = |msg: String| NpyError::Format {
+        path: path.to_owned(),
+        msg,
+    };
+    let file = File::open(path).map_err(|e| fsx::FsError::new(path, "open", e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| fsx::FsError::new(path, "stat", e))?
+        .len();
+    let mut r = BufReader::new(file);
+    let h = read_header(&mut r, file_len, path)?;
+    let (n, l) = match h.shape[..] {
+        [n, l] => (n, l),
+        _ => {
+            return Err(err(format!(
+                "expected a rank-2 array of codes [items, layers], got shape {:?}",
+                h.shape
+            )));
+        }
+    };
+    let (width, signed) = match h.descr.as_str() {
+        "|i1" | "<i1" => (1, true),
+        "|u1" | "<u1" => (1, false),
+        "<i2" => (2, true),
+        "<u2" => (2, false),
+        "<i4" => (4, true),
+        "<u4" => (4, false),
+        "<i8" => (8, true),
+        "<u8" => (8, false),
+        other => {
+            return Err(err(format!(
+                "dtype {other} is not a little-endian integer (int8 … uint64); convert with arr.astype('int32')"
+            )));
+        }
+    };
+    check_len(&h, width, file_len, path)?;
+    let mut bytes = vec![0u8; h.count * width as usize];
+    r.read_exact(&mut bytes)
+        .map_err(|e| err(format!("cannot read data: {e}")))?;
+    let w = width as usize;
+    let mut codes = Vec::with_capacity(h.count);
+    for (k, v) in bytes.chunks_exact(w).enumerate() {
+        let mut b = [0u8; 8];
+        b[..w].copy_from_slice(v);
+        // Sign-extend negative values of signed types.
+        if signed && v[w - 1] & 0x80 != 0 {
+            b[w..].fill(0xff);
+        }
+        let value = if signed {
+            i128::from(i64::from_le_bytes(b))
+        } else {
+            i128::from(u64::from_le_bytes(b))
+        };
+        let code = u32::try_from(value).map_err(|_| {
+            err(format!(
+                "row {}, column {}: code {value} is not in 0..=4294967295",
+                k / l.max(1),
+                k % l.max(1)
+            ))
+        })?;
+        codes.push(code);
+    }
+    Ok((codes, n, l))
 }
 
 /// The text after `'key':` in a header dict, up to the end of the dict.
@@ -243,6 +350,63 @@ mod tests {
         b.extend_from_slice(&(header.len() as u16).to_le_bytes());
         b.extend_from_slice(header.as_bytes());
         b
+    }
+
+    fn typed(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let mut b = with_shape(shape);
+        let at = b.windows(3).position(|w| w == b"<f4").unwrap();
+        let mut header = String::from_utf8(b[10..].to_vec()).unwrap();
+        header.replace_range(at - 10..at - 7, descr);
+        b.truncate(8);
+        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn integer_codes_of_every_width_and_their_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("codes.npy");
+        let values: [i64; 4] = [0, 7, 255, 1];
+        let cases: [(&str, usize); 8] = [
+            ("|u1", 1),
+            ("|i1", 1),
+            ("<u2", 2),
+            ("<i2", 2),
+            ("<u4", 4),
+            ("<i4", 4),
+            ("<u8", 8),
+            ("<i8", 8),
+        ];
+        for (descr, w) in cases {
+            let mut data = Vec::new();
+            for v in values {
+                data.extend_from_slice(&v.to_le_bytes()[..w]);
+            }
+            std::fs::write(&p, typed(descr, "(2, 2)", &data)).unwrap();
+            let r = read_codes(&p);
+            if descr == "|i1" {
+                // 255 is -1 as int8.
+                let e = r.unwrap_err().to_string();
+                assert!(e.contains("row 1, column 0: code -1"), "{descr}: {e}");
+            } else {
+                assert_eq!(r.unwrap(), (vec![0, 7, 255, 1], 2, 2), "{descr}");
+            }
+        }
+        let too_big = (u64::from(u32::MAX) + 1).to_le_bytes();
+        std::fs::write(&p, typed("<u8", "(1, 1)", &too_big)).unwrap();
+        let e = read_codes(&p).unwrap_err().to_string();
+        assert!(e.contains("codes.npy") && e.contains("4294967296"), "{e}");
+        std::fs::write(&p, typed("<f4", "(1, 1)", &[0; 4])).unwrap();
+        let e = read_codes(&p).unwrap_err().to_string();
+        assert!(e.contains("not a little-endian integer"), "{e}");
+        std::fs::write(&p, typed("<i4", "(4,)", &[0; 16])).unwrap();
+        let e = read_codes(&p).unwrap_err().to_string();
+        assert!(e.contains("rank-2"), "{e}");
+        std::fs::write(&p, typed("<i4", "(2, 2)", &[0; 12])).unwrap();
+        let e = read_codes(&p).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
     }
 
     #[test]

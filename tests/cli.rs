@@ -306,6 +306,148 @@ fn malformed_sid_files_name_the_line() {
     assert!(!dir.path().join("m.tsv").exists());
 }
 
+/// A C-ordered `<i4` `.npy` of `rows`.
+fn codes_npy(path: &Path, rows: &[[i32; 3]]) {
+    let header = format!(
+        "{{'descr': '<i4', 'fortran_order': False, 'shape': ({}, 3), }}\n",
+        rows.len()
+    );
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    b.extend_from_slice(header.as_bytes());
+    for v in rows.iter().flatten() {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn index_build_reads_npy_codes_with_an_id_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (codes, ids) = (dir.path().join("codes.npy"), dir.path().join("ids.txt"));
+    // Items 10 and 30 share a SID: disambiguated in row order.
+    codes_npy(&codes, &[[1, 2, 3], [0, 0, 7], [1, 2, 3]]);
+    std::fs::write(&ids, "10\n20\r\n30\n").unwrap();
+    let out = dir.path().join("idx");
+    for format in ["1", "2"] {
+        let o = sidx(&[
+            "index",
+            "build",
+            "--sids",
+            p(&codes),
+            "--ids",
+            p(&ids),
+            "--layout",
+            "4,4,8",
+            "--out",
+            p(&out),
+            "--format-version",
+            format,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let q = sidx(&[
+            "index",
+            "query",
+            "--index",
+            p(&out),
+            "--prefix",
+            "1:1 2:2 3:3",
+        ]);
+        let text = String::from_utf8_lossy(&q.stdout);
+        assert!(
+            q.status.success() && text.contains("4:0") && text.contains("4:1"),
+            "{text}"
+        );
+        let q = sidx(&[
+            "index",
+            "query",
+            "--index",
+            p(&out),
+            "--prefix",
+            "1:0 2:0 3:7",
+        ]);
+        let text = String::from_utf8_lossy(&q.stdout);
+        assert!(text.contains("\"20\""), "{text}");
+    }
+    // Without an id file the rows are numbered.
+    let o = sidx(&[
+        "index",
+        "build",
+        "--sids",
+        p(&codes),
+        "--layout",
+        "4,4,8",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success());
+    let q = sidx(&[
+        "index",
+        "query",
+        "--index",
+        p(&out),
+        "--prefix",
+        "1:0 2:0 3:7",
+    ]);
+    assert!(String::from_utf8_lossy(&q.stdout).contains("\"1\""));
+
+    let bad = |rows: &[[i32; 3]], id_text: &str, layout: &str, needles: &[&str]| {
+        codes_npy(&codes, rows);
+        std::fs::write(&ids, id_text).unwrap();
+        let fresh = dir.path().join("bad-idx");
+        let mut args = vec![
+            "index",
+            "build",
+            "--sids",
+            p(&codes),
+            "--ids",
+            p(&ids),
+            "--out",
+            p(&fresh),
+        ];
+        if !layout.is_empty() {
+            args.extend(["--layout", layout]);
+        }
+        fails_with(&sidx(&args), needles);
+        assert!(!fresh.join("CURRENT").exists(), "nothing published");
+    };
+    bad(
+        &[[1, 2, 3], [0, 0, 9]],
+        "a\nb\n",
+        "4,4,8",
+        &["codes.npy", "row 1, layer 3: code 9"],
+    );
+    bad(&[[1, 2, -3]], "a\n", "4,4,8", &["codes.npy", "code -3"]);
+    bad(
+        &[[1, 2, 3], [0, 0, 1]],
+        "a\n",
+        "4,4,8",
+        &["ids.txt", "1 item ids for 2 rows"],
+    );
+    bad(
+        &[[1, 2, 3], [0, 0, 1]],
+        "a\na\n",
+        "4,4,8",
+        &[
+            "ids.txt:2:",
+            "duplicate item id \"a\" (first seen on line 1)",
+        ],
+    );
+    bad(
+        &[[1, 2, 3], [0, 0, 1]],
+        "a\n b\n",
+        "4,4,8",
+        &["ids.txt:2:", "surrounding spaces"],
+    );
+    bad(&[[1, 2, 3]], "a\n", "", &["codes.npy", "--layout"]);
+    bad(
+        &[[1, 2, 3]],
+        "a\n",
+        "4,4",
+        &["3 codes per item", "2 layers"],
+    );
+}
+
 #[test]
 fn generate_runs_one_request_and_fails_clearly_on_bad_setup() {
     let dir = tempfile::tempdir().unwrap();

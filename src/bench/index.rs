@@ -61,6 +61,9 @@ struct Row {
     name: String,
     sids: usize,
     build_seconds: f64,
+    /// From a SID file to a published version (sidx rows).
+    #[serde(default)]
+    file_seconds: Option<f64>,
     bytes: f64,
     #[serde(default)]
     open_ms: Option<f64>,
@@ -113,25 +116,28 @@ pub fn run(b: &IndexBench, progress: &Progress) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&work);
     println!(
-        "| {:<40} | {:>10} | {:>8} | {:>10} | {:>9} | {:>8} | {:>12} | {:>15} | {:>14} |",
+        "| {:<40} | {:>10} | {:>8} | {:>10} | {:>12} | {:>9} | {:>8} | {:>12} | {:>15} | {:>14} |",
         "structure",
         "SIDs",
         "build s",
         "SIDs/s",
+        "file SIDs/s",
         "bytes/SID",
         "open ms",
         "ns/beam step",
         "ns/step batched",
         "ns/next_tokens"
     );
-    println!("|{}|", ["---"; 9].join("|"));
+    println!("|{}|", ["---"; 10].join("|"));
     for r in &rows {
         println!(
-            "| {:<40} | {:>10} | {:>8.2} | {:>10.0} | {:>9.2} | {:>8} | {:>12} | {:>15} | {:>14.1} |",
+            "| {:<40} | {:>10} | {:>8.2} | {:>10.0} | {:>12} | {:>9.2} | {:>8} | {:>12} | {:>15} | {:>14.1} |",
             r.name,
             r.sids,
             r.build_seconds,
             r.sids as f64 / r.build_seconds,
+            r.file_seconds
+                .map_or("—".into(), |s| format!("{:.0}", r.sids as f64 / s)),
             r.bytes / r.sids as f64,
             r.open_ms.map_or("—".into(), |v| format!("{v:.1}")),
             r.ns_per_step.map_or("—".into(), |v| format!("{v:.1}")),
@@ -237,6 +243,7 @@ fn bench_sidx(
     })?;
     let version_bytes = index.manifest().bytes();
     drop(index);
+    let file_seconds = bench_file_build(keys, b.codebook_size, root, format, id_prefix)?;
     let breakdown = if b.no_updates {
         breakdown
     } else {
@@ -260,12 +267,66 @@ fn bench_sidx(
         sids: keys.len(),
         build_seconds: summary.seconds,
         bytes: summary.bytes as f64,
+        file_seconds: Some(file_seconds),
         open_ms: Some(open_ms),
         ns_per_step: Some(ns_per_step),
         ns_per_lockstep: Some(ns_per_lockstep),
         ns_per_next_tokens,
         breakdown,
     })
+}
+
+/// Seconds from a SID file to a published version, as `sidx index build
+/// --sids FILE` runs (parse, sort, build, publish).
+fn bench_file_build(
+    keys: &[u64],
+    m: u16,
+    root: &std::path::Path,
+    format: u32,
+    id_prefix: &str,
+) -> Result<f64> {
+    let file = root.with_extension("tsv");
+    write_sid_file(&file, keys, m, id_prefix)?;
+    let store = IndexStore::new(&root.with_extension("from-file")).with_format_version(format);
+    let t0 = Instant::now();
+    let table = sidx::sid::SidTable::read(&file)?;
+    sidx::index::build_from_table(&store, &table, "bench SID file", None)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    drop(table);
+    std::fs::remove_file(&file)?;
+    std::fs::remove_dir_all(store.root())?;
+    Ok(seconds)
+}
+
+/// Writes the SIDs of packed keys as a SID file (`3 × m` layout header),
+/// items named by [`super::fixtures::item_id`], the lines in a scrambled order as a catalog
+/// dump would list them.
+fn write_sid_file(
+    path: &std::path::Path,
+    keys: &[u64],
+    m: u16,
+    id_prefix: &str,
+) -> anyhow::Result<()> {
+    use sidx::sid::{CollisionMode, DisplaySid, Layout, SidHeader};
+    use std::io::Write;
+    let layout = Layout::new(vec![m as u32; 3])?;
+    let header = serde_json::to_string(&SidHeader::new(&layout, CollisionMode::Disambiguate))?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(w, "#sidx {header}")?;
+    let n = keys.len();
+    // 7919 is prime: a stride coprime with n visits every line once.
+    let stride = if n.is_multiple_of(7919) { 1 } else { 7919 };
+    let (mut tokens, mut id, mut sid) = (Vec::new(), String::new(), Vec::new());
+    for j in 0..n {
+        let i = (j as u128 * stride as u128 % n as u128) as usize;
+        super::fixtures::key_tokens(keys[i], &mut tokens);
+        super::fixtures::item_id(i, n, id_prefix, &mut id);
+        sid.clear();
+        sid.extend(tokens.iter().map(|&t| layout.token(u32::from(t))));
+        writeln!(w, "{id}\t{}", DisplaySid(&sid))?;
+    }
+    w.flush()?;
+    Ok(())
 }
 
 /// Items upserted and deleted by the update measurement.
@@ -462,6 +523,7 @@ mod peers {
             name: "constraint-decoding-trie 0.1 (fixed)".into(),
             sids: n,
             build_seconds,
+            file_seconds: None,
             bytes: bytes as f64,
             open_ms: None,
             ns_per_step: Some(ns_per_step),

@@ -70,11 +70,15 @@ pub struct RootArg {
 
 #[derive(Args)]
 pub struct BuildArgs {
-    /// SID file (TSV `item_id<TAB>layer:code …`), or Parquet SIDs: a
+    /// SID file (TSV `item_id<TAB>layer:code …`); Parquet SIDs: a
     /// .parquet file or a folder of shards (id, codes list<int32> or
-    /// layer_1 … layer_K columns).
+    /// layer_1 … layer_K columns); or quantizer codes as a .npy integer
+    /// array [items, layers] (with --ids, and --layout or --codebooks).
     #[arg(long)]
     sids: PathBuf,
+    /// Item ids of the rows of a .npy of codes, one per line [default: row numbers].
+    #[arg(long)]
+    ids: Option<PathBuf>,
     #[command(flatten)]
     headerless: HeaderlessArgs,
     /// Codebooks (codebooks.npy) to store, so updates can encode embeddings.
@@ -87,7 +91,7 @@ pub struct BuildArgs {
     #[arg(long, default_value_t = 3)]
     keep: usize,
     /// Index file format: 1 (trie + FSTs, the fastest beam steps today) or
-    /// 2 (compact: ≤ 8 bytes per SID with integer ids, slower steps).
+    /// 2 (compact: ≤ 8 bytes per SID with integer ids).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
     format_version: u32,
 }
@@ -103,8 +107,30 @@ pub struct HeaderlessArgs {
     collisions: super::Collisions,
 }
 
-/// Reads a SID file or Parquet SID shards; `layout` serves headerless shards.
-fn read_sids(path: &Path, layout: Option<Layout>, collisions: CollisionMode) -> Result<SidTable> {
+/// Reads a SID file, Parquet SID shards or a .npy of codes; `layout`
+/// serves headerless shards and codes.
+fn read_sids(
+    path: &Path,
+    ids: Option<&Path>,
+    layout: Option<Layout>,
+    collisions: CollisionMode,
+) -> Result<SidTable> {
+    if path.extension().is_some_and(|e| e == "npy") {
+        let layout = layout.with_context(|| {
+            format!(
+                "{}: codes need their layout: pass --layout (e.g. 256,256,256) or --codebooks",
+                path.display()
+            )
+        })?;
+        return Ok(SidTable::read_codes(path, ids, &layout, collisions)?);
+    }
+    if let Some(ids) = ids {
+        bail!(
+            "--ids {} names the items of a .npy of codes; {} is not one",
+            ids.display(),
+            path.display()
+        );
+    }
     if shards::is_parquet(path) {
         let columns = shards::SidColumns { layout, collisions };
         return Ok(shards::read_sids(path, &columns)?);
@@ -222,7 +248,7 @@ impl ChangeFiles {
                 }
                 _ => (None, CollisionMode::Share),
             };
-            update.upsert_sids = Some(read_sids(p, layout, collisions)?);
+            update.upsert_sids = Some(read_sids(p, None, layout, collisions)?);
         }
         if let Some(p) = &self.deletes {
             let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
@@ -276,7 +302,12 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             } else {
                 None
             };
-            let table = read_sids(&a.sids, layout, a.headerless.collisions.into())?;
+            let table = read_sids(
+                &a.sids,
+                a.ids.as_deref(),
+                layout,
+                a.headerless.collisions.into(),
+            )?;
             let store = IndexStore::new(&a.out)
                 .with_keep(a.keep)
                 .with_format_version(a.format_version);

@@ -40,7 +40,8 @@ impl From<SidError> for Status {
             SidError::Parse { .. } | SidError::File { .. } | SidError::Layout(_) => {
                 Status::invalid_argument(msg)
             }
-            SidError::Io(e) => e.into(),
+            SidError::Npy(NpyError::Format { .. }) => Status::invalid_argument(msg),
+            SidError::Npy(NpyError::Io(e)) | SidError::Io(e) => e.into(),
         }
     }
 }

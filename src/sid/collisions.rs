@@ -109,24 +109,52 @@ pub fn resolve_collisions(table: &SidTable, mode: CollisionMode) -> SidTable {
     let mut header = stripped.header().clone();
     header.collisions = mode;
     let dis = stripped.layout().disambiguation_layer();
-    let mut group_size: HashMap<&[Token], u32> = HashMap::with_capacity(stripped.len());
-    for (_, sid) in stripped.iter() {
-        *group_size.entry(sid).or_default() += 1;
-    }
-    let mut next_code: HashMap<&[Token], u32> = HashMap::new();
+    let codes = match mode {
+        CollisionMode::Disambiguate => shared_sid_numbers(&stripped),
+        CollisionMode::Share => vec![None; stripped.len()],
+    };
     let mut out = SidTable::new(header);
     let mut buf = Vec::new();
-    for (id, sid) in stripped.iter() {
+    for ((id, sid), code) in stripped.iter().zip(codes) {
         buf.clear();
         buf.extend_from_slice(sid);
-        if mode == CollisionMode::Disambiguate && group_size[sid] > 1 {
-            let code = next_code.entry(sid).or_default();
-            buf.push(Token::new(dis, *code));
-            *code += 1;
+        if let Some(code) = code {
+            buf.push(Token::new(dis, code));
         }
         out.push(id, &buf);
     }
     out
+}
+
+/// For each item whose SID other items share: its number among them, in
+/// table order. Items are grouped by a hash of their SID, sorted in
+/// parallel (no map of every SID).
+fn shared_sid_numbers(table: &SidTable) -> Vec<Option<u32>> {
+    use rayon::prelude::*;
+    use std::hash::BuildHasher;
+    let hasher = std::hash::RandomState::new();
+    let mut keyed: Vec<(u64, usize)> = (0..table.len())
+        .into_par_iter()
+        .map(|i| (hasher.hash_one(table.sid(i)), i))
+        .collect();
+    keyed.par_sort_unstable();
+    let mut codes = vec![None; table.len()];
+    for group in keyed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+        // Within a hash group, items by table order; split by the SID itself.
+        let mut left: Vec<usize> = group.iter().map(|&(_, i)| i).collect();
+        while let Some(&first) = left.first() {
+            let (same, rest): (Vec<usize>, Vec<usize>) = left
+                .iter()
+                .partition(|&&i| table.sid(i) == table.sid(first));
+            if same.len() > 1 {
+                for (code, &i) in same.iter().enumerate() {
+                    codes[i] = Some(code as u32);
+                }
+            }
+            left = rest;
+        }
+    }
+    codes
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub enum SidError {
     #[error("invalid layout: {0}")]
     Layout(String),
     #[error(transparent)]
+    Npy(#[from] crate::npy::NpyError),
+    #[error(transparent)]
     Io(#[from] fsx::FsError),
 }
 
@@ -371,37 +373,42 @@ fn fast_tokens(b: &[u8], out: &mut Vec<Token>) -> bool {
 /// Refuses an item id listed twice, naming the line of its second listing
 /// (the earliest such line) and of its first.
 fn check_unique_ids(table: &SidTable, lines: &[usize], path: &Path) -> Result<(), SidError> {
-    use std::hash::BuildHasher;
-    let hasher = std::hash::RandomState::new();
-    let mut keyed: Vec<(u64, usize)> = (0..table.len())
-        .into_par_iter()
-        .map(|i| (hasher.hash_one(table.id(i)), i))
-        .collect();
-    keyed.par_sort_unstable();
-    let mut earliest: Option<(usize, usize)> = None;
-    for group in keyed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
-        for (x, &(_, j)) in group.iter().enumerate() {
-            let first = group[..x]
-                .iter()
-                .find(|&&(_, i)| table.id(i) == table.id(j));
-            if let Some(&(_, i)) = first
-                && earliest.is_none_or(|(e, _)| j < e)
-            {
-                earliest = Some((j, i));
-            }
-        }
-    }
-    match earliest {
-        Some((j, i)) => Err(parse_error(
+    match table.duplicate_id() {
+        Some((second, first)) => Err(parse_error(
             path,
-            lines[j],
+            lines[second],
             format!(
                 "duplicate item id {:?} (first seen on line {})",
-                table.id(j),
-                lines[i]
+                table.id(second),
+                lines[first]
             ),
         )),
         None => Ok(()),
+    }
+}
+
+impl SidTable {
+    /// The earliest item whose id an earlier item has, and that earlier one.
+    pub fn duplicate_id(&self) -> Option<(usize, usize)> {
+        use std::hash::BuildHasher;
+        let hasher = std::hash::RandomState::new();
+        let mut keyed: Vec<(u64, usize)> = (0..self.len())
+            .into_par_iter()
+            .map(|i| (hasher.hash_one(self.id(i)), i))
+            .collect();
+        keyed.par_sort_unstable();
+        let mut earliest: Option<(usize, usize)> = None;
+        for group in keyed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+            for (x, &(_, j)) in group.iter().enumerate() {
+                let first = group[..x].iter().find(|&&(_, i)| self.id(i) == self.id(j));
+                if let Some(&(_, i)) = first
+                    && earliest.is_none_or(|(e, _)| j < e)
+                {
+                    earliest = Some((j, i));
+                }
+            }
+        }
+        earliest
     }
 }
 

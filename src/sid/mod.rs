@@ -7,6 +7,7 @@
 //! `offset(layer) + code`, offsets being running sums of codebook sizes — so a
 //! SID with layer 2 dropped, `(1:12, 3:7)`, never equals `(1:12, 2:7)`.
 
+mod codes;
 mod collisions;
 mod file;
 mod mitigation;
