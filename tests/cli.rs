@@ -329,67 +329,28 @@ fn index_build_reads_npy_codes_with_an_id_file() {
     codes_npy(&codes, &[[1, 2, 3], [0, 0, 7], [1, 2, 3]]);
     std::fs::write(&ids, "10\n20\r\n30\n").unwrap();
     let out = dir.path().join("idx");
-    for format in ["1", "2"] {
-        let o = sidx(&[
-            "index",
-            "build",
-            "--sids",
-            p(&codes),
-            "--ids",
-            p(&ids),
-            "--layout",
-            "4,4,8",
-            "--out",
-            p(&out),
-            "--format-version",
-            format,
-        ]);
+    let build = |extra: &[&str]| {
+        let mut args = vec!["index", "build", "--sids", p(&codes), "--layout", "4,4,8"];
+        args.extend(["--out", p(&out)]);
+        args.extend(extra);
+        let o = sidx(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let q = sidx(&[
-            "index",
-            "query",
-            "--index",
-            p(&out),
-            "--prefix",
-            "1:1 2:2 3:3",
-        ]);
-        let text = String::from_utf8_lossy(&q.stdout);
-        assert!(
-            q.status.success() && text.contains("4:0") && text.contains("4:1"),
-            "{text}"
-        );
-        let q = sidx(&[
-            "index",
-            "query",
-            "--index",
-            p(&out),
-            "--prefix",
-            "1:0 2:0 3:7",
-        ]);
-        let text = String::from_utf8_lossy(&q.stdout);
+    };
+    let query = |prefix: &str| {
+        let q = sidx(&["index", "query", "--index", p(&out), "--prefix", prefix]);
+        assert!(q.status.success());
+        String::from_utf8_lossy(&q.stdout).into_owned()
+    };
+    for format in ["1", "2"] {
+        build(&["--ids", p(&ids), "--format-version", format]);
+        let text = query("1:1 2:2 3:3");
+        assert!(text.contains("4:0") && text.contains("4:1"), "{text}");
+        let text = query("1:0 2:0 3:7");
         assert!(text.contains("\"20\""), "{text}");
     }
     // Without an id file the rows are numbered.
-    let o = sidx(&[
-        "index",
-        "build",
-        "--sids",
-        p(&codes),
-        "--layout",
-        "4,4,8",
-        "--out",
-        p(&out),
-    ]);
-    assert!(o.status.success());
-    let q = sidx(&[
-        "index",
-        "query",
-        "--index",
-        p(&out),
-        "--prefix",
-        "1:0 2:0 3:7",
-    ]);
-    assert!(String::from_utf8_lossy(&q.stdout).contains("\"1\""));
+    build(&[]);
+    assert!(query("1:0 2:0 3:7").contains("\"1\""));
 
     let bad = |rows: &[[i32; 3]], id_text: &str, layout: &str, needles: &[&str]| {
         codes_npy(&codes, rows);

@@ -130,18 +130,9 @@ pub fn resolve_collisions(table: &SidTable, mode: CollisionMode) -> SidTable {
 /// table order. Items are grouped by a hash of their SID, sorted in
 /// parallel (no map of every SID).
 fn shared_sid_numbers(table: &SidTable) -> Vec<Option<u32>> {
-    use rayon::prelude::*;
-    use std::hash::BuildHasher;
-    let hasher = std::hash::RandomState::new();
-    let mut keyed: Vec<(u64, usize)> = (0..table.len())
-        .into_par_iter()
-        .map(|i| (hasher.hash_one(table.sid(i)), i))
-        .collect();
-    keyed.par_sort_unstable();
     let mut codes = vec![None; table.len()];
-    for group in keyed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
-        // Within a hash group, items by table order; split by the SID itself.
-        let mut left: Vec<usize> = group.iter().map(|&(_, i)| i).collect();
+    for mut left in super::hash_groups(table.len(), |i| table.sid(i)) {
+        // Split a hash group by the SID itself; items stay in table order.
         while let Some(&first) = left.first() {
             let (same, rest): (Vec<usize>, Vec<usize>) = left
                 .iter()

@@ -390,18 +390,11 @@ fn check_unique_ids(table: &SidTable, lines: &[usize], path: &Path) -> Result<()
 impl SidTable {
     /// The earliest item whose id an earlier item has, and that earlier one.
     pub fn duplicate_id(&self) -> Option<(usize, usize)> {
-        use std::hash::BuildHasher;
-        let hasher = std::hash::RandomState::new();
-        let mut keyed: Vec<(u64, usize)> = (0..self.len())
-            .into_par_iter()
-            .map(|i| (hasher.hash_one(self.id(i)), i))
-            .collect();
-        keyed.par_sort_unstable();
         let mut earliest: Option<(usize, usize)> = None;
-        for group in keyed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
-            for (x, &(_, j)) in group.iter().enumerate() {
-                let first = group[..x].iter().find(|&&(_, i)| self.id(i) == self.id(j));
-                if let Some(&(_, i)) = first
+        for group in super::hash_groups(self.len(), |i| self.id(i)) {
+            for (x, &j) in group.iter().enumerate() {
+                let first = group[..x].iter().find(|&&i| self.id(i) == self.id(j));
+                if let Some(&i) = first
                     && earliest.is_none_or(|(e, _)| j < e)
                 {
                     earliest = Some((j, i));

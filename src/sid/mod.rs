@@ -164,6 +164,28 @@ impl Layout {
     }
 }
 
+/// Items `0..n` whose `key`s hash alike, in groups of two or more, each
+/// ascending — candidates for equal keys, found by a parallel sort of
+/// hashes rather than a map of every key.
+pub(crate) fn hash_groups<'a, K: std::hash::Hash + ?Sized + 'a>(
+    n: usize,
+    key: impl Fn(usize) -> &'a K + Sync,
+) -> Vec<Vec<usize>> {
+    use rayon::prelude::*;
+    use std::hash::BuildHasher;
+    let hasher = std::hash::RandomState::new();
+    let mut keyed: Vec<(u64, usize)> = (0..n)
+        .into_par_iter()
+        .map(|i| (hasher.hash_one(key(i)), i))
+        .collect();
+    keyed.par_sort_unstable();
+    keyed
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|g| g.len() > 1)
+        .map(|g| g.iter().map(|&(_, i)| i).collect())
+        .collect()
+}
+
 /// Items and their SIDs, stored flat (CSR): the tokens of item `i` are
 /// `tokens[offsets[i]..offsets[i + 1]]`.
 #[derive(Clone, Debug, PartialEq)]
