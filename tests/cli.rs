@@ -379,6 +379,7 @@ fn index_build_reads_npy_codes_with_an_id_file() {
         &["codes.npy", "row 1, layer 3: code 9"],
     );
     bad(&[[1, 2, -3]], "a\n", "4,4,8", &["codes.npy", "code -3"]);
+    bad(&[], "", "4,4,8", &["codes.npy", "no items"]);
     bad(
         &[[1, 2, 3], [0, 0, 1]],
         "a\n",

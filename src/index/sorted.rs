@@ -39,8 +39,14 @@ impl<'t> SortedTable<'t> {
                 .collect()
         };
         let n = table.len();
+        // Layers rise along a SID, so only its first token id can be 0 —
+        // unless a table was pushed out of order; those take the general path.
         let packable = n <= u32::MAX as usize
-            && (0..n).all(|i| (1..=PACKED_TOKENS).contains(&table.sid(i).len()));
+            && (0..n).all(|i| {
+                let sid = table.sid(i);
+                (1..=PACKED_TOKENS).contains(&sid.len())
+                    && sid.windows(2).all(|w| w[0].layer < w[1].layer)
+            });
         let sorted = if packable {
             let mut keyed = (0..n)
                 .into_par_iter()
@@ -132,6 +138,34 @@ fn unpack(key: u128, sid: &mut [TokenId; PACKED_TOKENS]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_pushed_out_of_layer_order_are_not_packed() {
+        use crate::sid::{CollisionMode, Layout, SidHeader, Token};
+        let layout = Layout::new(vec![4, 4]).unwrap();
+        let mut t = SidTable::new(SidHeader::new(&layout, CollisionMode::Share));
+        t.push("a", &[Token::new(1, 2), Token::new(2, 1)]);
+        assert!(matches!(
+            SortedTable::new(&t).unwrap(),
+            SortedTable::Packed(..)
+        ));
+        // Token ids [3, 0]: packed, the 0 would read as the end of the SID.
+        t.push("x", &[Token::new(1, 3), Token::new(1, 0)]);
+        match SortedTable::new(&t).unwrap() {
+            SortedTable::General(pairs) => assert!(pairs.iter().any(|(sid, _)| sid == &[3, 0])),
+            SortedTable::Packed(..) => panic!("packed a SID whose later token id is 0"),
+        }
+    }
+
+    #[test]
+    fn an_empty_build_is_refused_in_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        for format in [1, 2] {
+            let b = IndexBuilder::new(dir.path(), format).unwrap();
+            let e = b.finish(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("no items"), "{e}");
+        }
+    }
 
     #[test]
     fn packed_keys_sort_as_token_sequences_and_unpack() {

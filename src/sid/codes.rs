@@ -22,6 +22,15 @@ impl SidTable {
             path: path.to_owned(),
             msg,
         };
+        if n == 0 {
+            return Err(file_err(codes, "no items".into()));
+        }
+        if data.len() > u32::MAX as usize {
+            return Err(file_err(
+                codes,
+                format!("{n} × {l} codes: more than one table holds (4294967295)"),
+            ));
+        }
         if l != layout.layers() {
             return Err(file_err(
                 codes,
@@ -70,7 +79,8 @@ fn read_ids(path: &Path, n: usize) -> Result<Vec<String>, SidError> {
         path: path.to_owned(),
         msg: format!("cannot read the item ids: {e}"),
     })?;
-    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = text.strip_suffix('\n').unwrap_or(text);
     let mut ids = Vec::with_capacity(n);
     for (i, line) in text.split('\n').enumerate() {
         let id = line.strip_suffix('\r').unwrap_or(line);

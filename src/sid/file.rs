@@ -179,7 +179,7 @@ impl SidTable {
             first_lines.push(line);
             line += p.iter().filter(|&&b| b == b'\n').count();
         }
-        let parsed: Vec<Result<Lines, SidError>> = pieces
+        let parsed: Vec<Lines> = pieces
             .par_iter()
             .zip(&first_lines)
             .map(|(piece, &first)| parse_lines(piece, first, layout.as_ref(), path))
@@ -189,13 +189,27 @@ impl SidTable {
             CollisionMode::Share,
         ));
         let mut item_lines = Vec::new();
-        // The pieces stop at their first bad line: the first error in file order wins.
+        // Each piece stops at its first bad line; the items up to the first
+        // piece that has one are checked for duplicates, and whichever error
+        // comes first in the file is the one reported.
+        let mut bad_line = None;
         for part in parsed {
-            let part = part?;
             table.append(&part.table);
             item_lines.extend(part.item_lines);
+            if let Some(e) = part.error {
+                bad_line = Some(e);
+                break;
+            }
         }
-        check_unique_ids(&table, &item_lines, path)?;
+        let line_of = |e: &SidError| match e {
+            SidError::Parse { line, .. } => *line,
+            _ => usize::MAX,
+        };
+        match (check_unique_ids(&table, &item_lines, path).err(), bad_line) {
+            (Some(d), Some(e)) => return Err(if line_of(&d) < line_of(&e) { d } else { e }),
+            (Some(e), None) | (None, Some(e)) => return Err(e),
+            (None, None) => {}
+        }
         if table.is_empty() {
             return Err(SidError::File {
                 path: path.to_owned(),
@@ -268,26 +282,35 @@ fn split_lines(body: &[u8], pieces: usize) -> Vec<&[u8]> {
     out
 }
 
-/// The items of a run of lines, and the line of each.
+/// The items of a run of lines up to its first bad line, the line of
+/// each, and that line's error.
 struct Lines {
     table: SidTable,
     item_lines: Vec<usize>,
+    error: Option<SidError>,
 }
 
 /// Parses a run of whole lines, the first of which is line `first`.
-fn parse_lines(
-    piece: &[u8],
-    first: usize,
-    layout: Option<&Layout>,
-    path: &Path,
-) -> Result<Lines, SidError> {
+fn parse_lines(piece: &[u8], first: usize, layout: Option<&Layout>, path: &Path) -> Lines {
     let mut out = Lines {
         table: SidTable::new(SidHeader::new(
             &Layout::new(vec![1]).expect("valid"),
             CollisionMode::Share,
         )),
         item_lines: Vec::new(),
+        error: None,
     };
+    out.error = parse_into(piece, first, layout, path, &mut out).err();
+    out
+}
+
+fn parse_into(
+    piece: &[u8],
+    first: usize,
+    layout: Option<&Layout>,
+    path: &Path,
+    out: &mut Lines,
+) -> Result<(), SidError> {
     let piece = piece.strip_suffix(b"\n").unwrap_or(piece);
     let mut sid = Vec::new();
     for (k, bytes) in piece.split(|&b| b == b'\n').enumerate() {
@@ -325,7 +348,7 @@ fn parse_lines(
         out.table.push(id, &sid);
         out.item_lines.push(lineno);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Parses the common spelling of tokens — `layer:code` separated by single
@@ -493,6 +516,14 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_before_a_bad_line_is_the_error_reported() {
+        let e = parse("a\t1:1\na\t1:2\nb\tx\n").unwrap_err().to_string();
+        assert!(e.starts_with("s.tsv:2:") && e.contains("duplicate"), "{e}");
+        let e = parse("a\t1:1\nb\tx\na\t1:2\n").unwrap_err().to_string();
+        assert!(e.starts_with("s.tsv:2:") && e.contains("token"), "{e}");
+    }
+
+    #[test]
     fn errors_in_later_pieces_name_their_lines() {
         let n = 30_000;
         let mut lines: Vec<String> = many(n).lines().map(str::to_owned).collect();
@@ -512,6 +543,9 @@ mod tests {
                 && e.contains("duplicate item id \"item-3\" (first seen on line 5)"),
             "{e}"
         );
+        // Back to unique ids: the bad byte on the last line is the first error.
+        lines[20_001] = "item-20000\t1:5 2:6".into();
+        lines[25_001] = "item-25000\t1:5 2:6".into();
         let mut bytes = lines.join("\n").into_bytes();
         let at = bytes.len() - 3;
         bytes[at] = 0xff;
