@@ -243,12 +243,6 @@ impl IndexBuilder {
         if let Some(fst) = &mut self.sids_fst {
             fst.finish()?;
         }
-        if !self.started {
-            // A root-only trie describes no SID; format 2 refuses to open one.
-            return Err(IndexError::Input(
-                "no items: a version holds at least one SID".into(),
-            ));
-        }
         check_totals(&self.levels)?;
         let arrays = layout_trie(&self.levels);
         let counts = arrays.counts();
