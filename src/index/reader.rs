@@ -71,6 +71,15 @@ pub struct Children<'a> {
 }
 
 impl<'a> Children<'a> {
+    /// The children `a..b` of a node, from the tokens of every node.
+    #[inline]
+    fn of(tokens: &'a [TokenId], (a, b): (u32, u32)) -> Self {
+        Self {
+            first: a,
+            tokens: &tokens[a as usize..b as usize],
+        }
+    }
+
     /// Token ids of the children, ascending.
     pub fn tokens(&self) -> &'a [TokenId] {
         self.tokens
@@ -320,25 +329,22 @@ impl Index {
     /// Token ids that may follow `node`, ascending.
     #[inline]
     pub fn children(&self, node: NodeId) -> &[TokenId] {
-        self.first_and_children(node).1
+        self.children_of(node).tokens
     }
 
     /// The node reached from `node` by `token`.
     #[inline]
     pub fn child(&self, node: NodeId, token: TokenId) -> Option<NodeId> {
-        let (first, kids) = self.first_and_children(node);
-        kids.binary_search(&token).ok().map(|i| first + i as u32)
+        self.children_of(node).child(token)
     }
 
-    /// The first child of `node` and the tokens of all its children, with
-    /// one dispatch on the format.
+    /// The children of `node`, with one dispatch on the format.
     #[inline]
-    fn first_and_children(&self, node: NodeId) -> (NodeId, &[TokenId]) {
-        let ((a, b), tokens) = match &self.body {
-            Body::V1(v) => (v.child_range(node), v.node_tokens()),
-            Body::V2(v) => (v.child_range(node), v.node_tokens()),
-        };
-        (a, &tokens[a as usize..b as usize])
+    fn children_of(&self, node: NodeId) -> Children<'_> {
+        match &self.body {
+            Body::V1(v) => Children::of(v.node_tokens(), v.child_range(node)),
+            Body::V2(v) => Children::of(v.node_tokens(), v.child_range(node)),
+        }
     }
 
     /// The children of every node of `nodes`, in order, with the memory
@@ -346,12 +352,7 @@ impl Index {
     pub fn children_of_all<'a>(&'a self, nodes: &[NodeId], out: &mut Vec<Children<'a>>) {
         out.clear();
         let tokens = self.node_tokens();
-        let mut push = |(a, b): (u32, u32)| {
-            out.push(Children {
-                first: a,
-                tokens: &tokens[a as usize..b as usize],
-            })
-        };
+        let mut push = |range| out.push(Children::of(tokens, range));
         match &self.body {
             Body::V1(v) => nodes.iter().for_each(|&n| push(v.child_range(n))),
             Body::V2(v) => v.child_ranges(nodes, push),

@@ -28,15 +28,12 @@ impl<'t> SortedTable<'t> {
     pub(crate) fn new(table: &'t SidTable) -> Result<Self, IndexError> {
         let layout = table.layout();
         super::check_layout(&layout)?;
-        let ids = |i: usize| -> Result<Vec<TokenId>, IndexError> {
-            table
-                .sid(i)
-                .iter()
-                .map(|&t| {
-                    super::token_id(&layout, t)
-                        .map_err(|e| IndexError::Input(format!("item {:?}: {e}", table.id(i))))
-                })
-                .collect()
+        let layout = &layout;
+        let token_ids = |i: usize| {
+            table.sid(i).iter().map(move |&t| {
+                super::token_id(layout, t)
+                    .map_err(|e| IndexError::Input(format!("item {:?}: {e}", table.id(i))))
+            })
         };
         let n = table.len();
         // Layers rise along a SID, so only its first token id can be 0 —
@@ -50,7 +47,7 @@ impl<'t> SortedTable<'t> {
         let sorted = if packable {
             let mut keyed = (0..n)
                 .into_par_iter()
-                .map(|i| Ok((pack(&ids(i)?), i as u32)))
+                .map(|i| Ok((pack(token_ids(i))?, i as u32)))
                 .collect::<Result<Vec<_>, IndexError>>()?;
             keyed.par_sort_unstable_by(|a, b| {
                 a.0.cmp(&b.0)
@@ -77,7 +74,7 @@ impl<'t> SortedTable<'t> {
         } else {
             let mut pairs = (0..n)
                 .into_par_iter()
-                .map(|i| Ok((ids(i)?, table.id(i))))
+                .map(|i| Ok((token_ids(i).collect::<Result<_, _>>()?, table.id(i))))
                 .collect::<Result<Vec<_>, IndexError>>()?;
             pairs.par_sort_unstable();
             if let Some(w) = pairs.windows(2).find(|w| w[0] == w[1]) {
@@ -121,9 +118,10 @@ fn twice(id: &str) -> IndexError {
     IndexError::Input(format!("item {id:?} is listed twice"))
 }
 
-fn pack(sid: &[TokenId]) -> u128 {
-    sid.iter().enumerate().fold(0u128, |key, (k, &t)| {
-        key | u128::from(t) << (16 * (PACKED_TOKENS - 1 - k))
+/// The key of a SID's (at most 8) token ids, without collecting them.
+fn pack<E>(sid: impl Iterator<Item = Result<TokenId, E>>) -> Result<u128, E> {
+    sid.enumerate().try_fold(0u128, |key, (k, t)| {
+        Ok(key | u128::from(t?) << (16 * (PACKED_TOKENS - 1 - k)))
     })
 }
 
@@ -171,7 +169,10 @@ mod tests {
             vec![3, 4],
             vec![0, 4, 65535],
         ];
-        let mut keys: Vec<u128> = sids.iter().map(|s| pack(s)).collect();
+        let mut keys: Vec<u128> = sids
+            .iter()
+            .map(|s| pack(s.iter().map(|&t| Ok::<_, ()>(t))).unwrap())
+            .collect();
         keys.sort();
         sids.sort();
         let mut buf = [0; PACKED_TOKENS];
