@@ -1,8 +1,9 @@
 //! Builds one index version from `(SID, item)` pairs arriving in SID order:
-//! the trie is laid out level by level as SIDs stream in; at the end the
-//! breadth-first arrays are written as `trie.bin` in the chosen format
-//! version. Version 1 also writes `sids.fst` on its own thread as SIDs
-//! come, and sorts the item map into `items.fst` beside the trie file.
+//! the trie is laid out level by level as SIDs stream in. Version 1 writes
+//! its breadth-first arrays as `trie.bin` at the end, `sids.fst` on its own
+//! thread as SIDs come, and sorts the item map into `items.fst` beside the
+//! trie file; version 2 streams into its own sections
+//! ([`super::v2::Builder`]).
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -126,13 +127,22 @@ impl Drop for FstWriter {
 
 /// Streams sorted `(SID, item id)` pairs into an index version's files.
 pub struct IndexBuilder {
-    levels: Vec<Level>,
     prev: Vec<TokenId>,
     prev_id: Vec<u8>,
     started: bool,
-    format_version: u32,
-    /// Format version 1 only.
-    sids_fst: Option<FstWriter>,
+    trie: Trie,
+}
+
+/// The format-specific half of a build.
+enum Trie {
+    V1(V1Trie),
+    V2(super::v2::Builder),
+}
+
+/// Version 1: nodes per level, laid out breadth-first at the end.
+struct V1Trie {
+    levels: Vec<Level>,
+    sids_fst: FstWriter,
     key: Vec<u8>,
 }
 
@@ -148,9 +158,13 @@ pub struct BuildCounts {
 impl IndexBuilder {
     /// Starts a build of a version's files into `dir`, in `format_version` (1 or 2).
     pub fn new(dir: &Path, format_version: u32) -> Result<Self, IndexError> {
-        let sids_fst = match format_version {
-            super::format::VERSION => Some(FstWriter::start(&dir.join(SIDS_FST))?),
-            super::v2::VERSION => None,
+        let trie = match format_version {
+            super::format::VERSION => Trie::V1(V1Trie {
+                levels: Vec::new(),
+                sids_fst: FstWriter::start(&dir.join(SIDS_FST))?,
+                key: Vec::new(),
+            }),
+            super::v2::VERSION => Trie::V2(super::v2::Builder::default()),
             v => {
                 return Err(IndexError::Input(format!(
                     "index format version {v}: this build writes versions {:?}",
@@ -159,13 +173,10 @@ impl IndexBuilder {
             }
         };
         Ok(Self {
-            levels: Vec::new(),
             prev: Vec::new(),
             prev_id: Vec::new(),
             started: false,
-            format_version,
-            sids_fst,
-            key: Vec::new(),
+            trie,
         })
     }
 
@@ -186,10 +197,111 @@ impl IndexBuilder {
                 )));
             }
         }
+        let depth = sid.len() - 1;
         if !same_sid {
-            self.add_sid(sid)?;
+            let common = sid
+                .iter()
+                .zip(&self.prev)
+                .take_while(|(a, b)| a == b)
+                .count();
+            for (d, &token) in sid.iter().enumerate().skip(common) {
+                match &mut self.trie {
+                    Trie::V1(t) => t.add_node(d, token),
+                    Trie::V2(t) => t.add_node(d, token),
+                }
+            }
+            match &mut self.trie {
+                Trie::V1(t) => t.end_sid(sid)?,
+                Trie::V2(t) => t.end_sid(depth),
+            }
+            self.prev.clear();
+            self.prev.extend_from_slice(sid);
         }
+        match &mut self.trie {
+            Trie::V1(t) => t.add_item(depth, id)?,
+            Trie::V2(t) => t.add_item(depth, id, same_sid),
+        }
+        self.prev_id.clear();
+        self.prev_id.extend_from_slice(id.as_bytes());
+        self.started = true;
+        Ok(())
+    }
+
+    /// Writes `trie.bin` into `dir` (version 1: finishes `sids.fst`, and
+    /// writes `items.fst` beside the trie file).
+    pub fn finish(self, dir: &Path) -> Result<BuildCounts, IndexError> {
+        let trie = dir.join(TRIE_FILE);
+        let (counts, format_version) = match self.trie {
+            Trie::V1(mut t) => {
+                t.sids_fst.finish()?;
+                check_totals(&[
+                    ("trie nodes", t.nodes()),
+                    ("items", t.sum(|l| l.id_ends.len())),
+                    ("bytes of item ids", t.sum(|l| l.id_bytes.len())),
+                ])?;
+                let arrays = layout_trie(&t.levels);
+                drop(std::mem::take(&mut t.levels));
+                let (items, written) = rayon::join(
+                    || write_items_fst(&arrays, &dir.join(ITEMS_FST)),
+                    || -> Result<(), IndexError> {
+                        let mut staging = Staging::new();
+                        staging.write(&trie, |w| arrays.write_to(w).map(|_| ()))?;
+                        Ok(staging.commit()?)
+                    },
+                );
+                items?;
+                written?;
+                (arrays.counts(), super::format::VERSION)
+            }
+            Trie::V2(t) => {
+                let encoded = t.finish()?;
+                let counts = encoded.counts();
+                check_totals(&[
+                    ("trie nodes", counts.nodes as usize),
+                    ("items", counts.items as usize),
+                ])?;
+                let mut staging = Staging::new();
+                staging.write(&trie, |w| encoded.write_to(w).map(|_| ()))?;
+                staging.commit()?;
+                (counts, super::v2::VERSION)
+            }
+        };
+        Ok(BuildCounts {
+            sids: counts.sids,
+            items: counts.items,
+            nodes: counts.nodes,
+            format_version,
+        })
+    }
+}
+
+impl V1Trie {
+    fn add_node(&mut self, d: usize, token: TokenId) {
+        while self.levels.len() <= d {
+            self.levels.push(Level::default());
+        }
+        let parent = if d == 0 {
+            0
+        } else {
+            self.levels[d - 1].tokens.len() as u32 - 1
+        };
+        let level = &mut self.levels[d];
+        level.tokens.push(token);
+        level.parents.push(parent);
+    }
+
+    fn end_sid(&mut self, sid: &[TokenId]) -> Result<(), IndexError> {
         let level = &mut self.levels[sid.len() - 1];
+        let node = level.tokens.len() as u32 - 1;
+        let ordinal = level.terminals.len() as u64;
+        level.terminals.push(node);
+        level.items_per_sid.push(0);
+        sid_key(sid, &mut self.key);
+        self.sids_fst.insert(&self.key, ordinal)
+    }
+
+    fn add_item(&mut self, depth: usize, id: &str) -> Result<(), IndexError> {
+        let level = &mut self.levels[depth];
         *level.items_per_sid.last_mut().expect("a SID was added") += 1;
         level.id_bytes.extend_from_slice(id.as_bytes());
         if level.id_bytes.len() > u32::MAX as usize {
@@ -198,91 +310,22 @@ impl IndexBuilder {
             ));
         }
         level.id_ends.push(level.id_bytes.len() as u32);
-        self.prev_id.clear();
-        self.prev_id.extend_from_slice(id.as_bytes());
-        self.started = true;
         Ok(())
     }
 
-    fn add_sid(&mut self, sid: &[TokenId]) -> Result<(), IndexError> {
-        let common = sid
-            .iter()
-            .zip(&self.prev)
-            .take_while(|(a, b)| a == b)
-            .count();
-        while self.levels.len() < sid.len() {
-            self.levels.push(Level::default());
-        }
-        for (d, &token) in sid.iter().enumerate().skip(common) {
-            let parent = if d == 0 {
-                0
-            } else {
-                self.levels[d - 1].tokens.len() as u32 - 1
-            };
-            let level = &mut self.levels[d];
-            level.tokens.push(token);
-            level.parents.push(parent);
-        }
-        let level = &mut self.levels[sid.len() - 1];
-        let node = level.tokens.len() as u32 - 1;
-        let ordinal = level.terminals.len() as u64;
-        level.terminals.push(node);
-        level.items_per_sid.push(0);
-        if let Some(fst) = &mut self.sids_fst {
-            sid_key(sid, &mut self.key);
-            fst.insert(&self.key, ordinal)?;
-        }
-        self.prev.clear();
-        self.prev.extend_from_slice(sid);
-        Ok(())
+    fn sum(&self, f: impl Fn(&Level) -> usize) -> usize {
+        self.levels.iter().map(f).sum()
     }
 
-    /// Writes `trie.bin` into `dir` (version 1: finishes `sids.fst`, and
-    /// writes `items.fst` beside the trie file).
-    pub fn finish(mut self, dir: &Path) -> Result<BuildCounts, IndexError> {
-        if let Some(fst) = &mut self.sids_fst {
-            fst.finish()?;
-        }
-        check_totals(&self.levels)?;
-        let arrays = layout_trie(&self.levels);
-        let counts = arrays.counts();
-        drop(std::mem::take(&mut self.levels));
-        let trie = dir.join(TRIE_FILE);
-        if self.sids_fst.is_some() {
-            let (items, trie) = rayon::join(
-                || write_items_fst(&arrays, &dir.join(ITEMS_FST)),
-                || -> Result<(), IndexError> {
-                    let mut staging = Staging::new();
-                    staging.write(&trie, |w| arrays.write_to(w).map(|_| ()))?;
-                    Ok(staging.commit()?)
-                },
-            );
-            items?;
-            trie?;
-        } else {
-            let encoded = super::v2::encode(&arrays)?;
-            let mut staging = Staging::new();
-            staging.write(&trie, |w| encoded.write_to(w).map(|_| ()))?;
-            staging.commit()?;
-        }
-        Ok(BuildCounts {
-            sids: counts.sids,
-            items: counts.items,
-            nodes: counts.nodes,
-            format_version: self.format_version,
-        })
+    fn nodes(&self) -> usize {
+        1 + self.sum(|l| l.tokens.len())
     }
 }
 
-/// The trie file addresses nodes, items and id bytes with `u32`: refuse more.
-fn check_totals(levels: &[Level]) -> Result<(), IndexError> {
-    let sum = |f: &dyn Fn(&Level) -> usize| levels.iter().map(f).sum::<usize>();
-    let totals = [
-        ("trie nodes", 1 + sum(&|l| l.tokens.len())),
-        ("items", sum(&|l| l.id_ends.len())),
-        ("bytes of item ids", sum(&|l| l.id_bytes.len())),
-    ];
-    for (what, n) in totals {
+/// The trie file addresses nodes, items (and, in version 1, id bytes) with
+/// `u32`: refuse more.
+fn check_totals(totals: &[(&str, usize)]) -> Result<(), IndexError> {
+    for &(what, n) in totals {
         if n > u32::MAX as usize {
             return Err(IndexError::Input(format!(
                 "{n} {what} exceed the index format's limit of {} per version",

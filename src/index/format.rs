@@ -202,39 +202,45 @@ impl TrieArrays {
 
     /// Writes header and body; returns the bytes written.
     pub fn write_to(&self, w: &mut dyn Write) -> io::Result<u64> {
-        let sections: [&[u8]; 8] = [
-            bytemuck::cast_slice(&self.level_sid_start),
-            bytemuck::cast_slice(&self.first_child),
-            bytemuck::cast_slice(&self.node_token),
-            bytemuck::cast_slice(&self.terminal_words),
-            bytemuck::cast_slice(&self.terminal_rank),
-            bytemuck::cast_slice(&self.sid_item_start),
-            bytemuck::cast_slice(&self.id_offsets),
-            &self.id_bytes,
+        let sections: [Vec<&[u8]>; 8] = [
+            vec![bytemuck::cast_slice(&self.level_sid_start)],
+            vec![bytemuck::cast_slice(&self.first_child)],
+            vec![bytemuck::cast_slice(&self.node_token)],
+            vec![bytemuck::cast_slice(&self.terminal_words)],
+            vec![bytemuck::cast_slice(&self.terminal_rank)],
+            vec![bytemuck::cast_slice(&self.sid_item_start)],
+            vec![bytemuck::cast_slice(&self.id_offsets)],
+            vec![&self.id_bytes],
         ];
         write_file(w, VERSION, &self.counts(), &sections)
     }
 }
 
-/// Writes a header and its body of 8-byte aligned sections; returns the bytes written.
+/// Writes a header and its body of 8-byte aligned sections, each given as
+/// the pieces it is made of; returns the bytes written.
 pub(super) fn write_file(
     w: &mut dyn Write,
     version: u32,
     counts: &Counts,
-    sections: &[&[u8]],
+    sections: &[Vec<&[u8]>],
 ) -> io::Result<u64> {
     let zeros = [0u8; 8];
+    let len = |s: &[&[u8]]| s.iter().map(|p| p.len()).sum::<usize>();
     let mut crc = 0u32;
     for s in sections {
-        crc = crc32c::crc32c_append(crc, s);
-        crc = crc32c::crc32c_append(crc, &zeros[..pad8(s.len()) - s.len()]);
+        for piece in s {
+            crc = crc32c::crc32c_append(crc, piece);
+        }
+        crc = crc32c::crc32c_append(crc, &zeros[..pad8(len(s)) - len(s)]);
     }
     w.write_all(&header(version, counts, crc))?;
     let mut total = HEADER_LEN as u64;
     for s in sections {
-        w.write_all(s)?;
-        w.write_all(&zeros[..pad8(s.len()) - s.len()])?;
-        total += pad8(s.len()) as u64;
+        for piece in s {
+            w.write_all(piece)?;
+        }
+        w.write_all(&zeros[..pad8(len(s)) - len(s)])?;
+        total += pad8(len(s)) as u64;
     }
     Ok(total)
 }

@@ -39,6 +39,21 @@ pub fn get(words: &[u64], width: u32, i: u64) -> u64 {
     v & mask(width)
 }
 
+/// Sets element `i` (zero until now) of a packed section to `v`.
+#[inline]
+pub fn set(words: &mut [u64], width: u32, i: u64, v: u64) {
+    debug_assert!(v & !mask(width) == 0, "{v} does not fit {width} bits");
+    if width == 0 {
+        return;
+    }
+    let bit = i * u64::from(width);
+    let (w, off) = ((bit / 64) as usize, (bit % 64) as u32);
+    words[w] |= v << off;
+    if off + width > 64 {
+        words[w + 1] |= v >> (64 - off);
+    }
+}
+
 /// Builds a packed section element by element.
 pub struct PackedWriter {
     words: Vec<u64>,
@@ -108,13 +123,16 @@ mod tests {
                 words_for(300, width).unwrap(),
                 "width {width}"
             );
+            let mut set_words = vec![0u64; words.len()];
             for (i, &v) in values.iter().enumerate() {
                 assert_eq!(
                     get(&words, width, i as u64),
                     v,
                     "width {width}, element {i}"
                 );
+                set(&mut set_words, width, i as u64, v);
             }
+            assert_eq!(set_words, words, "width {width}: set and pack agree");
         }
     }
 

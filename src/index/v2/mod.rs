@@ -29,12 +29,12 @@
 //! Rank and select over the bit sections come from `vers-vecs` `RsVec`s
 //! built at open; the arrays are read in place.
 
+mod build;
 mod read;
 mod starts;
-mod write;
 
+pub(super) use build::Builder;
 pub(super) use read::Compact;
-pub(super) use write::encode;
 
 use super::format::{Counts, SectionCursor};
 use super::packed::{width_for, words_for};
