@@ -6,9 +6,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-/// Keys drawn per random stream (fixed, so the keys do not depend on threads).
-const CHUNK: usize = 1024;
-
 /// Synthetic long-tailed SIDs for index benchmarks, as sorted packed keys:
 /// up to four big-endian `u16` token ids in a `u64`, zero-padded (a real
 /// token past the first is never 0), layer-tagged for a `3 × m` layout.
@@ -17,51 +14,13 @@ const CHUNK: usize = 1024;
 /// codes lose their layer-2 token (the paper's variable-length SIDs).
 /// Shared SIDs get a disambiguation token, so keys are unique.
 pub fn long_tailed_sids(n: usize, m: u16, drop_top_k: Option<usize>, seed: u64) -> Vec<u64> {
-    let m32 = m as u32;
-    assert!(
-        3 * m32 + 1 < u16::MAX as u32,
-        "3 × m token ids must fit u16"
-    );
-    let zipf = |s: f64| {
-        let mut cum = Vec::with_capacity(m as usize);
-        let mut t = 0.0;
-        for k in 0..m as usize {
-            t += 1.0 / ((k + 1) as f64).powf(s);
-            cum.push(t);
-        }
-        cum
-    };
-    let (z1, z2) = (zipf(0.8), zipf(1.2));
-    // Layer-2 codes are ranked by frequency in code order, so the top K are codes 0..K.
-    let dropped = drop_top_k.unwrap_or(0) as u32;
+    let tail = LongTail::new(m, drop_top_k, seed);
     let mut keys: Vec<u64> = (0..n.div_ceil(CHUNK))
         .into_par_iter()
-        .flat_map_iter(|chunk| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(chunk as u64 + 1);
-            let rows = CHUNK.min(n - chunk * CHUNK);
-            let draw = |rng: &mut ChaCha8Rng, cum: &[f64]| {
-                let u = rng.random::<f64>() * cum[cum.len() - 1];
-                cum.partition_point(|&x| x < u).min(cum.len() - 1) as u32
-            };
-            (0..rows)
-                .map(|_| {
-                    let a = draw(&mut rng, &z1);
-                    let b = draw(&mut rng, &z2);
-                    let c = rng.random_range(0..m32);
-                    let t3 = (2 * m32 + c) as u64;
-                    if b < dropped {
-                        (a as u64) << 48 | t3 << 32
-                    } else {
-                        (a as u64) << 48 | ((m32 + b) as u64) << 32 | t3 << 16
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
+        .flat_map_iter(|chunk| tail.chunk(chunk, CHUNK.min(n - chunk * CHUNK)))
         .collect();
     keys.par_sort_unstable();
     // Disambiguate runs of equal keys with a token after the last one.
-    let dis = 3 * m32;
     let mut i = 0;
     while i < keys.len() {
         let mut j = i + 1;
@@ -69,10 +28,8 @@ pub fn long_tailed_sids(n: usize, m: u16, drop_top_k: Option<usize>, seed: u64) 
             j += 1;
         }
         if j - i > 1 {
-            let len = key_len(keys[i]);
             for (code, k) in keys[i..j].iter_mut().enumerate() {
-                let code = (dis + code as u32).min(u16::MAX as u32) as u64;
-                *k |= code << (48 - 16 * len);
+                *k = tail.disambiguated(*k, code);
             }
         }
         i = j;
@@ -81,6 +38,77 @@ pub fn long_tailed_sids(n: usize, m: u16, drop_top_k: Option<usize>, seed: u64) 
     keys.dedup();
     keys
 }
+
+/// The distributions of [`long_tailed_sids`], drawn a chunk at a time.
+pub struct LongTail {
+    z1: Vec<f64>,
+    z2: Vec<f64>,
+    m: u32,
+    dropped: u32,
+    seed: u64,
+}
+
+impl LongTail {
+    pub fn new(m: u16, drop_top_k: Option<usize>, seed: u64) -> Self {
+        let m32 = m as u32;
+        assert!(
+            3 * m32 + 1 < u16::MAX as u32,
+            "3 × m token ids must fit u16"
+        );
+        let zipf = |s: f64| {
+            let mut cum = Vec::with_capacity(m as usize);
+            let mut t = 0.0;
+            for k in 0..m as usize {
+                t += 1.0 / ((k + 1) as f64).powf(s);
+                cum.push(t);
+            }
+            cum
+        };
+        Self {
+            z1: zipf(0.8),
+            z2: zipf(1.2),
+            m: m32,
+            // Layer-2 codes are ranked by frequency in code order, so the top K are codes 0..K.
+            dropped: drop_top_k.unwrap_or(0) as u32,
+            seed,
+        }
+    }
+
+    /// The keys (before disambiguation) of `rows` SIDs of chunk `chunk`:
+    /// each chunk of [`CHUNK`] rows is its own random stream.
+    pub fn chunk(&self, chunk: usize, rows: usize) -> Vec<u64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(chunk as u64 + 1);
+        let draw = |rng: &mut ChaCha8Rng, cum: &[f64]| {
+            let u = rng.random::<f64>() * cum[cum.len() - 1];
+            cum.partition_point(|&x| x < u).min(cum.len() - 1) as u32
+        };
+        let m = self.m;
+        (0..rows)
+            .map(|_| {
+                let a = draw(&mut rng, &self.z1);
+                let b = draw(&mut rng, &self.z2);
+                let c = rng.random_range(0..m);
+                let t3 = (2 * m + c) as u64;
+                if b < self.dropped {
+                    (a as u64) << 48 | t3 << 32
+                } else {
+                    (a as u64) << 48 | ((m + b) as u64) << 32 | t3 << 16
+                }
+            })
+            .collect()
+    }
+
+    /// `key` with disambiguation code `code` appended (codes beyond the
+    /// 16-bit token ids saturate).
+    pub fn disambiguated(&self, key: u64, code: usize) -> u64 {
+        let code = (3 * self.m as u64 + code as u64).min(u16::MAX as u64);
+        key | code << (48 - 16 * key_len(key))
+    }
+}
+
+/// Rows of one random stream of [`LongTail`] (fixed, so keys do not depend on threads).
+pub const CHUNK: usize = 1024;
 
 /// Tokens in a packed key (1 to 4).
 pub fn key_len(key: u64) -> usize {

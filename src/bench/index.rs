@@ -205,42 +205,11 @@ fn bench_sidx(
         .join(", ")
         + &format!("; heap built at open {:.2}", index.heap_bytes() as f64 / n);
 
-    let mut tokens = Vec::with_capacity(4);
-    let ns_per_step = best_of(|| {
-        let mut steps = 0usize;
-        let t1 = Instant::now();
-        for &k in sample {
-            key_tokens(k, &mut tokens);
-            let mut node = index.root();
-            for &t in &tokens {
-                black_box(index.children(node).len());
-                node = index.child(node, t).context("a sampled SID is missing")?;
-                steps += 1;
-            }
-            black_box(index.is_terminal(node));
-        }
-        Ok(t1.elapsed().as_nanos() as f64 / steps as f64)
-    })?;
-    let walks: Vec<Vec<u16>> = sample
-        .iter()
-        .map(|&k| {
-            let mut t = Vec::new();
-            key_tokens(k, &mut t);
-            t
-        })
-        .collect();
-    let ns_per_lockstep = best_of(|| lockstep_batched(&walks, &index))?;
-    let prefixes: Vec<[u16; 2]> = sample
-        .iter()
-        .map(|&k| [(k >> 48) as u16, (k >> 32) as u16])
-        .collect();
-    let ns_per_next_tokens = best_of(|| {
-        let t2 = Instant::now();
-        for p in &prefixes {
-            black_box(index.next_tokens(p).allowed.len());
-        }
-        Ok(t2.elapsed().as_nanos() as f64 / prefixes.len() as f64)
-    })?;
+    let Lookups {
+        ns_per_step,
+        ns_per_lockstep,
+        ns_per_next_tokens,
+    } = measure_lookups(&index, sample)?;
     let version_bytes = index.manifest().bytes();
     drop(index);
     let file_seconds = bench_file_build(keys, b.codebook_size, root, format, id_prefix)?;
@@ -273,6 +242,61 @@ fn bench_sidx(
         ns_per_lockstep: Some(ns_per_lockstep),
         ns_per_next_tokens,
         breakdown,
+    })
+}
+
+/// Lookup times on an index, best of [`PASSES`].
+pub struct Lookups {
+    /// ns per beam step of one walk (`children` then `child`).
+    pub ns_per_step: f64,
+    /// ns per beam step of 256 walks in lockstep (`children_of_all`).
+    pub ns_per_lockstep: f64,
+    /// ns per `next_tokens` of a two-token prefix.
+    pub ns_per_next_tokens: f64,
+}
+
+/// Walks and queries the sampled SID keys (each in the index) on `index`.
+pub fn measure_lookups(index: &sidx::index::Index, sample: &[u64]) -> Result<Lookups> {
+    let mut tokens = Vec::with_capacity(4);
+    let ns_per_step = best_of(|| {
+        let mut steps = 0usize;
+        let t1 = Instant::now();
+        for &k in sample {
+            key_tokens(k, &mut tokens);
+            let mut node = index.root();
+            for &t in &tokens {
+                black_box(index.children(node).len());
+                node = index.child(node, t).context("a sampled SID is missing")?;
+                steps += 1;
+            }
+            black_box(index.is_terminal(node));
+        }
+        Ok(t1.elapsed().as_nanos() as f64 / steps as f64)
+    })?;
+    let walks: Vec<Vec<u16>> = sample
+        .iter()
+        .map(|&k| {
+            let mut t = Vec::new();
+            key_tokens(k, &mut t);
+            t
+        })
+        .collect();
+    let ns_per_lockstep = best_of(|| lockstep_batched(&walks, index))?;
+    let prefixes: Vec<[u16; 2]> = sample
+        .iter()
+        .map(|&k| [(k >> 48) as u16, (k >> 32) as u16])
+        .collect();
+    let ns_per_next_tokens = best_of(|| {
+        let t2 = Instant::now();
+        for p in &prefixes {
+            black_box(index.next_tokens(p).allowed.len());
+        }
+        Ok(t2.elapsed().as_nanos() as f64 / prefixes.len() as f64)
+    })?;
+    Ok(Lookups {
+        ns_per_step,
+        ns_per_lockstep,
+        ns_per_next_tokens,
     })
 }
 

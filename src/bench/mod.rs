@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod hf;
 pub mod index;
 pub mod quantize;
+pub mod scale;
 pub mod util;
 
 use anyhow::Result;
@@ -21,6 +22,8 @@ pub enum BenchCommand {
     Quantize(quantize::QuantizeBench),
     /// Index build, size, open and lookup speed against trie peers.
     Index(index::IndexBench),
+    /// A format-2 index of up to a billion SIDs built with bounded memory (external sort), opened and queried.
+    IndexScale(scale::ScaleBench),
     /// Load against `sidx serve index`: throughput, latency, overload, swaps under load.
     Grpc(grpc::GrpcBench),
     /// Constrained beam search: the constraint's cost per step, and end to end with an ONNX generator.
@@ -33,6 +36,7 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
     match cmd {
         BenchCommand::Quantize(b) => quantize::run(&b, progress),
         BenchCommand::Index(b) => index::run(&b, progress),
+        BenchCommand::IndexScale(b) => scale::run(&b, progress),
         BenchCommand::Generate(b) => generate::run(&b, progress),
         BenchCommand::Hf(b) => hf::run(&b, progress),
         BenchCommand::Grpc(b) => tokio::runtime::Builder::new_multi_thread()
