@@ -192,6 +192,82 @@ async fn every_rpc_over_grpc() {
     assert_eq!(r2.results[0].allowed_ids, want);
     assert_eq!(r.results[1].allowed.len(), want.len());
 
+    // The packed form answers a batch alike in either spelling: a prefix no
+    // SID starts with included.
+    let t0 = table.sid(0)[0];
+    let ids_of = |tokens: &[sidx::sid::Token]| {
+        let mut ids = Vec::new();
+        local.token_ids(tokens, &mut ids).unwrap();
+        ids
+    };
+    let absent = (0..16)
+        .map(|code| [t0, sidx::sid::Token::new(2, code)])
+        .find(|p| local.next_tokens(&ids_of(p)).node.is_none())
+        .expect("a layer-2 code absent under item 0's first token");
+    let mut batch: Vec<Vec<sidx::sid::Token>> =
+        vec![vec![], table.sid(0)[..1].to_vec(), table.sid(1).to_vec()];
+    batch.push(absent.to_vec());
+    let batch_ids: Vec<Vec<u16>> = batch.iter().map(|p| ids_of(p)).collect();
+    for by_ids in [false, true] {
+        let req = if by_ids {
+            NextTokensRequest {
+                prefix_ids: batch_ids
+                    .iter()
+                    .map(|p| TokenIds {
+                        ids: p.iter().map(|&t| t as u32).collect(),
+                    })
+                    .collect(),
+                packed: true,
+                ..Default::default()
+            }
+        } else {
+            NextTokensRequest {
+                prefixes: batch
+                    .iter()
+                    .map(|p| Sid {
+                        tokens: p
+                            .iter()
+                            .map(|t| Token {
+                                layer: t.layer as u32,
+                                code: t.code,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                packed: true,
+                ..Default::default()
+            }
+        };
+        let r = c.next_tokens(req).await.unwrap().into_inner();
+        assert!(r.results.is_empty(), "packed answers only");
+        let p = r.packed.expect("packed answers");
+        assert_eq!(p.counts.len(), batch.len());
+        let mut ids = p
+            .allowed_ids
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]));
+        assert_eq!(
+            p.allowed_ids.len(),
+            2 * p.counts.iter().sum::<u32>() as usize
+        );
+        for (i, prefix) in batch_ids.iter().enumerate() {
+            let want = local.next_tokens(prefix);
+            let got: Vec<u16> = ids.by_ref().take(p.counts[i] as usize).collect();
+            assert_eq!(got, want.allowed, "prefix {i}");
+            assert_eq!(
+                bit_set(&p.complete, i),
+                want.complete,
+                "prefix {i} complete"
+            );
+            assert_eq!(
+                bit_set(&p.valid, i),
+                want.node.is_some(),
+                "prefix {i} valid"
+            );
+        }
+        assert!(bit_set(&p.complete, 2) && !bit_set(&p.valid, 3));
+    }
+
     // Lookup both ways.
     let r = c
         .lookup(LookupRequest {
@@ -357,7 +433,7 @@ async fn every_rpc_over_grpc() {
     // Metrics.
     let text = common::http_get(server.metrics_addr.unwrap(), "/metrics").await;
     assert!(
-        text.contains("sidx_grpc_requests_total{method=\"NextTokens\",code=\"OK\"} 2"),
+        text.contains("sidx_grpc_requests_total{method=\"NextTokens\",code=\"OK\"} 4"),
         "{text}"
     );
     assert!(text.contains("code=\"UNAUTHENTICATED\""));
@@ -674,4 +750,8 @@ async fn index_apply_sends_change_files_to_a_running_service() {
     );
     assert_eq!(r.by_item[1].sid, None, "the deleted item is gone");
     server.shutdown().await.unwrap();
+}
+
+fn bit_set(map: &[u8], i: usize) -> bool {
+    map[i / 8] >> (i % 8) & 1 == 1
 }

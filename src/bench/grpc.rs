@@ -136,13 +136,16 @@ impl Prefixes {
     }
 }
 
+/// One NextTokens call; `packed` asks for the packed answer form.
 async fn call(
     c: &mut IndexServiceClient<Channel>,
     prefixes: Vec<TokenIds>,
+    packed: bool,
 ) -> Result<usize, tonic::Status> {
     let n = prefixes.len();
     c.next_tokens(NextTokensRequest {
         prefix_ids: prefixes,
+        packed,
         ..Default::default()
     })
     .await
@@ -161,6 +164,7 @@ async fn closed_loop(
     batch: usize,
     d: Duration,
     stop: Option<Arc<AtomicBool>>,
+    packed: bool,
 ) -> Tally {
     let deadline = Instant::now() + d;
     let handles: Vec<_> = (0..tasks)
@@ -174,7 +178,7 @@ async fn closed_loop(
                     && !stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
                 {
                     let t0 = Instant::now();
-                    let r = call(&mut c, p.batch(i, batch)).await;
+                    let r = call(&mut c, p.batch(i, batch), packed).await;
                     tally.record(&r, t0);
                     i += batch;
                 }
@@ -215,7 +219,7 @@ async fn open_loop(
         let lag_us = scheduled.elapsed().as_micros().min(u32::MAX as u128) as u32;
         tokio::spawn(async move {
             let sent = Instant::now();
-            let r = call(&mut c, p.batch(k as usize, 1)).await;
+            let r = call(&mut c, p.batch(k as usize, 1), false).await;
             let mut t = tally.lock().await;
             t.record(&r, sent);
             t.lag_us.push(lag_us);
@@ -282,18 +286,30 @@ pub async fn run(b: &GrpcBench, progress: &Progress) -> Result<()> {
 
     progress.note("scenario 1: batched throughput");
     let rss0 = server_rss_mb(pid);
-    let t0 = Instant::now();
-    let t = closed_loop(&clients, &prefixes, b.connections * 2, b.batch, d, None).await;
-    rows.push((
-        format!(
-            "NextTokens, batches of {}, {} callers",
+    for packed in [false, true] {
+        let t0 = Instant::now();
+        let t = closed_loop(
+            &clients,
+            &prefixes,
+            b.connections * 2,
             b.batch,
-            b.connections * 2
-        ),
-        t,
-        t0.elapsed().as_secs_f64(),
-        server_rss_mb(pid),
-    ));
+            d,
+            None,
+            packed,
+        )
+        .await;
+        rows.push((
+            format!(
+                "NextTokens, batches of {}, {} callers{}",
+                b.batch,
+                b.connections * 2,
+                if packed { ", packed answers" } else { "" }
+            ),
+            t,
+            t0.elapsed().as_secs_f64(),
+            server_rss_mb(pid),
+        ));
+    }
 
     progress.note("scenario 2: single-prefix calls at a fixed rate");
     let t0 = Instant::now();
@@ -308,7 +324,7 @@ pub async fn run(b: &GrpcBench, progress: &Progress) -> Result<()> {
     progress.note("scenario 3: overload");
     let callers = b.overload as usize * b.server_max_concurrent;
     let t0 = Instant::now();
-    let t = closed_loop(&clients, &prefixes, callers, 1, d, None).await;
+    let t = closed_loop(&clients, &prefixes, callers, 1, d, None, false).await;
     rows.push((
         format!(
             "overload: {callers} callers = {}× the server's limit of {}",
@@ -332,6 +348,7 @@ pub async fn run(b: &GrpcBench, progress: &Progress) -> Result<()> {
                 batch,
                 Duration::from_secs(3600),
                 Some(stop),
+                false,
             )
             .await
         })

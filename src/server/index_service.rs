@@ -17,8 +17,11 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::{sid_msg, stats_msg, token_msg, version_info};
 use super::state::IndexState;
 use super::stream_end::StreamEnd;
-use super::validate::{self, UpdateRequest};
-use crate::index::{CancelToken, Index, IndexError, IndexStore, Manifest, build_from_table};
+use super::validate::{self, AnswerForm, UpdateRequest};
+use crate::index::{
+    CancelToken, Index, IndexError, IndexStore, Manifest, NextTokens as NextTokensAnswer,
+    build_from_table,
+};
 use crate::proto::v1::index_service_server::IndexService;
 use crate::proto::v1::*;
 use crate::sid::SidTable;
@@ -213,6 +216,29 @@ impl Drop for OpenStream {
     }
 }
 
+/// A batch's answers in the packed form (see `PackedNextTokens` in the proto).
+fn packed_answers<'a>(
+    answers: impl ExactSizeIterator<Item = NextTokensAnswer<'a>>,
+) -> PackedNextTokens {
+    let bitmap = vec![0u8; answers.len().div_ceil(8)];
+    let mut p = PackedNextTokens {
+        allowed_ids: Vec::new(),
+        counts: Vec::with_capacity(answers.len()),
+        complete: bitmap.clone(),
+        valid: bitmap,
+    };
+    for (i, next) in answers.enumerate() {
+        p.allowed_ids.reserve(2 * next.allowed.len());
+        for &t in next.allowed {
+            p.allowed_ids.extend_from_slice(&t.to_le_bytes());
+        }
+        p.counts.push(next.allowed.len() as u32);
+        p.complete[i / 8] |= u8::from(next.complete) << (i % 8);
+        p.valid[i / 8] |= u8::from(next.node.is_some()) << (i % 8);
+    }
+    p
+}
+
 #[tonic::async_trait]
 impl IndexService for IndexServiceImpl {
     async fn next_tokens(
@@ -223,28 +249,33 @@ impl IndexService for IndexServiceImpl {
             let req = req.into_inner();
             let index = self.index()?;
             let valid = validate::next_tokens(&req, &index, self.state.config.max_batch)?;
-            let results = valid
-                .prefixes
-                .iter()
-                .map(|p| {
-                    let next = index.next_tokens(p);
-                    let (allowed, allowed_ids) = if valid.by_ids {
-                        (Vec::new(), next.allowed.iter().map(|&t| t as u32).collect())
-                    } else {
-                        let tokens = next.allowed.iter().map(|&t| token_msg(&index, t));
-                        (tokens.collect(), Vec::new())
-                    };
-                    NextTokens {
-                        allowed,
-                        complete: next.complete,
-                        valid: next.node.is_some(),
-                        allowed_ids,
-                    }
-                })
-                .collect();
+            let answers = valid.prefixes.iter().map(|p| index.next_tokens(p));
+            let (results, packed) = match valid.answers {
+                AnswerForm::Packed => (Vec::new(), Some(packed_answers(answers))),
+                form => {
+                    let results = answers
+                        .map(|next| {
+                            let (allowed, allowed_ids) = if form == AnswerForm::Ids {
+                                (Vec::new(), next.allowed.iter().map(|&t| t as u32).collect())
+                            } else {
+                                let tokens = next.allowed.iter().map(|&t| token_msg(&index, t));
+                                (tokens.collect(), Vec::new())
+                            };
+                            NextTokens {
+                                allowed,
+                                complete: next.complete,
+                                valid: next.node.is_some(),
+                                allowed_ids,
+                            }
+                        })
+                        .collect();
+                    (results, None)
+                }
+            };
             Ok(NextTokensResponse {
                 results,
                 version: index.version(),
+                packed,
             })
         })
         .await

@@ -127,12 +127,22 @@ fn check_len(field: &str, len: usize, max: usize) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// A NextTokens request: the prefixes to expand, and whether answers carry
-/// token ids (`prefix_ids`) or tokens (`prefixes`).
+/// A NextTokens request: the prefixes to expand, and the form of the answers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidNextTokens {
     pub prefixes: Prefixes,
-    pub by_ids: bool,
+    pub answers: AnswerForm,
+}
+
+/// How NextTokens answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerForm {
+    /// `results[i].allowed`, (layer, code) tokens (asked by `prefixes`).
+    Tokens,
+    /// `results[i].allowed_ids` (asked by `prefix_ids`).
+    Ids,
+    /// `packed` (asked by `packed`, either spelling).
+    Packed,
 }
 
 pub fn next_tokens(
@@ -157,7 +167,11 @@ pub fn next_tokens(
         }
         Ok(ValidNextTokens {
             prefixes,
-            by_ids: false,
+            answers: if req.packed {
+                AnswerForm::Packed
+            } else {
+                AnswerForm::Tokens
+            },
         })
     } else if !req.prefix_ids.is_empty() {
         check_batch("prefix_ids", req.prefix_ids.len(), max_batch)?;
@@ -168,7 +182,11 @@ pub fn next_tokens(
         }
         Ok(ValidNextTokens {
             prefixes,
-            by_ids: true,
+            answers: if req.packed {
+                AnswerForm::Packed
+            } else {
+                AnswerForm::Ids
+            },
         })
     } else {
         Err(invalid(
