@@ -1252,6 +1252,7 @@ pub struct NextTokensIn {
     pub version: VersionIn,
     pub prefixes: Vec<SidIn>,
     pub prefix_ids: Vec<IdsIn>,
+    pub packed: bool,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -1330,11 +1331,13 @@ fn next_tokens_case(f: &Fixture, n: &NextTokensIn) {
             .take(80)
             .map(|s| s.to_proto(index))
             .collect(),
+        packed: n.packed,
     };
     let Ok(valid) = validate::next_tokens(&req, index, MAX_BATCH) else {
         return;
     };
     reached(Reached::NextTokensValid);
+    assert_eq!(valid.answers == validate::AnswerForm::Packed, n.packed);
     assert!(!valid.prefixes.is_empty() && valid.prefixes.len() <= MAX_BATCH);
     for p in valid.prefixes.iter() {
         assert!(p.len() <= index.max_sid_len());
