@@ -102,12 +102,16 @@ impl Tally {
     }
 }
 
-fn percentile(v: &mut [u32], p: f64) -> f64 {
+/// The `p` quantile of `v` (µs) in ms, or "—" when nothing was measured.
+fn percentile(v: &mut [u32], p: f64) -> String {
     if v.is_empty() {
-        return f64::NAN;
+        return "—".into();
     }
     v.sort_unstable();
-    v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+    format!(
+        "{:.3}",
+        v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+    )
 }
 
 /// Random prefixes of indexed SIDs, as token ids.
@@ -424,7 +428,7 @@ pub async fn run(b: &GrpcBench, progress: &Progress) -> Result<()> {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "| {name} | {calls} | {ok} | {shed} | {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {rss:.0} |",
+            "| {name} | {calls} | {ok} | {shed} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {rss:.0} |",
             if other.is_empty() {
                 "0".into()
             } else {
