@@ -7,7 +7,7 @@ use std::ops::Range;
 use memmap2::Mmap;
 use vers_vecs::{BitVec, RsVec};
 
-use super::starts::{DegreeStarts, ones_from, ones_in_word};
+use super::starts::{DegreeStarts, ones_from, ones_in_word, positions};
 use super::{INTEGER_IDS, ONE_ITEM_PER_SID, Params, Sections, Widths};
 use crate::index::format::{Counts, HEADER_LEN};
 use crate::index::packed::get;
@@ -329,7 +329,8 @@ impl Compact {
         }
         let tokens = self.node_tokens();
         let mut block_start = 0usize;
-        for (n, zero) in self.louds.iter0().enumerate() {
+        let louds = self.words(self.s.louds);
+        for (n, zero) in positions(louds, self.louds.len() as u64, false).enumerate() {
             let degree = zero - block_start;
             let first = block_start - n + 1;
             block_start = zero + 1;
@@ -418,7 +419,8 @@ impl Compact {
         let l = self.params.id_low_bits;
         let lows = self.words(self.s.id_low);
         let mut prev: Option<u64> = None;
-        for (k, one) in high.iter1().enumerate() {
+        let high_words = self.words(self.s.id_high);
+        for (k, one) in positions(high_words, high.len() as u64, true).enumerate() {
             let id = ((one - k) as u64) << l | get(lows, l, k as u64);
             if prev.is_some_and(|p| id <= p) {
                 return Err(format!(

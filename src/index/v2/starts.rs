@@ -158,6 +158,28 @@ pub fn ones_from(words: &[u64], start: u64) -> u64 {
     n
 }
 
+/// Positions of the bits equal to `one` among the first `len` bits of
+/// `words`, ascending: a word at a time (vers-vecs' select iterators were
+/// most of a version's open).
+pub fn positions(words: &[u64], len: u64, one: bool) -> impl Iterator<Item = usize> + '_ {
+    words.iter().enumerate().flat_map(move |(w, &word)| {
+        let base = w as u64 * 64;
+        let valid = if len >= base + 64 {
+            u64::MAX
+        } else {
+            (1u64 << len.saturating_sub(base)) - 1
+        };
+        let mut bits = if one { word } else { !word } & valid;
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let b = bits.trailing_zeros() as u64;
+                bits &= bits - 1;
+                (base + b) as usize
+            })
+        })
+    })
+}
+
 /// The position of the `k`-th (from 0) set bit of `x`, which has more than
 /// `k`: byte-wise prefix popcounts find the byte, a short loop the bit.
 #[inline]
@@ -204,6 +226,21 @@ static SELECT_IN_BYTE: [u8; 256 * 8] = {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn positions_match_the_select_iterators() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for len in [0u64, 1, 63, 64, 65, 200, 1000] {
+            let words: Vec<u64> = (0..len.div_ceil(64)).map(|_| rng.random()).collect();
+            let mut v = vers_vecs::BitVec::from_limbs(&words);
+            v.drop_last(v.len() - len as usize);
+            let rs = vers_vecs::RsVec::from_bit_vec(v);
+            let ones: Vec<usize> = positions(&words, len, true).collect();
+            let zeros: Vec<usize> = positions(&words, len, false).collect();
+            assert_eq!(ones, rs.iter1().collect::<Vec<_>>(), "ones of {len} bits");
+            assert_eq!(zeros, rs.iter0().collect::<Vec<_>>(), "zeros of {len} bits");
+        }
+    }
 
     fn naive_select(x: u64, k: u32) -> u32 {
         (0..64)
