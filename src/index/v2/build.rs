@@ -409,16 +409,10 @@ impl IntRanks {
     /// The ids in order.
     fn sorted(&self) -> Box<dyn Iterator<Item = u64> + '_> {
         match &self.kind {
-            Ranks::Dense(words, _) => Box::new(words.iter().enumerate().flat_map(|(i, &w)| {
-                let mut w = w;
-                std::iter::from_fn(move || {
-                    (w != 0).then(|| {
-                        let bit = w.trailing_zeros();
-                        w &= w - 1;
-                        i as u64 * 64 + u64::from(bit)
-                    })
-                })
-            })),
+            Ranks::Dense(words, _) => {
+                let len = words.len() as u64 * 64;
+                Box::new(super::starts::positions(words, len, true).map(|p| p as u64))
+            }
             Ranks::Sparse(sorted) => Box::new(sorted.iter().copied()),
         }
     }

@@ -37,27 +37,20 @@ impl DegreeStarts {
         // Node n + 1 starts one past the n-th 0.
         let mut node = 0u64;
         s.start_block(0, &mut block);
-        'words: for (i, &w) in words.iter().enumerate() {
-            let mut zeros = !w;
-            while zeros != 0 {
-                let bit = i as u64 * 64 + u64::from(zeros.trailing_zeros());
-                zeros &= zeros - 1;
-                if bit >= len {
-                    break 'words;
-                }
-                node += 1;
-                if node == nodes {
-                    break 'words;
-                }
-                let j = node as usize % BLOCK;
-                if j == 0 {
-                    s.finish_block(&block);
-                    s.start_block(bit + 1, &mut block);
-                } else {
-                    let rel = bit + 1 - (s.blocks[s.blocks.len() - 1] & POS_MASK);
-                    block[j] = u32::try_from(rel)
-                        .map_err(|_| format!("node {node}: its block spans {rel} degree bits"))?;
-                }
+        for zero in positions(words, len, false) {
+            let bit = zero as u64;
+            node += 1;
+            if node == nodes {
+                break;
+            }
+            let j = node as usize % BLOCK;
+            if j == 0 {
+                s.finish_block(&block);
+                s.start_block(bit + 1, &mut block);
+            } else {
+                let rel = bit + 1 - (s.blocks[s.blocks.len() - 1] & POS_MASK);
+                block[j] = u32::try_from(rel)
+                    .map_err(|_| format!("node {node}: its block spans {rel} degree bits"))?;
             }
         }
         if node != nodes {
