@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sidx::generate::{BatchModel, BeamConfig, RuntimeOptions, beam_search, open_model};
+use sidx::generate::{BatchModel, BeamConfig, Decoding, RuntimeOptions, beam_search, open_model};
 use sidx::index::{Index, IndexStore, TokenId, build_from_table};
 use sidx::sid::SidTable;
 
@@ -45,10 +45,16 @@ fn index(dir: &Path) -> Index {
     store.open_current().unwrap()
 }
 
-/// The export folder `dir` opened as `--model DIR` opens it.
+/// The export folder `dir` opened as `--model DIR` opens it (device-resident
+/// decoding, the default).
 fn model(dir: &Path) -> Box<dyn BatchModel> {
+    model_decoding(dir, Decoding::Resident)
+}
+
+fn model_decoding(dir: &Path, decoding: Decoding) -> Box<dyn BatchModel> {
     let opts = RuntimeOptions {
         threads: 1,
+        decoding,
         ..RuntimeOptions::default()
     };
     open_model(dir, None, &opts).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -352,4 +358,75 @@ fn a_part_of_a_split_decoder_only_export_names_the_folder_to_pass() {
 #[test]
 fn qwen2_with_named_sid_tokens_and_a_text_prompt_equals_hf() {
     assert_equals_hf("qwen2-llm", 1e-4);
+}
+
+/// Device-resident decoding (outputs bound to the provider's memory, the
+/// cache gathered there, log-softmax and the SID columns taken by a graph on
+/// the provider) against host decoding (the cache copied out and gathered on
+/// the host, the log-softmax on the host), on every export layout and
+/// precision: the same SIDs at every rank, scores within 1e-5, batched.
+#[test]
+fn resident_and_host_decoding_agree_on_every_export() {
+    let t5_merged = subset("t5", &["encoder_model.onnx", "decoder_model_merged.onnx"]);
+    let t5_nocache = subset("t5", &["encoder_model.onnx", "decoder_model.onnx"]);
+    let split = subset(
+        "gpt2-split",
+        &["decoder_model.onnx", "decoder_with_past_model.onnx"],
+    );
+    let mut dirs: Vec<(String, PathBuf)> = [
+        "gpt2",
+        "gpt2-fp16",
+        "gpt2-bf16",
+        "gpt2-dynamo",
+        "gpt2-split",
+        "llama",
+        "llama-nocache",
+        "qwen2-llm",
+        "t5",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), fixture(n)))
+    .collect();
+    dirs.push(("t5 merged".into(), t5_merged.path().to_path_buf()));
+    dirs.push(("t5 without a cache".into(), t5_nocache.path().to_path_buf()));
+    dirs.push(("gpt2 split".into(), split.path().to_path_buf()));
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    for (name, model_dir) in &dirs {
+        let base = name.split(' ').next().unwrap();
+        let expected: Expected =
+            serde_json::from_slice(&std::fs::read(fixture(base).join("expected.json")).unwrap())
+                .unwrap();
+        let prompts: Vec<Vec<i64>> = expected.cases.iter().map(|c| c.prompt.clone()).collect();
+        for constrained in [true, false] {
+            let cfg = BeamConfig {
+                beam: expected.beam,
+                top_k: expected.top_k,
+                constrained,
+                max_len: index.max_sid_len(),
+            };
+            let cfgs = vec![cfg; prompts.len()];
+            let run = |decoding| {
+                let mut m = model_decoding(model_dir, decoding);
+                beam_search(&index, &mut *m.batch(prompts.clone()), &cfgs)
+                    .unwrap()
+                    .results
+            };
+            let (resident, host) = (run(Decoding::Resident), run(Decoding::Host));
+            for (u, (r, h)) in resident.iter().zip(&host).enumerate() {
+                let what = format!("{name} user {u} constrained={constrained}");
+                assert_eq!(r.sids.len(), h.sids.len(), "{what}");
+                assert_eq!(r.invalid, h.invalid, "{what}");
+                for (rank, (a, b)) in r.sids.iter().zip(&h.sids).enumerate() {
+                    assert_eq!(a.sid, b.sid, "{what}: rank {rank}");
+                    assert!(
+                        (a.score - b.score).abs() <= 1e-5,
+                        "{what}: rank {rank} scores {} resident vs {} host",
+                        a.score,
+                        b.score
+                    );
+                }
+            }
+        }
+    }
 }

@@ -17,7 +17,7 @@ use rand::seq::IndexedRandom;
 use super::fixtures::{build_index, key_tokens, long_tailed_sids};
 use sidx::generate::synthetic::{Scores, SyntheticScores};
 use sidx::generate::{
-    BeamConfig, Device, ModelError, OnnxModel, RuntimeOptions, Search, beam_search,
+    BeamConfig, Decoding, Device, ModelError, OnnxModel, RuntimeOptions, Search, beam_search,
 };
 use sidx::index::{Index, IndexStore, TokenId};
 use sidx::progress::Progress;
@@ -36,6 +36,14 @@ pub struct GenerateBench {
     /// Requests per batch, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2,8")]
     batches: Vec<usize>,
+    /// Batch × beam pairs instead of every --batches × --beams, e.g.
+    /// 1x10,8x20,8x70,32x20.
+    #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
+    configs: Vec<(usize, usize)>,
+    /// Writes the end-to-end table's prompts (token ids, one list per
+    /// request) as JSON, for a peer to run the same ones.
+    #[arg(long)]
+    prompts_out: Option<PathBuf>,
     /// Batches timed per configuration end to end (after one warm-up).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
@@ -58,6 +66,10 @@ pub struct GenerateBench {
     /// Intra-op threads of the model (0 = ONNX Runtime's default).
     #[arg(long, default_value_t = 0)]
     model_threads: usize,
+    /// Where the cache and logits stay between steps, comma-separated: a table
+    /// per entry (resident: the provider's memory; host: copied every step).
+    #[arg(long, value_delimiter = ',', default_value = "resident")]
+    decoding: Vec<Decoding>,
     /// With --device cuda: also run on CPU and compare the returned SIDs.
     #[arg(long)]
     compare_cpu: bool,
@@ -66,6 +78,32 @@ pub struct GenerateBench {
     workdir: Option<PathBuf>,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+}
+
+fn parse_pair(s: &str) -> Result<(usize, usize), String> {
+    let (batch, beam) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?} is not BATCHxBEAM, e.g. 8x20"))?;
+    let n = |v: &str| {
+        v.parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("{s:?}: {v:?} is not a positive number"))
+    };
+    Ok((n(batch)?, n(beam)?))
+}
+
+impl GenerateBench {
+    /// The (batch, beam) configurations timed.
+    fn pairs(&self) -> Vec<(usize, usize)> {
+        if !self.configs.is_empty() {
+            return self.configs.clone();
+        }
+        self.batches
+            .iter()
+            .flat_map(|&batch| self.beams.iter().map(move |&beam| (batch, beam)))
+            .collect()
+    }
 }
 
 struct Timing {
@@ -154,62 +192,66 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
         "{:>5} {:>5} | {:>14} {:>16} | {:>12}",
         "batch", "beam", "constrained µs", "unconstrained µs", "constr./unc."
     );
-    for &batch in &b.batches {
-        for &beam in &b.beams {
-            let mut row = Vec::new();
-            for constrained in [true, false] {
-                // Fixed scores: the search's cost with a free model.
-                let mut m = SyntheticScores::new(vocab, b.seed, Scores::Fixed);
-                let cfgs = configs(batch, beam, constrained);
-                let t = time_batches(b.search_repeats, || beam_search(&index, &mut m, &cfgs))?;
-                row.push(t.search_ms * 1e3 / t.steps.max(1.0));
-            }
-            println!(
-                "{batch:>5} {beam:>5} | {:>14.2} {:>16.2} | {:>12.3}",
-                row[0],
-                row[1],
-                row[0] / row[1]
-            );
+    for (batch, beam) in b.pairs() {
+        let mut row = Vec::new();
+        for constrained in [true, false] {
+            // Fixed scores: the search's cost with a free model.
+            let mut m = SyntheticScores::new(vocab, b.seed, Scores::Fixed);
+            let cfgs = configs(batch, beam, constrained);
+            let t = time_batches(b.search_repeats, || beam_search(&index, &mut m, &cfgs))?;
+            row.push(t.search_ms * 1e3 / t.steps.max(1.0));
         }
+        println!(
+            "{batch:>5} {beam:>5} | {:>14.2} {:>16.2} | {:>12.3}",
+            row[0],
+            row[1],
+            row[0] / row[1]
+        );
     }
 
     let Some(model_path) = &b.model else {
         return Ok(());
     };
-    let opts = RuntimeOptions {
-        library: b.ort_lib.clone(),
-        device: b.device,
-        allow_cpu_fallback: false,
-        threads: b.model_threads,
-    };
-    let mut model = OnnxModel::open(model_path, None, &opts)?;
-    model
-        .sidecar()
-        .check_index(&index)
-        .map_err(anyhow::Error::msg)
-        .context("the model does not fit the benchmark catalog (train it with --layout)")?;
-    let prompts = histories(&index, &keys, &model, b);
-    println!(
-        "\nEnd to end with {} on {} ({} KV-cache layers), ms per batch:",
-        model_path.display(),
-        model.device(),
-        model.contract().cache_layers
-    );
-    println!(
-        "{:>5} {:>5} | {:>10} {:>8} {:>9} {:>9} | {:>12} {:>9} | {:>9}",
-        "batch",
-        "beam",
-        "constr. ms",
-        "steps",
-        "model ms",
-        "search ms",
-        "unconstr. ms",
-        "search ms",
-        "overhead"
-    );
     let mut outcomes = Vec::new();
-    for &batch in &b.batches {
-        for &beam in &b.beams {
+    let mut last = None;
+    for &decoding in &b.decoding {
+        let opts = RuntimeOptions {
+            library: b.ort_lib.clone(),
+            device: b.device,
+            allow_cpu_fallback: false,
+            threads: b.model_threads,
+            decoding,
+        };
+        let mut model = OnnxModel::open(model_path, None, &opts)?;
+        model
+            .sidecar()
+            .check_index(&index)
+            .map_err(anyhow::Error::msg)
+            .context("the model does not fit the benchmark catalog (train it with --layout)")?;
+        let prompts = histories(&index, &keys, &model, b);
+        println!(
+            "\nEnd to end with {} on {}, {decoding} decoding ({} KV-cache layers), ms per batch:",
+            model_path.display(),
+            model.device(),
+            model.contract().cache_layers
+        );
+        println!(
+            "{:>5} {:>5} | {:>10} {:>8} {:>9} {:>9} | {:>12} {:>9} | {:>9}",
+            "batch",
+            "beam",
+            "constr. ms",
+            "steps",
+            "model ms",
+            "search ms",
+            "unconstr. ms",
+            "search ms",
+            "overhead"
+        );
+        if let Some(path) = &b.prompts_out {
+            std::fs::write(path, serde_json::to_vec(&prompts)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        for (batch, beam) in b.pairs() {
             let p: Vec<Vec<i64>> = prompts.iter().take(batch).cloned().collect();
             let mut runs = Vec::new();
             for constrained in [true, false] {
@@ -229,18 +271,22 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
                 u.search_ms,
                 100.0 * c.search_ms / c.ms_per_batch
             );
-            outcomes.push((batch, beam, u.invalid, u.returned));
+            outcomes.push((decoding, batch, beam, u.invalid, u.returned));
         }
+        last = Some((model, prompts));
     }
     println!("\nUnconstrained decoding, SIDs returned that no item has (the paper's Figure 5):");
-    for (batch, beam, invalid, returned) in outcomes {
+    for (decoding, batch, beam, invalid, returned) in outcomes {
         println!(
-            "  batch {batch:>2} beam {beam:>3}: {invalid:>5} of {returned:>5} ({:.1}%)",
+            "  {decoding:>8} batch {batch:>2} beam {beam:>3}: {invalid:>5} of {returned:>5} ({:.1}%)",
             100.0 * invalid as f64 / returned.max(1) as f64
         );
     }
 
-    if b.compare_cpu && b.device != Device::Cpu {
+    if let Some((mut model, prompts)) = last
+        && b.compare_cpu
+        && b.device != Device::Cpu
+    {
         compare_with_cpu(&index, &mut model, model_path, &prompts, b)?;
     }
     Ok(())
@@ -249,7 +295,7 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
 /// One prompt per request: the SIDs of `history` random catalog items.
 fn histories(index: &Index, keys: &[u64], model: &OnnxModel, b: &GenerateBench) -> Vec<Vec<i64>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(b.seed);
-    let n = b.batches.iter().copied().max().unwrap_or(1);
+    let n = b.pairs().iter().map(|p| p.0).max().unwrap_or(1);
     let mut tokens = Vec::new();
     (0..n)
         .map(|_| {
@@ -280,6 +326,7 @@ fn compare_with_cpu(
         device: Device::Cpu,
         allow_cpu_fallback: false,
         threads: b.model_threads,
+        decoding: Decoding::Resident,
     };
     let mut cpu = OnnxModel::open(path, None, &cpu_opts)?;
     let cfgs = configs(prompts.len(), 20, true);

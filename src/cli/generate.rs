@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use sidx::generate::{
-    Device, GenerationRequest, Generator, GeneratorLimits, History, RuntimeOptions,
+    Decoding, Device, GenerationRequest, Generator, GeneratorLimits, History, RuntimeOptions,
 };
 use sidx::index::{Index, IndexStore};
 
@@ -27,6 +27,11 @@ pub struct ModelArgs {
     /// With --device cuda: run on CPU if the CUDA provider can't be used, instead of failing.
     #[arg(long, env = "SIDX_ALLOW_CPU_FALLBACK")]
     allow_cpu_fallback: bool,
+    /// Where the KV cache and logits stay between steps: resident (the
+    /// execution provider's memory; only the SID columns' scores reach the
+    /// host) or host (copied to the host and gathered there every step).
+    #[arg(long, env = "SIDX_DECODING", default_value = "resident")]
+    decoding: Decoding,
     /// ONNX Runtime library [default: ORT_DYLIB_PATH, lib/ beside the executable, .ort/lib].
     #[arg(long, env = "SIDX_ORT_LIB")]
     ort_lib: Option<PathBuf>,
@@ -58,6 +63,7 @@ impl ModelArgs {
             device: self.device,
             allow_cpu_fallback: self.allow_cpu_fallback,
             threads: self.model_threads,
+            decoding: self.decoding,
         };
         let model = sidx::generate::open_model(&self.model, self.sidecar.as_deref(), &opts)?;
         let limits = GeneratorLimits {

@@ -13,9 +13,10 @@ use super::beam::{ModelError, Row, StepModel};
 use super::files::{DECODER_FILE, DECODER_WITH_PAST_FILE};
 use super::float::Float;
 use super::gather::{GatherPool, zeros};
-use super::lse::log_sum_exp;
 use super::model::BatchModel;
+use super::resident::Resident;
 use super::runtime::{Device, RuntimeOptions, open_session};
+use super::scores::{ScoreSlice, last_log_probs};
 use super::sidecar::Sidecar;
 
 /// What the graph takes and returns.
@@ -295,8 +296,11 @@ pub struct OnnxModel {
     sidecar: Sidecar,
     device: Device,
     path: PathBuf,
-    /// Host buffers of the gathered cache, kept from step to step.
+    /// Host buffers of the gathered cache, kept from step to step (host
+    /// decoding).
     pool: GatherPool,
+    /// The helper graphs of device-resident decoding (`None`: host decoding).
+    resident: Option<Resident>,
 }
 
 impl OnnxModel {
@@ -350,6 +354,16 @@ impl OnnxModel {
             None => None,
         };
         let sidecar = Sidecar::load_for(&sidecar_path, contract.vocab)?;
+        let cache =
+            (contract.cache_layers > 0).then_some((2 * contract.cache_layers, contract.cache_type));
+        let resident = Resident::for_model(
+            opts,
+            device,
+            cache,
+            (contract.logits_type, contract.logits_rank),
+            &sidecar,
+        )
+        .map_err(problem(model))?;
         let layout = match (&first_step, contract.merged) {
             (Some(_), _) => "split",
             (None, true) => "merged",
@@ -363,6 +377,7 @@ impl OnnxModel {
             position_ids = contract.position_ids,
             cache_type = ?contract.cache_type,
             logits_type = ?contract.logits_type,
+            cache_memory = %Resident::memory_of(resident.as_ref(), device),
             "generator model loaded"
         );
         if contract.cache_layers == 0 {
@@ -387,6 +402,7 @@ impl OnnxModel {
             device,
             path: model.to_path_buf(),
             pool: GatherPool::default(),
+            resident,
         })
     }
 
@@ -538,25 +554,6 @@ impl OnnxBatch<'_> {
         (ids, mask, pos)
     }
 
-    /// Fills the gather pool with the cache rows of each row's parent, one
-    /// buffer per `past_key_values` input.
-    fn gather_parents(&mut self, g: usize, rows: &[Row<'_>]) -> Result<(), ort::Error> {
-        let c = &self.model.contract;
-        let state = &self.states[g];
-        let per_row = c.heads * state.width * c.head_dim;
-        for (k, cache) in state.cache.iter().enumerate() {
-            let parents = rows.iter().map(|r| {
-                r.parent
-                    .expect("every row after the first call has a parent")
-            });
-            self.model
-                .pool
-                .buf(k, c.cache_type)
-                .gather(cache, parents, per_row)?;
-        }
-        Ok(())
-    }
-
     /// Scores `rows`, each group of requests in its own call; `out` in row order.
     fn run(&mut self, rows: &[Row<'_>], out: &mut Vec<f32>) -> Result<(), ort::Error> {
         if self.states.len() == 1 {
@@ -617,203 +614,115 @@ impl OnnxBatch<'_> {
             }
             (ids, mask, pos, width, width)
         };
-        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = vec![
+        let mut fed: Vec<(String, DynValue)> = vec![
             (
                 "input_ids".into(),
-                Tensor::from_array(([n, seq], ids))?.into(),
+                Tensor::from_array(([n, seq], ids))?.into_dyn(),
             ),
             (
                 "attention_mask".into(),
-                Tensor::from_array(([n, total], mask))?.into(),
+                Tensor::from_array(([n, total], mask))?.into_dyn(),
             ),
         ];
         if c.position_ids {
-            inputs.push((
+            fed.push((
                 "position_ids".into(),
-                Tensor::from_array(([n, seq], pos))?.into(),
+                Tensor::from_array(([n, seq], pos))?.into_dyn(),
             ));
         }
         // A split export's first call runs the graph that takes no past.
         let split_first = self.model.first_step.is_some() && !step_with_cache;
-        if step_with_cache {
-            self.gather_parents(g, rows)?;
+        if c.merged {
+            fed.push((
+                "use_cache_branch".into(),
+                Tensor::from_array(([1usize], vec![step_with_cache]))?.into_dyn(),
+            ));
         }
-        let width = self.states[g].width;
-        if !split_first {
-            for k in 0..2 * c.cache_layers {
-                // The first call's cache is empty (width 0).
-                let past = if step_with_cache {
-                    self.model
-                        .pool
-                        .view(k, vec![n, c.heads, width, c.head_dim])?
-                } else {
-                    zeros(c.cache_type, vec![n, c.heads, 0, c.head_dim])?.into()
-                };
-                inputs.push((cache_name("past_key_values.", k), past));
-            }
-            if c.merged {
-                inputs.push((
-                    "use_cache_branch".into(),
-                    Tensor::from_array(([1usize], vec![step_with_cache]))?.into(),
-                ));
-            }
-        }
-        self.states[g].cache.clear();
+        let parents = || {
+            rows.iter().map(|r| {
+                r.parent
+                    .expect("every row after the first call has a parent")
+            })
+        };
+        let cache_tensors = if split_first { 0 } else { 2 * c.cache_layers };
+        // The first call's cache is empty (width 0).
+        let empty_past = || zeros(c.cache_type, vec![n, c.heads, 0, c.head_dim]);
         let session = match &mut self.model.first_step {
             Some(first) if split_first => first,
             _ => &mut self.model.session,
         };
-        let mut outputs = session.run(inputs)?;
-        let slice = ScoreSlice::of(&self.model.sidecar);
-        last_log_probs(
-            &outputs["logits"],
-            c.logits_type,
-            c.logits_rank,
-            n,
-            slice,
-            out,
-        )?;
-        if c.cache_layers > 0 {
+        let present: Vec<String> = (0..2 * c.cache_layers)
+            .map(|k| cache_name("present.", k))
+            .collect();
+        let state = &mut self.states[g];
+        if let Some(resident) = &mut self.model.resident {
+            let past = if !step_with_cache {
+                (0..cache_tensors)
+                    .map(|_| empty_past())
+                    .collect::<Result<_, _>>()?
+            } else {
+                resident.gather(&state.cache, parents().map(|p| p as i64).collect())?
+            };
+            let mut inputs: Vec<(String, &DynValue)> =
+                fed.iter().map(|(k, v)| (k.clone(), v)).collect();
+            inputs.extend(
+                past.iter()
+                    .enumerate()
+                    .map(|(k, v)| (cache_name("past_key_values.", k), v)),
+            );
+            let mut kept = vec!["logits".to_string()];
+            kept.extend(present.iter().cloned());
+            let mut outputs = resident.run(session, &inputs, &kept)?;
+            let logits = outputs.remove(0);
+            resident.scores(&logits, n, out)?;
+            state.cache = outputs;
+        } else {
+            let per_row = c.heads * state.width * c.head_dim;
+            if step_with_cache {
+                for (k, cache) in state.cache.iter().enumerate() {
+                    self.model
+                        .pool
+                        .buf(k, c.cache_type)
+                        .gather(cache, parents(), per_row)?;
+                }
+            }
+            let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> =
+                fed.into_iter().map(|(k, v)| (k, v.into())).collect();
+            for k in 0..cache_tensors {
+                let past = if step_with_cache {
+                    self.model
+                        .pool
+                        .view(k, vec![n, c.heads, state.width, c.head_dim])?
+                } else {
+                    empty_past()?.into()
+                };
+                inputs.push((cache_name("past_key_values.", k), past));
+            }
+            state.cache.clear();
+            let mut outputs = session.run(inputs)?;
+            let slice = ScoreSlice::of(&self.model.sidecar);
+            last_log_probs(
+                &outputs["logits"],
+                c.logits_type,
+                c.logits_rank,
+                n,
+                slice,
+                out,
+            )?;
             // Kept as ONNX Runtime returned them: the next step copies only
             // the parents' rows out of them.
-            for k in 0..2 * c.cache_layers {
-                let name = cache_name("present.", k);
-                let present = outputs
-                    .remove(&name)
+            for name in &present {
+                let value = outputs
+                    .remove(name)
                     .ok_or_else(|| ort::Error::new(format!("the model returned no {name}")))?;
-                self.states[g].cache.push(present);
+                state.cache.push(value);
             }
-            self.states[g].width = total;
+        }
+        if c.cache_layers > 0 {
+            state.width = total;
         }
         Ok(())
     }
-}
-
-/// The part of a logits row the search reads ([`StepModel`]'s row): the SID
-/// tokens, then end-of-SID — normalized over the whole row.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct ScoreSlice<'s> {
-    vocab: usize,
-    sid: SidColumns<'s>,
-    eos: usize,
-}
-
-/// Where the SID tokens sit in a logits row.
-#[derive(Clone, Copy, Debug)]
-enum SidColumns<'s> {
-    Range { offset: usize, tokens: usize },
-    Listed(&'s [u32]),
-}
-
-impl<'s> ScoreSlice<'s> {
-    pub(super) fn of(s: &'s Sidecar) -> Self {
-        let sid = match &s.sid_token_ids {
-            Some(ids) => SidColumns::Listed(ids),
-            None => SidColumns::Range {
-                offset: s.sid_token_offset.unwrap_or(0) as usize,
-                tokens: s.sid_token_limit as usize,
-            },
-        };
-        ScoreSlice {
-            vocab: s.vocab_size as usize,
-            sid,
-            eos: s.end_of_sid_id as usize,
-        }
-    }
-
-    pub(super) fn width(&self) -> usize {
-        match self.sid {
-            SidColumns::Range { tokens, .. } => tokens + 1,
-            SidColumns::Listed(ids) => ids.len() + 1,
-        }
-    }
-}
-
-/// Writes each row's last-position scores as [`StepModel`] rows: the
-/// log-softmax over the whole vocabulary (in f32, whatever the graph's type)
-/// read once, only the SID slice and end-of-SID written.
-pub(super) fn last_log_probs(
-    logits: &DynValue,
-    ty: Float,
-    rank: usize,
-    rows: usize,
-    slice: ScoreSlice<'_>,
-    out: &mut Vec<f32>,
-) -> Result<(), ort::Error> {
-    out.clear();
-    out.reserve(rows * slice.width());
-    match ty {
-        Float::F32 => {
-            let (shape, l) = logits.try_extract_tensor::<f32>()?;
-            each_last_row(shape, rank, rows, slice, |r| {
-                slice_log_softmax(&l[r], slice, out, |&x| x)
-            })
-        }
-        Float::F16 => {
-            let (shape, l) = logits.try_extract_tensor::<half::f16>()?;
-            each_last_row(shape, rank, rows, slice, |r| {
-                slice_log_softmax(&l[r], slice, out, |x| x.to_f32())
-            })
-        }
-        Float::BF16 => {
-            let (shape, l) = logits.try_extract_tensor::<half::bf16>()?;
-            each_last_row(shape, rank, rows, slice, |r| {
-                slice_log_softmax(&l[r], slice, out, |x| x.to_f32())
-            })
-        }
-    }
-}
-
-/// Calls `f` with the range of each row's last-position logits, after
-/// checking the logits have `rows` rows of the sidecar's vocabulary.
-fn each_last_row(
-    shape: &ort::value::Shape,
-    rank: usize,
-    rows: usize,
-    slice: ScoreSlice<'_>,
-    mut f: impl FnMut(std::ops::Range<usize>),
-) -> Result<(), ort::Error> {
-    let vocab = *shape.last().unwrap_or(&0) as usize;
-    let positions = if rank == 3 {
-        shape.get(1).copied().unwrap_or(0) as usize
-    } else {
-        1
-    };
-    if vocab != slice.vocab
-        || shape.first().copied().unwrap_or(0) as usize != rows
-        || positions == 0
-    {
-        return Err(ort::Error::new(format!(
-            "logits of shape {shape:?} for {rows} rows, expected rows of vocab_size {}",
-            slice.vocab
-        )));
-    }
-    for i in 0..rows {
-        let last = (i * positions + positions - 1) * vocab;
-        f(last..last + vocab);
-    }
-    Ok(())
-}
-
-/// Appends the SID slice and end-of-SID of `log_softmax(logits)`, accumulated in f32.
-fn slice_log_softmax<T>(
-    logits: &[T],
-    s: ScoreSlice<'_>,
-    out: &mut Vec<f32>,
-    f32_of: impl Fn(&T) -> f32,
-) {
-    let lse = log_sum_exp(logits, &f32_of);
-    match s.sid {
-        SidColumns::Range { offset, tokens } => out.extend(
-            logits[offset..offset + tokens]
-                .iter()
-                .map(|l| f32_of(l) - lse),
-        ),
-        SidColumns::Listed(ids) => {
-            out.extend(ids.iter().map(|&i| f32_of(&logits[i as usize]) - lse))
-        }
-    }
-    out.push(f32_of(&logits[s.eos]) - lse);
 }
 
 impl StepModel for OnnxBatch<'_> {

@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use ort::environment::Environment;
 use ort::ep;
 use ort::session::Session;
+use ort::session::builder::SessionBuilder;
 
 use super::GenerateError;
 
@@ -47,6 +48,42 @@ impl std::fmt::Display for Device {
     }
 }
 
+/// Where the decoder's KV cache and logits live between steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Decoding {
+    /// In the execution provider's memory: outputs bound there, the cache
+    /// gathered by beam parent there, only the SID columns' log-probabilities
+    /// copied to the host (the `resident` module).
+    #[default]
+    Resident,
+    /// Copied to the host after every step and gathered there (the path
+    /// before device-resident decoding; kept for comparison).
+    Host,
+}
+
+impl std::str::FromStr for Decoding {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "resident" => Ok(Decoding::Resident),
+            "host" => Ok(Decoding::Host),
+            _ => Err(format!(
+                "unknown decoding {s:?} (expected resident or host)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Decoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Decoding::Resident => "resident",
+            Decoding::Host => "host",
+        })
+    }
+}
+
 /// How sessions are created.
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
@@ -59,6 +96,8 @@ pub struct RuntimeOptions {
     pub allow_cpu_fallback: bool,
     /// Intra-op threads (0 = ONNX Runtime's default).
     pub threads: usize,
+    /// Where the cache and logits stay between steps.
+    pub decoding: Decoding,
 }
 
 impl Default for RuntimeOptions {
@@ -68,6 +107,7 @@ impl Default for RuntimeOptions {
             device: Device::Cpu,
             allow_cpu_fallback: false,
             threads: 0,
+            decoding: Decoding::Resident,
         }
     }
 }
@@ -127,23 +167,40 @@ pub fn environment(library: Option<&Path>) -> Result<&'static Environment, Gener
     Ok(&ENV.get_or_init(|| (path, env)).1)
 }
 
+/// A session builder for `device`: its provider registered (failing, not
+/// falling back, when it can't be) and the configured threads.
+pub(super) fn session_builder(
+    opts: &RuntimeOptions,
+    device: Device,
+) -> Result<SessionBuilder, ort::Error> {
+    let env = environment(opts.library.as_deref()).map_err(|e| ort::Error::new(e.to_string()))?;
+    let mut b = Session::builder(env)?;
+    if opts.threads > 0 {
+        b = b.with_intra_threads(opts.threads)?;
+    }
+    if let Device::Cuda(ordinal) = device {
+        let cuda = ep::CUDA::default()
+            .with_device_id(ordinal as i32)
+            .build()
+            .error_on_failure();
+        // `error_on_failure`: no silent fallback when the provider can't be
+        // registered. (Shape arithmetic nodes still run on CPU by ONNX
+        // Runtime's own placement, so CPU fallback of nodes stays allowed.)
+        b = b.with_execution_providers([cuda])?;
+    }
+    Ok(b)
+}
+
 /// Opens `model` on the configured device; returns the session and the
 /// provider that really runs it.
 pub fn open_session(
     model: &Path,
     opts: &RuntimeOptions,
 ) -> Result<(Session, Device), GenerateError> {
-    let env = environment(opts.library.as_deref())?;
+    environment(opts.library.as_deref())?;
     let fail = |e: ort::Error| GenerateError::Model {
         path: model.to_path_buf(),
         problem: e.to_string(),
-    };
-    let builder = || -> Result<_, ort::Error> {
-        let mut b = Session::builder(env)?;
-        if opts.threads > 0 {
-            b = b.with_intra_threads(opts.threads)?;
-        }
-        Ok(b)
     };
     if !model.is_file() {
         return Err(GenerateError::Model {
@@ -151,42 +208,21 @@ pub fn open_session(
             problem: "no such file".into(),
         });
     }
+    let open = |device| session_builder(opts, device).and_then(|mut b| b.commit_from_file(model));
     match opts.device {
-        Device::Cpu => Ok((
-            builder()
-                .and_then(|mut b| b.commit_from_file(model))
-                .map_err(fail)?,
-            Device::Cpu,
-        )),
-        Device::Cuda(ordinal) => {
-            let cuda = ep::CUDA::default()
-                .with_device_id(ordinal as i32)
-                .build()
-                .error_on_failure();
-            // `error_on_failure`: no silent fallback when the provider can't be
-            // registered. (Shape arithmetic nodes still run on CPU by ONNX
-            // Runtime's own placement, so CPU fallback of nodes stays allowed.)
-            let on_cuda = builder()
-                .and_then(|b| b.with_execution_providers([cuda]).map_err(Into::into))
-                .and_then(|mut b| b.commit_from_file(model));
-            match on_cuda {
-                Ok(session) => Ok((session, Device::Cuda(ordinal))),
-                Err(e) if opts.allow_cpu_fallback => {
-                    tracing::warn!(error = %e, "CUDA execution provider unavailable; running on CPU (--allow-cpu-fallback)");
-                    Ok((
-                        builder()
-                            .and_then(|mut b| b.commit_from_file(model))
-                            .map_err(fail)?,
-                        Device::Cpu,
-                    ))
-                }
-                Err(e) => Err(GenerateError::Runtime(format!(
-                    "CUDA execution provider on cuda:{ordinal} unavailable for {}: {e} \
-                     (the provider libraries must sit next to the ONNX Runtime library; \
-                     pass --allow-cpu-fallback to run on CPU instead)",
-                    model.display()
-                ))),
+        Device::Cpu => Ok((open(Device::Cpu).map_err(fail)?, Device::Cpu)),
+        Device::Cuda(ordinal) => match open(opts.device) {
+            Ok(session) => Ok((session, opts.device)),
+            Err(e) if opts.allow_cpu_fallback => {
+                tracing::warn!(error = %e, "CUDA execution provider unavailable; running on CPU (--allow-cpu-fallback)");
+                Ok((open(Device::Cpu).map_err(fail)?, Device::Cpu))
             }
-        }
+            Err(e) => Err(GenerateError::Runtime(format!(
+                "CUDA execution provider on cuda:{ordinal} unavailable for {}: {e} \
+                 (the provider libraries must sit next to the ONNX Runtime library; \
+                 pass --allow-cpu-fallback to run on CPU instead)",
+                model.display()
+            ))),
+        },
     }
 }

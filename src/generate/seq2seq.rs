@@ -21,8 +21,10 @@ use super::files::{DECODER_FILE, DECODER_MERGED_FILE, DECODER_WITH_PAST_FILE, EN
 use super::float::Float;
 use super::gather::{GatherPool, gather_float, zeros};
 use super::model::BatchModel;
-use super::onnx::{ScoreSlice, last_log_probs, tensor};
+use super::onnx::tensor;
+use super::resident::Resident;
 use super::runtime::{Device, RuntimeOptions, open_session};
+use super::scores::{ScoreSlice, last_log_probs};
 use super::sidecar::Sidecar;
 
 /// How the decoder runs.
@@ -59,8 +61,11 @@ pub struct Seq2SeqModel {
     decoder_start: i64,
     device: Device,
     dir: PathBuf,
-    /// Host buffers of the gathered caches, kept from step to step.
+    /// Host buffers of the gathered caches, kept from step to step (host
+    /// decoding).
     pool: GatherPool,
+    /// The helper graphs of device-resident decoding (`None`: host decoding).
+    resident: Option<Resident>,
 }
 
 fn model_err(path: &Path, problem: impl Into<String>) -> GenerateError {
@@ -277,13 +282,29 @@ impl Seq2SeqModel {
         };
         let sidecar = Sidecar::load_for(&sidecar_path, contract.vocab)?;
         let decoder_start = decoder_start_id(dir, &sidecar)?;
+        let cached = !matches!(
+            decoder,
+            Decoder::Split {
+                with_past: None,
+                ..
+            }
+        );
+        let resident = Resident::for_model(
+            opts,
+            device,
+            cached.then_some((2 * contract.layers, contract.cache_type)),
+            (contract.logits_type, 3),
+            &sidecar,
+        )
+        .map_err(|p| model_err(dir, p))?;
         tracing::info!(
             dir = %dir.display(),
             %device,
             layers = contract.layers,
-            cached = !matches!(decoder, Decoder::Split { with_past: None, .. }),
+            cached,
             merged = matches!(decoder, Decoder::Merged(_)),
             cache_type = ?contract.cache_type,
+            cache_memory = %Resident::memory_of(resident.as_ref(), device),
             decoder_start,
             "encoder-decoder generator loaded"
         );
@@ -298,6 +319,7 @@ impl Seq2SeqModel {
             device,
             dir: dir.to_path_buf(),
             pool: GatherPool::default(),
+            resident,
         })
     }
 
@@ -435,28 +457,7 @@ impl Seq2SeqBatch<'_> {
         let merged = matches!(self.model.decoder, Decoder::Merged(_));
         let step_with_cache = cached && !first;
         let enc = self.encoded.as_ref().expect("encoded above");
-        let c = &self.model.contract;
-        if step_with_cache {
-            // Pool buffer 2k: self-attention cache k by beam parent; 2k + 1:
-            // cross-attention cache k by request.
-            let pool = &mut self.model.pool;
-            for k in 0..2 * c.layers {
-                let parents = rows
-                    .iter()
-                    .map(|r| r.parent.expect("a row after the first call has a parent"));
-                pool.buf(2 * k, c.cache_type).gather(
-                    &self.self_cache[k],
-                    parents,
-                    c.heads * self.width * c.head_dim,
-                )?;
-                let by_request = rows.iter().map(|r| self.cross_row[r.request]);
-                pool.buf(2 * k + 1, c.cache_type).gather(
-                    &self.cross[k],
-                    by_request,
-                    c.heads * enc.seq * c.head_dim,
-                )?;
-            }
-        }
+        let c = self.model.contract.clone();
         let sidecar = &self.model.sidecar;
         let mask: Vec<i64> = rows
             .iter()
@@ -466,9 +467,9 @@ impl Seq2SeqBatch<'_> {
                     .copied()
             })
             .collect();
-        let mut inputs: Inputs<'_> = vec![(
+        let mut fed: Vec<(String, DynValue)> = vec![(
             "encoder_attention_mask".into(),
-            Tensor::from_array(([n, enc.seq], mask))?.into(),
+            Tensor::from_array(([n, enc.seq], mask))?.into_dyn(),
         )];
         if step_with_cache {
             let ids: Vec<i64> = rows
@@ -481,17 +482,10 @@ impl Seq2SeqBatch<'_> {
                     )
                 })
                 .collect();
-            inputs.push((
+            fed.push((
                 "input_ids".into(),
-                Tensor::from_array(([n, 1], ids))?.into(),
+                Tensor::from_array(([n, 1], ids))?.into_dyn(),
             ));
-            let pool = &self.model.pool;
-            for k in 0..2 * c.layers {
-                let past = pool.view(2 * k, vec![n, c.heads, self.width, c.head_dim])?;
-                inputs.push((cache_input("past_key_values.", k, true), past));
-                let cross = pool.view(2 * k + 1, vec![n, c.heads, enc.seq, c.head_dim])?;
-                inputs.push((cache_input("past_key_values.", k, false), cross));
-            }
         } else {
             // The whole decoder sequence: start token, then the SID so far
             // (every live row has the same length).
@@ -504,9 +498,9 @@ impl Seq2SeqBatch<'_> {
                 ids.push(self.model.decoder_start);
                 ids.extend(r.sid.iter().map(|&t| sidecar.vocab_id(t)));
             }
-            inputs.push((
+            fed.push((
                 "input_ids".into(),
-                Tensor::from_array(([n, len], ids))?.into(),
+                Tensor::from_array(([n, len], ids))?.into_dyn(),
             ));
         }
         let hidden_type = self.model.hidden_type;
@@ -524,21 +518,36 @@ impl Seq2SeqBatch<'_> {
                     vec![n, enc.seq, self.model.hidden_size],
                 )?
             };
-            inputs.push(("encoder_hidden_states".into(), hidden.into()));
+            fed.push(("encoder_hidden_states".into(), hidden));
         }
         if merged {
             if !step_with_cache {
                 for k in 0..2 * c.layers {
                     for decoder in [true, false] {
                         let past = zeros(c.cache_type, vec![n, c.heads, 0, c.head_dim])?;
-                        inputs.push((cache_input("past_key_values.", k, decoder), past.into()));
+                        fed.push((cache_input("past_key_values.", k, decoder), past));
                     }
                 }
             }
-            inputs.push((
+            fed.push((
                 "use_cache_branch".into(),
-                Tensor::from_array(([1usize], vec![step_with_cache]))?.into(),
+                Tensor::from_array(([1usize], vec![step_with_cache]))?.into_dyn(),
             ));
+        }
+        // The self-attention cache follows beam parents; the cross-attention
+        // cache, requests.
+        let parents = || {
+            rows.iter()
+                .map(|r| r.parent.expect("a row after the first call has a parent"))
+        };
+        let by_request = || rows.iter().map(|r| self.cross_row[r.request]);
+        let past_name = |k: usize, decoder| cache_input("past_key_values.", k, decoder);
+        let mut wanted: Vec<String> = Vec::new();
+        if cached {
+            wanted.extend((0..2 * c.layers).map(|k| cache_input("present.", k, true)));
+            if !step_with_cache {
+                wanted.extend((0..2 * c.layers).map(|k| cache_input("present.", k, false)));
+            }
         }
         let session = match &mut self.model.decoder {
             Decoder::Split {
@@ -557,37 +566,83 @@ impl Seq2SeqBatch<'_> {
             }
             Decoder::Merged(s) => s,
         };
-        let mut outputs = session.run(inputs)?;
-        let c = self.model.contract.clone();
-        last_log_probs(
-            &outputs["logits"],
-            c.logits_type,
-            3,
-            n,
-            ScoreSlice::of(&self.model.sidecar),
-            out,
-        )?;
-        if cached {
-            let take = |outputs: &mut ort::session::SessionOutputs<'_>, name: String| {
-                outputs
-                    .remove(&name)
-                    .ok_or_else(|| ort::Error::new(format!("the decoder returned no {name}")))
+        let mut caches = if let Some(resident) = &mut self.model.resident {
+            let past = if step_with_cache {
+                let own =
+                    resident.gather(&self.self_cache, parents().map(|p| p as i64).collect())?;
+                let cross =
+                    resident.gather(&self.cross, by_request().map(|p| p as i64).collect())?;
+                (own, cross)
+            } else {
+                Default::default()
             };
-            let mut self_cache = Vec::with_capacity(2 * c.layers);
-            for k in 0..2 * c.layers {
-                self_cache.push(take(&mut outputs, cache_input("present.", k, true))?);
+            let mut inputs: Vec<(String, &DynValue)> =
+                fed.iter().map(|(k, v)| (k.clone(), v)).collect();
+            for (k, (own, cross)) in past.0.iter().zip(&past.1).enumerate() {
+                inputs.push((past_name(k, true), own));
+                inputs.push((past_name(k, false), cross));
             }
+            let kept: Vec<String> = std::iter::once("logits".to_string())
+                .chain(wanted.iter().cloned())
+                .collect();
+            let mut outputs = resident.run(session, &inputs, &kept)?;
+            let logits = outputs.remove(0);
+            resident.scores(&logits, n, out)?;
+            outputs
+        } else {
+            let mut inputs: Inputs<'_> = fed.into_iter().map(|(k, v)| (k, v.into())).collect();
+            if step_with_cache {
+                // Pool buffer 2k: self-attention cache k by beam parent; 2k + 1:
+                // cross-attention cache k by request.
+                let pool = &mut self.model.pool;
+                for k in 0..2 * c.layers {
+                    pool.buf(2 * k, c.cache_type).gather(
+                        &self.self_cache[k],
+                        parents(),
+                        c.heads * self.width * c.head_dim,
+                    )?;
+                    pool.buf(2 * k + 1, c.cache_type).gather(
+                        &self.cross[k],
+                        by_request(),
+                        c.heads * enc.seq * c.head_dim,
+                    )?;
+                }
+                let pool = &self.model.pool;
+                for k in 0..2 * c.layers {
+                    let own = pool.view(2 * k, vec![n, c.heads, self.width, c.head_dim])?;
+                    inputs.push((past_name(k, true), own));
+                    let cross = pool.view(2 * k + 1, vec![n, c.heads, enc.seq, c.head_dim])?;
+                    inputs.push((past_name(k, false), cross));
+                }
+            }
+            let mut outputs = session.run(inputs)?;
+            last_log_probs(
+                &outputs["logits"],
+                c.logits_type,
+                3,
+                n,
+                ScoreSlice::of(&self.model.sidecar),
+                out,
+            )?;
+            wanted
+                .iter()
+                .map(|name| {
+                    outputs
+                        .remove(name)
+                        .ok_or_else(|| ort::Error::new(format!("the decoder returned no {name}")))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        if cached {
             if !step_with_cache {
-                self.cross = (0..2 * c.layers)
-                    .map(|k| take(&mut outputs, cache_input("present.", k, false)))
-                    .collect::<Result<_, _>>()?;
+                self.cross = caches.split_off(2 * c.layers);
                 self.cross_row = vec![0; self.prompts.len()];
                 for (i, r) in rows.iter().enumerate() {
                     self.cross_row[r.request] = i;
                 }
                 self.width = 0;
             }
-            self.self_cache = self_cache;
+            self.self_cache = caches;
             self.width += 1;
         }
         Ok(())
