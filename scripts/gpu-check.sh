@@ -18,6 +18,21 @@
 #                                                      [target/bench-model/model_kv.onnx]
 #   SIDX_GPU_DEVICE   cpu runs the same steps without a GPU (to test this script) [cuda:0]
 #   SIDX_BENCH_SIDS   catalog size of the benchmark     [10000000, STATIC's]
+#   SIDX_QWEN     0 skips the Qwen2-0.5B-shaped part below [1]
+#   SIDX_QWEN_SMALL   --small: a 2-layer stand-in (a dry run on a CPU)    []
+#   SIDX_CONFIGS  batch × beam pairs of that part       [1x10,8x20,8x70,32x20]
+#   SIDX_PYTHON   python with torch + transformers      [python3]
+#   SIDX_WHEEL    the sidx Python wheel for HF's prefix_allowed_tokens_fn
+#                 (maturin build --release -m python/sidx/Cargo.toml;
+#                 none = `import sidx` must already work)          []
+#
+# The Qwen2-0.5B-shaped part (issue 14): benches/gpu_decoder.py builds the
+# decoder here with random weights (24 layers, 896 wide, 14 / 2 heads, a
+# Qwen2 vocabulary + 3 × 2048 SID tokens), exports it with its cache in fp16
+# and fp32, then `sidx bench generate` times it on $DEVICE with
+# device-resident and host decoding and on the CPU cores, and HF `generate`
+# with prefix_allowed_tokens_fn over the same index times it on $DEVICE, on
+# the same prompts.
 #
 # CUDA libraries (cuBLAS, cuDNN, cudart 13 ...) are found by the system loader,
 # or, when PyTorch's pip packages are installed, in site-packages/nvidia/*/lib,
@@ -72,3 +87,29 @@ echo "== bench generate on $DEVICE ($SIDS SIDs, 3 × 2048; STATIC: batch 2 × be
 "$BIN" bench generate --sids "$SIDS" --model "$MODEL" --device "$DEVICE" --compare-cpu --repeats 5
 echo "== bench generate on cpu ($(nproc) cores), same catalog and model"
 "$BIN" bench generate --sids "$SIDS" --model "$MODEL" --device cpu --repeats 3
+
+[ "${SIDX_QWEN:-1}" = 0 ] && exit 0
+PY=${SIDX_PYTHON:-python3}
+CONFIGS=${SIDX_CONFIGS:-1x10,8x20,8x70,32x20}
+echo "== Qwen2-0.5B-shaped decoder${SIDX_QWEN_SMALL:+ (--small stand-in)}: built with PyTorch, exported with its cache"
+"$PY" benches/gpu_decoder.py export --out "$work/qwen" --dtype fp16,fp32 ${SIDX_QWEN_SMALL:+--small}
+bench() {
+  "$BIN" bench generate --sids "$SIDS" --configs "$CONFIGS" --search-repeats 20 \
+    --workdir "$work/bench" --prompts-out "$work/prompts.json" "$@"
+}
+for dtype in fp16 fp32; do
+  [ -f "$work/qwen/$dtype/model.onnx" ] || continue
+  echo "== sidx on $DEVICE, $dtype: device-resident, then host decoding"
+  bench --model "$work/qwen/$dtype/model.onnx" --device "$DEVICE" --decoding resident,host --repeats 3
+done
+echo "== sidx on cpu ($(nproc) cores), fp32"
+bench --model "$work/qwen/fp32/model.onnx" --device cpu --repeats 1
+if [ -n "${SIDX_WHEEL:-}" ]; then
+  "$PY" -m pip install --quiet --no-deps --no-index --target "$work/py" "$SIDX_WHEEL"
+  export PYTHONPATH="$work/py${PYTHONPATH:+:$PYTHONPATH}"
+fi
+hf_device=cuda; hf_dtype=fp16
+if [ "$DEVICE" = cpu ]; then hf_device=cpu; hf_dtype=fp32; fi
+echo "== HF generate on $hf_device, $hf_dtype, prefix_allowed_tokens_fn over the same index and prompts"
+"$PY" benches/gpu_decoder.py hf --model "$work/qwen" --index "$work/bench/index" \
+  --prompts "$work/prompts.json" --configs "$CONFIGS" --dtype "$hf_dtype" --device "$hf_device"

@@ -67,8 +67,9 @@ pub struct GenerateBench {
     #[arg(long, default_value_t = 0)]
     model_threads: usize,
     /// Where the cache and logits stay between steps, comma-separated: a table
-    /// per entry (resident: the provider's memory; host: copied every step).
-    #[arg(long, value_delimiter = ',', default_value = "resident")]
+    /// per entry (resident: the provider's memory; host: copied every step;
+    /// auto: resident on CUDA, host on CPU).
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
     decoding: Vec<Decoding>,
     /// With --device cuda: also run on CPU and compare the returned SIDs.
     #[arg(long)]
@@ -214,7 +215,8 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
     };
     let mut outcomes = Vec::new();
     let mut last = None;
-    for &decoding in &b.decoding {
+    for &asked in &b.decoding {
+        let decoding = asked.on(b.device);
         let opts = RuntimeOptions {
             library: b.ort_lib.clone(),
             device: b.device,
@@ -326,7 +328,7 @@ fn compare_with_cpu(
         device: Device::Cpu,
         allow_cpu_fallback: false,
         threads: b.model_threads,
-        decoding: Decoding::Resident,
+        decoding: Decoding::Auto,
     };
     let mut cpu = OnnxModel::open(path, None, &cpu_opts)?;
     let cfgs = configs(prompts.len(), 20, true);

@@ -29,8 +29,9 @@ pub struct ModelArgs {
     allow_cpu_fallback: bool,
     /// Where the KV cache and logits stay between steps: resident (the
     /// execution provider's memory; only the SID columns' scores reach the
-    /// host) or host (copied to the host and gathered there every step).
-    #[arg(long, env = "SIDX_DECODING", default_value = "resident")]
+    /// host), host (copied to the host and gathered there every step), or
+    /// auto (resident on CUDA, host on CPU).
+    #[arg(long, env = "SIDX_DECODING", default_value = "auto")]
     decoding: Decoding,
     /// ONNX Runtime library [default: ORT_DYLIB_PATH, lib/ beside the executable, .ort/lib].
     #[arg(long, env = "SIDX_ORT_LIB")]

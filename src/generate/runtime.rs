@@ -51,14 +51,29 @@ impl std::fmt::Display for Device {
 /// Where the decoder's KV cache and logits live between steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Decoding {
+    /// Resident on CUDA; host on the CPU provider, whose "device memory" is
+    /// host memory already and whose own log-sum-exp kernel is slower than
+    /// sidx's (BENCHMARKS.md, issue 14).
+    #[default]
+    Auto,
     /// In the execution provider's memory: outputs bound there, the cache
     /// gathered by beam parent there, only the SID columns' log-probabilities
     /// copied to the host (the `resident` module).
-    #[default]
     Resident,
-    /// Copied to the host after every step and gathered there (the path
-    /// before device-resident decoding; kept for comparison).
+    /// Copied to the host after every step and gathered there; the
+    /// log-softmax of the SID columns computed on the host.
     Host,
+}
+
+impl Decoding {
+    /// The decoding `Auto` stands for on `device`.
+    pub fn on(self, device: Device) -> Decoding {
+        match (self, device) {
+            (Decoding::Auto, Device::Cuda(_)) => Decoding::Resident,
+            (Decoding::Auto, Device::Cpu) => Decoding::Host,
+            (chosen, _) => chosen,
+        }
+    }
 }
 
 impl std::str::FromStr for Decoding {
@@ -66,10 +81,11 @@ impl std::str::FromStr for Decoding {
 
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(Decoding::Auto),
             "resident" => Ok(Decoding::Resident),
             "host" => Ok(Decoding::Host),
             _ => Err(format!(
-                "unknown decoding {s:?} (expected resident or host)"
+                "unknown decoding {s:?} (expected auto, resident or host)"
             )),
         }
     }
@@ -78,6 +94,7 @@ impl std::str::FromStr for Decoding {
 impl std::fmt::Display for Decoding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Decoding::Auto => "auto",
             Decoding::Resident => "resident",
             Decoding::Host => "host",
         })
@@ -107,7 +124,7 @@ impl Default for RuntimeOptions {
             device: Device::Cpu,
             allow_cpu_fallback: false,
             threads: 0,
-            decoding: Decoding::Resident,
+            decoding: Decoding::Auto,
         }
     }
 }
@@ -224,5 +241,26 @@ pub fn open_session(
                 model.display()
             ))),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_decoding_is_resident_on_cuda_and_host_on_cpu() {
+        assert_eq!(Decoding::Auto.on(Device::Cuda(1)), Decoding::Resident);
+        assert_eq!(Decoding::Auto.on(Device::Cpu), Decoding::Host);
+        for d in [Decoding::Resident, Decoding::Host] {
+            assert_eq!(d.on(Device::Cpu), d);
+            assert_eq!(d.to_string().parse::<Decoding>(), Ok(d));
+        }
+        assert!(
+            "gpu"
+                .parse::<Decoding>()
+                .unwrap_err()
+                .contains("auto, resident or host")
+        );
     }
 }
