@@ -84,7 +84,7 @@ if [ "$DEVICE" != cpu ]; then
 fi
 
 echo "== bench generate on $DEVICE ($SIDS SIDs, 3 × 2048; STATIC: batch 2 × beam 70)"
-"$BIN" bench generate --sids "$SIDS" --model "$MODEL" --device "$DEVICE" --compare-cpu --repeats 5
+"$BIN" bench generate --sids "$SIDS" --model "$MODEL" --device "$DEVICE" --decoding resident,host --compare-cpu --repeats 5
 echo "== bench generate on cpu ($(nproc) cores), same catalog and model"
 "$BIN" bench generate --sids "$SIDS" --model "$MODEL" --device cpu --repeats 3
 
