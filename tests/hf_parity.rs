@@ -32,6 +32,21 @@ struct Hit {
     score: f32,
 }
 
+/// Fixture `name`'s stored HF results.
+fn expected(name: &str) -> Expected {
+    serde_json::from_slice(&std::fs::read(fixture(name).join("expected.json")).unwrap()).unwrap()
+}
+
+/// The search HF ran, in mode `constrained`.
+fn beam_config(e: &Expected, index: &Index, constrained: bool) -> BeamConfig {
+    BeamConfig {
+        beam: e.beam,
+        top_k: e.top_k,
+        constrained,
+        max_len: index.max_sid_len(),
+    }
+}
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/hf")
@@ -80,9 +95,7 @@ fn assert_equals_hf(name: &str, tol: f32) {
 }
 
 fn assert_dir_equals_hf(name: &str, model_dir: &Path, tol: f32) {
-    let expected: Expected =
-        serde_json::from_slice(&std::fs::read(fixture(name).join("expected.json")).unwrap())
-            .unwrap();
+    let expected = expected(name);
     let dir = tempfile::tempdir().unwrap();
     let index = index(dir.path());
     let mut m = model(model_dir);
@@ -103,12 +116,7 @@ fn assert_dir_equals_hf(name: &str, model_dir: &Path, tol: f32) {
         );
     }
     for constrained in [true, false] {
-        let cfg = BeamConfig {
-            beam: expected.beam,
-            top_k: expected.top_k,
-            constrained,
-            max_len: index.max_sid_len(),
-        };
+        let cfg = beam_config(&expected, &index, constrained);
         fn hits(c: &Case, constrained: bool) -> &[Hit] {
             if constrained {
                 &c.constrained
@@ -261,9 +269,7 @@ fn t5_folder_serves_through_the_engine() {
     use sidx::generate::{GenerationRequest, Generator, GeneratorLimits, History};
     use std::sync::Arc;
 
-    let expected: Expected =
-        serde_json::from_slice(&std::fs::read(fixture("t5").join("expected.json")).unwrap())
-            .unwrap();
+    let expected = expected("t5");
     let dir = tempfile::tempdir().unwrap();
     let index = Arc::new(index(dir.path()));
     let generator =
@@ -395,17 +401,10 @@ fn resident_and_host_decoding_agree_on_every_export() {
     for (name, model_dir) in &dirs {
         let mut max_diff = 0f32;
         let base = name.split(' ').next().unwrap();
-        let expected: Expected =
-            serde_json::from_slice(&std::fs::read(fixture(base).join("expected.json")).unwrap())
-                .unwrap();
+        let expected = expected(base);
         let prompts: Vec<Vec<i64>> = expected.cases.iter().map(|c| c.prompt.clone()).collect();
         for constrained in [true, false] {
-            let cfg = BeamConfig {
-                beam: expected.beam,
-                top_k: expected.top_k,
-                constrained,
-                max_len: index.max_sid_len(),
-            };
+            let cfg = beam_config(&expected, &index, constrained);
             let cfgs = vec![cfg; prompts.len()];
             let run = |decoding| {
                 let mut m = model_decoding(model_dir, decoding);

@@ -118,6 +118,17 @@ fn gather_graph(tensors: usize, ty: Float) -> Result<Graph, ort::Error> {
     Ok(g)
 }
 
+/// Adds node `op` whose one output, and the node itself, are named `out`.
+fn op<I: AsRef<str>>(
+    g: &mut Graph,
+    op: &str,
+    out: &str,
+    inputs: impl AsRef<[I]>,
+    attributes: impl IntoIterator<Item = Attribute>,
+) -> Result<(), ort::Error> {
+    g.add_node(Node::new(op, ONNX_DOMAIN, out, inputs, [out], attributes)?)
+}
+
 /// `scores = x[columns] − ReduceLogSumExp(x)`, `x` the last position's
 /// logits in f32. A contiguous run of SID columns is sliced (ONNX Runtime's
 /// CPU `Gather` on the last axis copies element by element: 8 ns a column,
@@ -132,19 +143,13 @@ fn score_graph(spec: &ResidentSpec<'_>) -> Result<Graph, ort::Error> {
         for (part, v) in [("start", start), ("end", end), ("axis", axis)] {
             g.add_initializer(format!("{name}.{part}"), int64s(&[v])?, false)?;
         }
-        g.add_node(Node::new(
-            "Slice",
-            ONNX_DOMAIN,
-            name,
-            [
-                input.to_string(),
-                format!("{name}.start"),
-                format!("{name}.end"),
-                format!("{name}.axis"),
-            ],
-            [name],
-            [],
-        )?)
+        let inputs = [
+            input.to_string(),
+            format!("{name}.start"),
+            format!("{name}.end"),
+            format!("{name}.axis"),
+        ];
+        op(g, "Slice", name, inputs, [])
     };
     let mut x = "logits".to_string();
     if rank == 3 {
@@ -152,62 +157,29 @@ fn score_graph(spec: &ResidentSpec<'_>) -> Result<Graph, ort::Error> {
         x = "last".into();
     }
     if spec.logits_type != Float::F32 {
-        g.add_node(Node::new(
-            "Cast",
-            ONNX_DOMAIN,
-            "wide",
-            [x.as_str()],
-            ["wide"],
-            [Attribute::new("to", ONNX_FLOAT)?],
-        )?)?;
+        let to = Attribute::new("to", ONNX_FLOAT)?;
+        op(&mut g, "Cast", "wide", [x.as_str()], [to])?;
         x = "wide".into();
     }
-    g.add_node(Node::new(
-        "ReduceLogSumExp",
-        ONNX_DOMAIN,
-        "lse",
-        [x.as_str()],
-        ["lse"],
-        [
-            Attribute::new("axes", vec![-1i64])?,
-            Attribute::new("keepdims", 1i64)?,
-        ],
-    )?)?;
+    let axes = Attribute::new("axes", vec![-1i64])?;
+    let keep = Attribute::new("keepdims", 1i64)?;
+    op(&mut g, "ReduceLogSumExp", "lse", [x.as_str()], [axes, keep])?;
     let (sid, eos) = spec.columns.split_at(spec.columns.len().saturating_sub(1));
     let contiguous = sid.windows(2).all(|w| w[1] == w[0] + 1);
     match (sid.first(), eos.first()) {
         (Some(&first), Some(&eos)) if contiguous => {
             slice(&mut g, "sid", &x, first, first + sid.len() as i64, -1)?;
             slice(&mut g, "eos", &x, eos, eos + 1, -1)?;
-            g.add_node(Node::new(
-                "Concat",
-                ONNX_DOMAIN,
-                "picked",
-                ["sid", "eos"],
-                ["picked"],
-                [Attribute::new("axis", -1i64)?],
-            )?)?;
+            let axis = Attribute::new("axis", -1i64)?;
+            op(&mut g, "Concat", "picked", ["sid", "eos"], [axis])?;
         }
         _ => {
             g.add_initializer("columns", int64s(spec.columns)?, false)?;
-            g.add_node(Node::new(
-                "Gather",
-                ONNX_DOMAIN,
-                "picked",
-                [x.as_str(), "columns"],
-                ["picked"],
-                [Attribute::new("axis", -1i64)?],
-            )?)?;
+            let axis = Attribute::new("axis", -1i64)?;
+            op(&mut g, "Gather", "picked", [x.as_str(), "columns"], [axis])?;
         }
     }
-    g.add_node(Node::new(
-        "Sub",
-        ONNX_DOMAIN,
-        "scores",
-        ["picked", "lse"],
-        ["scores"],
-        [],
-    )?)?;
+    op(&mut g, "Sub", "scores", ["picked", "lse"], [])?;
     Ok(g)
 }
 
