@@ -287,13 +287,36 @@ pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), NpyError>
 
 /// Writes the `.npy` bytes of a float32 array to any writer.
 pub fn write_to(w: &mut dyn Write, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
+    write_array(w, "<f4", shape, data, f32::to_le_bytes)
+}
+
+/// Writes the `.npy` bytes of a uint32 array (quantizer codes `[N, L]`, as
+/// [`read_codes`] reads them) to any writer.
+pub fn write_codes_to(w: &mut dyn Write, shape: &[usize], data: &[u32]) -> std::io::Result<()> {
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "shape must match data"
+    );
+    write_array(w, "<u4", shape, data, u32::to_le_bytes)
+}
+
+/// A version 1.0 header (data 64-byte aligned) and the little-endian values.
+fn write_array<T: bytemuck::Pod>(
+    w: &mut dyn Write,
+    descr: &str,
+    shape: &[usize],
+    data: &[T],
+    to_le: fn(T) -> [u8; 4],
+) -> std::io::Result<()> {
     let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
     let shape_str = if dims.len() == 1 {
         format!("({},)", dims[0])
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_str}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_str}, }}");
     // Pad so that data starts 64-byte aligned; the header ends with '\n'.
     let unpadded = MAGIC.len() + 2 + 2 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
@@ -305,13 +328,22 @@ pub fn write_to(w: &mut dyn Write, shape: &[usize], data: &[f32]) -> std::io::Re
     if cfg!(target_endian = "little") {
         w.write_all(bytemuck::cast_slice(data))
     } else {
-        data.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))
+        data.iter().try_for_each(|&v| w.write_all(&to_le(v)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_roundtrip_through_read_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("codes.npy");
+        let codes = [0, 4095, 7, u32::MAX, 1, 2];
+        fsx::write_atomic(&p, |w| write_codes_to(w, &[2, 3], &codes)).unwrap();
+        assert_eq!(read_codes(&p).unwrap(), (codes.to_vec(), 2, 3));
+    }
 
     #[test]
     fn roundtrip_and_errors() {

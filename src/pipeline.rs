@@ -18,6 +18,11 @@ use crate::sid::{CollisionMode, Layout, SidError, SidHeader, SidTable, resolve_c
 pub const SIDS_FILE: &str = "sids.tsv";
 pub const REPORT_FILE: &str = "hourglass.json";
 pub const SVG_FILE: &str = "hourglass.svg";
+/// The quantizer's codes `[N, L]` (uint32, before collisions are resolved)
+/// and their item ids, one per line: `sidx index build --sids DIR` reads
+/// these instead of parsing `sids.tsv`.
+pub const CODES_FILE: &str = "codes.npy";
+pub const IDS_FILE: &str = "ids.txt";
 
 /// Errors of the end-to-end jobs.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +98,7 @@ impl QuantizeJob {
             items: n,
             mse: encoded.mse(),
             method: self.train.method,
+            collisions: Some(self.collisions),
             ..QuantizerMeta::new(&rq)
         };
         let layout = Layout::new(vec![self.train.codebook_size as u32; self.train.layers])?;
@@ -101,7 +107,7 @@ impl QuantizeJob {
             ..SidHeader::new(&layout, self.collisions)
         };
         let table = resolve_collisions(
-            &SidTable::from_codes(header, ids, &encoded.codes),
+            &SidTable::from_codes(header, ids.clone(), &encoded.codes),
             self.collisions,
         );
         let report = HourglassReport::measure(&table, self.head_share);
@@ -109,6 +115,7 @@ impl QuantizeJob {
         let mut staging = Staging::new();
         staging.create_dir(&self.out)?;
         stage_sids(&mut staging, &self.out.join(SIDS_FILE), &table)?;
+        stage_codes(&mut staging, &self.out, &ids, &encoded.codes)?;
         rq.stage(&mut staging, &self.out, &meta)?;
         stage_report(&mut staging, &self.out, &table, &report)?;
         staging.commit()?;
@@ -220,6 +227,23 @@ fn stage_sids(staging: &mut Staging, path: &Path, table: &SidTable) -> Result<()
     } else {
         staging.write(path, |w| table.write_to(w))
     }
+}
+
+/// Stages the quantizer's raw codes ([`CODES_FILE`]) and item ids
+/// ([`IDS_FILE`]) under `dir`.
+fn stage_codes(
+    staging: &mut Staging,
+    dir: &Path,
+    ids: &[String],
+    codes: &[u32],
+) -> Result<(), FsError> {
+    let layers = codes.len() / ids.len().max(1);
+    staging.write(&dir.join(CODES_FILE), |w| {
+        npy::write_codes_to(w, &[ids.len(), layers], codes)
+    })?;
+    staging.write(&dir.join(IDS_FILE), |w| {
+        ids.iter().try_for_each(|id| writeln!(w, "{id}"))
+    })
 }
 
 /// Embeddings `[N, D]` and their N item ids: a `.npy` array with an id

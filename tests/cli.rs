@@ -865,3 +865,96 @@ fn bench_quantize_reads_embeddings_and_prints_a_row_per_method() {
     assert!(mse("sidx rq-balanced").is_finite());
     assert!(joint < plain, "rq-joint {joint} vs rq-kmeans {plain}");
 }
+
+/// `sidx index build --sids DIR` on a `sidx quantize --out DIR`: the run's
+/// codes, ids, codebooks and collision mode, the same index as from its
+/// `sids.tsv` (every item's SID listed from the root), in either format.
+#[test]
+fn index_build_reads_a_quantize_output_folder_as_its_tsv() {
+    let dir = tempfile::tempdir().unwrap();
+    let emb = small_catalog(dir.path(), 2000);
+    let ids = dir.path().join("ids.txt");
+    std::fs::write(&ids, synth::ids(2000).join("\n")).unwrap();
+    let everything = |root: &Path| {
+        let q = sidx(&["index", "query", "--index", p(root), "--limit", "100000"]);
+        assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();
+        assert_eq!(v["items"].as_array().unwrap().len(), 2000);
+        v
+    };
+    for collisions in ["disambiguate", "share"] {
+        // 2000 items in 4 × 4 × 4 codes: many share theirs.
+        let run = dir.path().join(format!("q-{collisions}"));
+        let o = sidx(&[
+            "quantize",
+            "--embeddings",
+            p(&emb),
+            "--ids",
+            p(&ids),
+            "--layers",
+            "3",
+            "--codebook-size",
+            "4",
+            "--collisions",
+            collisions,
+            "--out",
+            p(&run),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (_, rows, layers) = npy::read_codes(&run.join("codes.npy")).unwrap();
+        assert_eq!((rows, layers), (2000, 3), "codes.npy: a row per item");
+        for format in ["1", "2"] {
+            let build = |sids: &Path, out: &Path| {
+                let o = sidx(&[
+                    "index",
+                    "build",
+                    "--sids",
+                    p(sids),
+                    "--format-version",
+                    format,
+                    "--out",
+                    p(out),
+                ]);
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            };
+            let (from_tsv, from_run) = (
+                dir.path().join(format!("tsv-{collisions}-{format}")),
+                dir.path().join(format!("run-{collisions}-{format}")),
+            );
+            build(&run.join("sids.tsv"), &from_tsv);
+            build(&run, &from_run);
+            assert_eq!(everything(&from_tsv), everything(&from_run));
+            let stored = std::fs::read_dir(from_run.join("versions"))
+                .unwrap()
+                .any(|v| v.unwrap().path().join("codebooks.npy").is_file());
+            assert!(stored, "the run's codebooks are stored for updates");
+        }
+    }
+    // A folder with codes.npy but no quantizer.json, and --ids beside a run, are refused.
+    let run = dir.path().join("q-share");
+    fails_with(
+        &sidx(&[
+            "index",
+            "build",
+            "--sids",
+            p(&run),
+            "--ids",
+            p(&ids),
+            "--out",
+            p(&dir.path().join("x")),
+        ]),
+        &["--ids", "sidx quantize", "ids.txt"],
+    );
+    std::fs::remove_file(run.join("quantizer.json")).unwrap();
+    fails_with(
+        &sidx(&[
+            "index",
+            "build",
+            "--sids",
+            p(&run),
+            "--out",
+            p(&dir.path().join("y")),
+        ]),
+        &["q-share", "quantizer.json"],
+    );
+}

@@ -10,7 +10,7 @@ use sidx::client::mirror::Mirror;
 use sidx::catalog::{CatalogUpdate, Embeddings};
 use sidx::index::{IndexStore, build_from_table};
 use sidx::pipeline;
-use sidx::quantize::ResidualQuantizer;
+use sidx::quantize::{CODEBOOKS_FILE, QuantizerMeta, ResidualQuantizer};
 use sidx::shards;
 use sidx::sid::{CollisionMode, Layout, SidTable};
 
@@ -72,8 +72,10 @@ pub struct RootArg {
 pub struct BuildArgs {
     /// SID file (TSV `item_id<TAB>layer:code …`); Parquet SIDs: a
     /// .parquet file or a folder of shards (id, codes list<int32> or
-    /// layer_1 … layer_K columns); or quantizer codes as a .npy integer
-    /// array [items, layers] (with --ids, and --layout or --codebooks).
+    /// layer_1 … layer_K columns); quantizer codes as a .npy integer
+    /// array [items, layers] (with --ids, and --layout or --codebooks); or
+    /// a `sidx quantize --out` folder (its codes.npy, ids.txt and
+    /// codebooks.npy, collisions as it resolved them: no TSV parse).
     #[arg(long)]
     sids: PathBuf,
     /// Item ids of the rows of a .npy of codes, one per line [default: row numbers].
@@ -105,6 +107,57 @@ pub struct HeaderlessArgs {
     /// Items sharing such a SID: disambiguated in item id order, or shared.
     #[arg(long, value_enum, default_value = "disambiguate")]
     collisions: super::Collisions,
+}
+
+/// A `sidx quantize --out` folder given as `--sids`: its codes, ids and
+/// codebooks are read instead of its `sids.tsv`.
+struct QuantizeRun {
+    dir: PathBuf,
+    meta: QuantizerMeta,
+}
+
+impl QuantizeRun {
+    /// The run at `dir`, when it is a folder holding `codes.npy`.
+    fn at(dir: &Path) -> Result<Option<Self>> {
+        if !dir.join(pipeline::CODES_FILE).is_file() {
+            return Ok(None);
+        }
+        let meta = QuantizerMeta::beside(&dir.join(CODEBOOKS_FILE)).with_context(|| {
+            format!(
+                "{}: holds {} but no readable {} (not a `sidx quantize` output?)",
+                dir.display(),
+                pipeline::CODES_FILE,
+                sidx::quantize::QUANTIZER_FILE
+            )
+        })?;
+        Ok(Some(Self {
+            dir: dir.to_owned(),
+            meta,
+        }))
+    }
+
+    /// Points `a` at the run's files; its ids and layout are the run's own.
+    fn apply(&self, a: &mut BuildArgs) -> Result<()> {
+        let d = self.dir.display();
+        if let Some(ids) = &a.ids {
+            bail!(
+                "--ids {}: {d} is a `sidx quantize` output; its item ids are {d}/{}",
+                ids.display(),
+                pipeline::IDS_FILE
+            );
+        }
+        if !a.headerless.layout.is_empty() {
+            bail!("--layout: {d} is a `sidx quantize` output; its layout is its codebooks'");
+        }
+        a.ids = Some(self.dir.join(pipeline::IDS_FILE));
+        a.codebooks
+            .get_or_insert_with(|| self.dir.join(CODEBOOKS_FILE));
+        if let Some(c) = self.meta.collisions {
+            a.headerless.collisions = c.into();
+        }
+        a.sids = self.dir.join(pipeline::CODES_FILE);
+        Ok(())
+    }
 }
 
 /// Reads a SID file, Parquet SID shards or a .npy of codes; `layout`
@@ -294,7 +347,11 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 anyhow::Ok(())
             })?;
         }
-        IndexCommand::Build(a) => {
+        IndexCommand::Build(mut a) => {
+            let quantized = QuantizeRun::at(&a.sids)?;
+            if let Some(run) = &quantized {
+                run.apply(&mut a)?;
+            }
             let layout = if !a.headerless.layout.is_empty() {
                 Some(Layout::new(a.headerless.layout.clone())?)
             } else if let Some(cb) = &a.codebooks {
@@ -302,12 +359,15 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             } else {
                 None
             };
-            let table = read_sids(
+            let mut table = read_sids(
                 &a.sids,
                 a.ids.as_deref(),
                 layout,
                 a.headerless.collisions.into(),
             )?;
+            if let Some(run) = quantized {
+                table.header_mut().method = Some(run.meta.method.name().to_owned());
+            }
             let store = IndexStore::new(&a.out)
                 .with_keep(a.keep)
                 .with_format_version(a.format_version);

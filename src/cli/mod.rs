@@ -76,3 +76,12 @@ impl From<Collisions> for CollisionMode {
         }
     }
 }
+
+impl From<CollisionMode> for Collisions {
+    fn from(c: CollisionMode) -> Self {
+        match c {
+            CollisionMode::Disambiguate => Collisions::Disambiguate,
+            CollisionMode::Share => Collisions::Share,
+        }
+    }
+}

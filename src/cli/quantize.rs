@@ -88,7 +88,8 @@ pub struct QuantizeArgs {
     /// Share of layer-2 items the "head" tokens hold in the report.
     #[arg(long, default_value_t = DEFAULT_HEAD_SHARE)]
     head_share: f64,
-    /// Output directory: sids.tsv, codebooks.npy, quantizer.json, hourglass.json, hourglass.svg.
+    /// Output directory: sids.tsv, codes.npy + ids.txt (`sidx index build --sids DIR` reads
+    /// these), codebooks.npy, quantizer.json, hourglass.json, hourglass.svg.
     #[arg(long)]
     out: PathBuf,
 }

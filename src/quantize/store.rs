@@ -39,6 +39,10 @@ pub struct QuantizerMeta {
     /// `rq-kmeans` (files written before methods existed) or `rq-balanced`.
     #[serde(default)]
     pub method: super::Method,
+    /// How `sidx quantize` resolved items sharing codes in its `sids.tsv`
+    /// (absent from files written before `codes.npy`, and for `encode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collisions: Option<crate::sid::CollisionMode>,
 }
 
 impl QuantizerMeta {
@@ -64,6 +68,7 @@ impl QuantizerMeta {
             items: 0,
             mse: 0.0,
             method: super::Method::RqKmeans,
+            collisions: None,
         }
     }
 }
