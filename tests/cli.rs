@@ -23,27 +23,28 @@ fn small_catalog(dir: &Path, items: usize) -> PathBuf {
     path
 }
 
+/// A small catalog and its item ids (`item-0` …) in `ids.txt`.
+fn catalog_with_ids(dir: &Path, items: usize) -> (PathBuf, PathBuf) {
+    let ids = dir.join("ids.txt");
+    std::fs::write(&ids, synth::ids(items).join("\n")).unwrap();
+    (small_catalog(dir, items), ids)
+}
+
+/// `sidx quantize` of `emb` (ids from `ids`) into 3 layers at `out`.
+fn quantize_into(emb: &Path, ids: &Path, extra: &[&str], out: &Path) {
+    let mut args = vec!["quantize", "--embeddings", p(emb), "--ids", p(ids)];
+    args.extend(["--layers", "3", "--out", p(out)]);
+    args.extend(extra);
+    let o = sidx(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn quantize_hourglass_mitigate_encode() {
     let dir = tempfile::tempdir().unwrap();
-    let emb = small_catalog(dir.path(), 3000);
-    let ids = dir.path().join("ids.txt");
-    std::fs::write(&ids, synth::ids(3000).join("\n")).unwrap();
+    let (emb, ids) = catalog_with_ids(dir.path(), 3000);
     let out = dir.path().join("q");
-    let o = sidx(&[
-        "quantize",
-        "--embeddings",
-        p(&emb),
-        "--ids",
-        p(&ids),
-        "--layers",
-        "3",
-        "--codebook-size",
-        "32",
-        "--out",
-        p(&out),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    quantize_into(&emb, &ids, &["--codebook-size", "32"], &out);
     for f in [
         "sids.tsv",
         "codebooks.npy",
@@ -872,9 +873,7 @@ fn bench_quantize_reads_embeddings_and_prints_a_row_per_method() {
 #[test]
 fn index_build_reads_a_quantize_output_folder_as_its_tsv() {
     let dir = tempfile::tempdir().unwrap();
-    let emb = small_catalog(dir.path(), 2000);
-    let ids = dir.path().join("ids.txt");
-    std::fs::write(&ids, synth::ids(2000).join("\n")).unwrap();
+    let (emb, ids) = catalog_with_ids(dir.path(), 2000);
     let everything = |root: &Path| {
         let q = sidx(&["index", "query", "--index", p(root), "--limit", "100000"]);
         assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
@@ -885,22 +884,8 @@ fn index_build_reads_a_quantize_output_folder_as_its_tsv() {
     for collisions in ["disambiguate", "share"] {
         // 2000 items in 4 × 4 × 4 codes: many share theirs.
         let run = dir.path().join(format!("q-{collisions}"));
-        let o = sidx(&[
-            "quantize",
-            "--embeddings",
-            p(&emb),
-            "--ids",
-            p(&ids),
-            "--layers",
-            "3",
-            "--codebook-size",
-            "4",
-            "--collisions",
-            collisions,
-            "--out",
-            p(&run),
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let args = ["--codebook-size", "4", "--collisions", collisions];
+        quantize_into(&emb, &ids, &args, &run);
         let (_, rows, layers) = npy::read_codes(&run.join("codes.npy")).unwrap();
         assert_eq!((rows, layers), (2000, 3), "codes.npy: a row per item");
         for format in ["1", "2"] {
@@ -930,31 +915,16 @@ fn index_build_reads_a_quantize_output_folder_as_its_tsv() {
             assert!(stored, "the run's codebooks are stored for updates");
         }
     }
-    // A folder with codes.npy but no quantizer.json, and --ids beside a run, are refused.
+    // --ids beside a run, and a folder with codes.npy but no quantizer.json, are refused.
     let run = dir.path().join("q-share");
-    fails_with(
-        &sidx(&[
-            "index",
-            "build",
-            "--sids",
-            p(&run),
-            "--ids",
-            p(&ids),
-            "--out",
-            p(&dir.path().join("x")),
-        ]),
-        &["--ids", "sidx quantize", "ids.txt"],
-    );
+    let out = dir.path().join("refused");
+    let refused = |extra: &[&str], needles: &[&str]| {
+        let mut args = vec!["index", "build", "--sids", p(&run), "--out", p(&out)];
+        args.extend(extra);
+        fails_with(&sidx(&args), needles);
+        assert!(!out.join("CURRENT").exists(), "nothing published");
+    };
+    refused(&["--ids", p(&ids)], &["--ids", "sidx quantize", "ids.txt"]);
     std::fs::remove_file(run.join("quantizer.json")).unwrap();
-    fails_with(
-        &sidx(&[
-            "index",
-            "build",
-            "--sids",
-            p(&run),
-            "--out",
-            p(&dir.path().join("y")),
-        ]),
-        &["q-share", "quantizer.json"],
-    );
+    refused(&[], &["q-share", "quantizer.json"]);
 }
