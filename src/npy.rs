@@ -276,39 +276,34 @@ fn parse_shape(v: &str) -> Option<Vec<usize>> {
 
 /// Writes a C-ordered float32 array (version 1.0 header), atomically.
 pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), NpyError> {
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        data.len(),
-        "shape must match data"
-    );
     fsx::write_atomic(path, |w| write_to(w, shape, data))?;
     Ok(())
 }
 
 /// Writes the `.npy` bytes of a float32 array to any writer.
 pub fn write_to(w: &mut dyn Write, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
-    write_array(w, "<f4", shape, data, f32::to_le_bytes)
+    write_array(w, "<f4", shape, data)
 }
 
 /// Writes the `.npy` bytes of a uint32 array (quantizer codes `[N, L]`, as
 /// [`read_codes`] reads them) to any writer.
 pub fn write_codes_to(w: &mut dyn Write, shape: &[usize], data: &[u32]) -> std::io::Result<()> {
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        data.len(),
-        "shape must match data"
-    );
-    write_array(w, "<u4", shape, data, u32::to_le_bytes)
+    write_array(w, "<u4", shape, data)
 }
 
-/// A version 1.0 header (data 64-byte aligned) and the little-endian values.
+/// A version 1.0 header (data 64-byte aligned) and the 4-byte values,
+/// little-endian.
 fn write_array<T: bytemuck::Pod>(
     w: &mut dyn Write,
     descr: &str,
     shape: &[usize],
     data: &[T],
-    to_le: fn(T) -> [u8; 4],
 ) -> std::io::Result<()> {
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "shape must match data"
+    );
     let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
     let shape_str = if dims.len() == 1 {
         format!("({},)", dims[0])
@@ -325,10 +320,14 @@ fn write_array<T: bytemuck::Pod>(
     w.write_all(&[1, 0])?;
     w.write_all(&(header.len() as u16).to_le_bytes())?;
     w.write_all(header.as_bytes())?;
+    let bytes: &[u8] = bytemuck::cast_slice(data);
     if cfg!(target_endian = "little") {
-        w.write_all(bytemuck::cast_slice(data))
+        w.write_all(bytes)
     } else {
-        data.iter().try_for_each(|&v| w.write_all(&to_le(v)))
+        bytes.chunks_exact(4).try_for_each(|v| {
+            let [a, b, c, d] = [v[0], v[1], v[2], v[3]];
+            w.write_all(&[d, c, b, a])
+        })
     }
 }
 

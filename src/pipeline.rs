@@ -107,7 +107,7 @@ impl QuantizeJob {
             ..SidHeader::new(&layout, self.collisions)
         };
         let table = resolve_collisions(
-            &SidTable::from_codes(header, ids.clone(), &encoded.codes),
+            &SidTable::from_codes(header, ids, &encoded.codes),
             self.collisions,
         );
         let report = HourglassReport::measure(&table, self.head_share);
@@ -115,7 +115,7 @@ impl QuantizeJob {
         let mut staging = Staging::new();
         staging.create_dir(&self.out)?;
         stage_sids(&mut staging, &self.out.join(SIDS_FILE), &table)?;
-        stage_codes(&mut staging, &self.out, &ids, &encoded.codes)?;
+        stage_codes(&mut staging, &self.out, &table, &encoded.codes)?;
         rq.stage(&mut staging, &self.out, &meta)?;
         stage_report(&mut staging, &self.out, &table, &report)?;
         staging.commit()?;
@@ -229,20 +229,20 @@ fn stage_sids(staging: &mut Staging, path: &Path, table: &SidTable) -> Result<()
     }
 }
 
-/// Stages the quantizer's raw codes ([`CODES_FILE`]) and item ids
-/// ([`IDS_FILE`]) under `dir`.
+/// Stages the quantizer's raw codes ([`CODES_FILE`]) and the item ids of
+/// `table` — built from them, rows in the same order — ([`IDS_FILE`]) under `dir`.
 fn stage_codes(
     staging: &mut Staging,
     dir: &Path,
-    ids: &[String],
+    table: &SidTable,
     codes: &[u32],
 ) -> Result<(), FsError> {
-    let layers = codes.len() / ids.len().max(1);
+    let items = table.len();
     staging.write(&dir.join(CODES_FILE), |w| {
-        npy::write_codes_to(w, &[ids.len(), layers], codes)
+        npy::write_codes_to(w, &[items, codes.len() / items.max(1)], codes)
     })?;
     staging.write(&dir.join(IDS_FILE), |w| {
-        ids.iter().try_for_each(|id| writeln!(w, "{id}"))
+        (0..items).try_for_each(|i| writeln!(w, "{}", table.id(i)))
     })
 }
 
