@@ -128,7 +128,7 @@ impl Drop for FstWriter {
 /// Streams sorted `(SID, item id)` pairs into an index version's files.
 pub struct IndexBuilder {
     prev: Vec<TokenId>,
-    prev_id: Vec<u8>,
+    prev_id: LastId,
     started: bool,
     trie: Trie,
 }
@@ -174,7 +174,7 @@ impl IndexBuilder {
         };
         Ok(Self {
             prev: Vec::new(),
-            prev_id: Vec::new(),
+            prev_id: LastId::default(),
             started: false,
             trie,
         })
@@ -182,18 +182,28 @@ impl IndexBuilder {
 
     /// Adds an item; pairs must come sorted by SID (token ids), then item id.
     pub fn push(&mut self, sid: &[TokenId], id: &str) -> Result<(), IndexError> {
+        self.push_item(sid, ItemId::Text(id))
+    }
+
+    /// [`push`](Self::push) of an item whose id is the canonical decimal
+    /// `id`, without spelling it out (format 2 stores it as a number).
+    pub fn push_integer(&mut self, sid: &[TokenId], id: u64) -> Result<(), IndexError> {
+        self.push_item(sid, ItemId::Integer(id))
+    }
+
+    fn push_item(&mut self, sid: &[TokenId], id: ItemId<'_>) -> Result<(), IndexError> {
         if sid.is_empty() {
-            return Err(IndexError::Input(format!("item {id:?} has an empty SID")));
+            return Err(IndexError::Input(format!("item {id} has an empty SID")));
         }
-        if id.is_empty() {
+        if matches!(id, ItemId::Text("")) {
             return Err(IndexError::Input("empty item id".into()));
         }
         let same_sid = self.started && sid == self.prev.as_slice();
         if self.started {
-            let order = sid.cmp(&self.prev).then(id.as_bytes().cmp(&self.prev_id));
+            let order = sid.cmp(&self.prev).then_with(|| self.prev_id.cmp_next(id));
             if order != std::cmp::Ordering::Greater {
                 return Err(IndexError::Input(format!(
-                    "input not sorted by (SID, item id) or duplicated at item {id:?}"
+                    "input not sorted by (SID, item id) or duplicated at item {id}"
                 )));
             }
         }
@@ -217,12 +227,12 @@ impl IndexBuilder {
             self.prev.clear();
             self.prev.extend_from_slice(sid);
         }
-        match &mut self.trie {
-            Trie::V1(t) => t.add_item(depth, id)?,
-            Trie::V2(t) => t.add_item(depth, id, same_sid),
+        match (&mut self.trie, id) {
+            (Trie::V1(t), id) => id.with_text(|text| t.add_item(depth, text))?,
+            (Trie::V2(t), ItemId::Text(text)) => t.add_item(depth, text, same_sid),
+            (Trie::V2(t), ItemId::Integer(v)) => t.add_integer_item(depth, v, same_sid),
         }
-        self.prev_id.clear();
-        self.prev_id.extend_from_slice(id.as_bytes());
+        self.prev_id.set(id);
         self.started = true;
         Ok(())
     }
@@ -319,6 +329,72 @@ impl V1Trie {
 
     fn nodes(&self) -> usize {
         1 + self.sum(|l| l.tokens.len())
+    }
+}
+
+/// An item id as pushed: its text, or a canonical decimal integer.
+#[derive(Clone, Copy)]
+enum ItemId<'a> {
+    Text(&'a str),
+    Integer(u64),
+}
+
+impl ItemId<'_> {
+    /// Calls `f` with the id's text (an integer spelled out on the stack).
+    fn with_text<R>(self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            Self::Text(text) => f(text),
+            Self::Integer(v) => {
+                let mut buf = [0u8; 20];
+                let mut at = buf.len();
+                let mut rest = v;
+                loop {
+                    at -= 1;
+                    buf[at] = b'0' + (rest % 10) as u8;
+                    rest /= 10;
+                    if rest == 0 {
+                        break;
+                    }
+                }
+                f(std::str::from_utf8(&buf[at..]).expect("ASCII digits"))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ItemId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.with_text(|text| write!(f, "{text:?}"))
+    }
+}
+
+/// The last item id pushed, kept as it came (an integer is spelled out
+/// only when a later id of the same SID is compared with it).
+#[derive(Default)]
+struct LastId {
+    text: String,
+    integer: Option<u64>,
+}
+
+impl LastId {
+    fn set(&mut self, id: ItemId<'_>) {
+        match id {
+            ItemId::Text(text) => {
+                self.integer = None;
+                self.text.clear();
+                self.text.push_str(text);
+            }
+            ItemId::Integer(v) => self.integer = Some(v),
+        }
+    }
+
+    /// How `next` orders against this id, byte-wise as text.
+    fn cmp_next(&self, next: ItemId<'_>) -> std::cmp::Ordering {
+        let last = match self.integer {
+            Some(v) => ItemId::Integer(v),
+            None => ItemId::Text(&self.text),
+        };
+        next.with_text(|b| last.with_text(|a| b.as_bytes().cmp(a.as_bytes())))
     }
 }
 

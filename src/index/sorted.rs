@@ -2,6 +2,8 @@
 //! without an allocation per item: each SID packed into one `u128` sort key
 //! when it has at most 8 tokens, the general pairs otherwise.
 
+use std::cmp::Ordering;
+
 use rayon::prelude::*;
 
 use super::{IndexBuilder, IndexError, TokenId};
@@ -12,6 +14,10 @@ const PACKED_TOKENS: usize = 8;
 
 /// The items of a table in build order.
 pub(crate) enum SortedTable<'t> {
+    /// `(key, id)` when every item id is a canonical decimal integer (the
+    /// common case): the ids ride in the sort records, never gathered or
+    /// spelled out. Keys as in `Packed`.
+    Integer(Vec<(u128, u64)>),
     /// `(key, item)`: the SID's token ids from the high bits down, zero
     /// after its end. Only a SID's first token can be token id 0 (layer
     /// 1's code 0; later layers' ids come after layer 1's), so a zero
@@ -39,12 +45,27 @@ impl<'t> SortedTable<'t> {
         // Layers rise along a SID, so only its first token id can be 0 —
         // unless a table was pushed out of order; those take the general path.
         let packable = n <= u32::MAX as usize
-            && (0..n).all(|i| {
+            && (0..n).into_par_iter().all(|i| {
                 let sid = table.sid(i);
                 (1..=PACKED_TOKENS).contains(&sid.len())
                     && sid.windows(2).all(|w| w[0].layer < w[1].layer)
             });
-        let sorted = if packable {
+        let integer = || {
+            (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let id = crate::sid::integer_id(table.id(i).as_bytes());
+                    id.map(|v| Ok((pack(token_ids(i))?, v))).transpose()
+                })
+                .collect::<Result<Option<Vec<_>>, IndexError>>()
+        };
+        let sorted = if packable && let Some(mut keyed) = integer()? {
+            keyed.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| decimal_order(a.1, b.1)));
+            if let Some(w) = keyed.windows(2).find(|w| w[0] == w[1]) {
+                return Err(twice(&w[0].1.to_string()));
+            }
+            Self::Integer(keyed)
+        } else if packable {
             let mut keyed = (0..n)
                 .into_par_iter()
                 .map(|i| Ok((pack(token_ids(i))?, i as u32)))
@@ -88,6 +109,13 @@ impl<'t> SortedTable<'t> {
     /// Pushes every item, in order.
     pub(crate) fn push_into(&self, b: &mut IndexBuilder) -> Result<(), IndexError> {
         match self {
+            Self::Integer(keyed) => {
+                let mut sid = [0; PACKED_TOKENS];
+                keyed.iter().try_for_each(|&(key, id)| {
+                    let len = unpack(key, &mut sid);
+                    b.push_integer(&sid[..len], id)
+                })
+            }
             Self::Packed(keyed, runs) => {
                 let mut sid = [0; PACKED_TOKENS];
                 let ids = runs.iter().flat_map(|r| {
@@ -116,6 +144,23 @@ pub(crate) struct Run {
 
 fn twice(id: &str) -> IndexError {
     IndexError::Input(format!("item {id:?} is listed twice"))
+}
+
+/// Orders integers as their decimal spellings do (`"10" < "9"`), the
+/// order of item ids as text.
+fn decimal_order(a: u64, b: u64) -> Ordering {
+    let digits = |v: u64| v.checked_ilog10().unwrap_or(0) + 1;
+    let widen = |v: u64, by: u32| u128::from(v) * 10u128.pow(by);
+    let (da, db) = (digits(a), digits(b));
+    match da.cmp(&db) {
+        Ordering::Equal => a.cmp(&b),
+        // The shorter spelling, padded with zeros to the longer's length;
+        // equal there, it is a prefix and sorts first.
+        Ordering::Less => widen(a, db - da).cmp(&u128::from(b)).then(Ordering::Less),
+        Ordering::Greater => u128::from(a)
+            .cmp(&widen(b, da - db))
+            .then(Ordering::Greater),
+    }
 }
 
 /// The key of a SID's (at most 8) token ids, without collecting them.
@@ -147,11 +192,47 @@ mod tests {
             SortedTable::new(&t).unwrap(),
             SortedTable::Packed(..)
         ));
+        let mut ints = SidTable::new(SidHeader::new(&layout, CollisionMode::Share));
+        ints.push("10", &[Token::new(1, 2)]);
+        ints.push("9", &[Token::new(1, 2)]);
+        match SortedTable::new(&ints).unwrap() {
+            SortedTable::Integer(keyed) => {
+                let ids: Vec<u64> = keyed.iter().map(|&(_, id)| id).collect();
+                assert_eq!(ids, [10, 9], "ids of one SID in text order");
+            }
+            _ => panic!("integer ids not kept as integers"),
+        }
         // Token ids [3, 0]: packed, the 0 would read as the end of the SID.
         t.push("x", &[Token::new(1, 3), Token::new(1, 0)]);
         match SortedTable::new(&t).unwrap() {
             SortedTable::General(pairs) => assert!(pairs.iter().any(|(sid, _)| sid == &[3, 0])),
-            SortedTable::Packed(..) => panic!("packed a SID whose later token id is 0"),
+            SortedTable::Integer(..) | SortedTable::Packed(..) => {
+                panic!("packed a SID whose later token id is 0")
+            }
+        }
+    }
+
+    #[test]
+    fn integers_order_as_their_spellings() {
+        let mut values = vec![0, 1, 9, 10, 11, 19, 2, 20, 100, 99, 1000, 101, u64::MAX];
+        values.extend([
+            u64::MAX / 10,
+            u64::MAX - 1,
+            18446744073709551606,
+            1844674407370955161,
+        ]);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x >> (x % 64));
+        }
+        for &a in &values {
+            for &b in values.iter().step_by(7) {
+                let text = a.to_string().cmp(&b.to_string());
+                assert_eq!(decimal_order(a, b), text, "{a} vs {b}");
+            }
         }
     }
 

@@ -179,33 +179,40 @@ impl SidTable {
             first_lines.push(line);
             line += p.iter().filter(|&&b| b == b'\n').count();
         }
-        let parsed: Vec<Lines> = pieces
+        let mut parsed: Vec<Lines> = pieces
             .par_iter()
             .zip(&first_lines)
             .map(|(piece, &first)| parse_lines(piece, first, layout.as_ref(), path))
             .collect();
-        let mut table = SidTable::new(SidHeader::new(
-            &Layout::new(vec![1]).expect("valid"),
-            CollisionMode::Share,
-        ));
-        let mut item_lines = Vec::new();
         // Each piece stops at its first bad line; the items up to the first
         // piece that has one are checked for duplicates, and whichever error
         // comes first in the file is the one reported.
-        let mut bad_line = None;
-        for part in parsed {
-            table.append(&part.table);
-            item_lines.extend(part.item_lines);
-            if let Some(e) = part.error {
-                bad_line = Some(e);
-                break;
-            }
-        }
+        let used = parsed
+            .iter()
+            .position(|p| p.error.is_some())
+            .map_or(parsed.len(), |k| k + 1);
+        let bad_line = parsed[..used].last_mut().and_then(|p| p.error.take());
+        let parts = &parsed[..used];
+        let mut table = SidTable::concat(
+            SidHeader::new(&Layout::new(vec![1]).expect("valid"), CollisionMode::Share),
+            &parts.iter().map(|p| &p.table).collect::<Vec<_>>(),
+        );
         let line_of = |e: &SidError| match e {
             SidError::Parse { line, .. } => *line,
             _ => usize::MAX,
         };
-        match (check_unique_ids(&table, &item_lines, path).err(), bad_line) {
+        // Ids that rise as integers from piece to piece cannot repeat.
+        let rising = RisingIds::chain(parts.iter().map(|p| &p.rising));
+        let duplicate = if rising {
+            None
+        } else {
+            let item_lines: Vec<usize> = parts
+                .iter()
+                .flat_map(|p| p.item_lines.iter().copied())
+                .collect();
+            check_unique_ids(&table, &item_lines, path).err()
+        };
+        match (duplicate, bad_line) {
             (Some(d), Some(e)) => return Err(if line_of(&d) < line_of(&e) { d } else { e }),
             (Some(e), None) | (None, Some(e)) => return Err(e),
             (None, None) => {}
@@ -287,7 +294,47 @@ fn split_lines(body: &[u8], pieces: usize) -> Vec<&[u8]> {
 struct Lines {
     table: SidTable,
     item_lines: Vec<usize>,
+    rising: RisingIds,
     error: Option<SidError>,
+}
+
+/// Whether a run's item ids are canonical integers in strictly rising
+/// order, and the first and last of them — the common case, in which no id
+/// repeats and the duplicate check is skipped.
+#[derive(Default)]
+struct RisingIds {
+    broken: bool,
+    span: Option<(u64, u64)>,
+}
+
+impl RisingIds {
+    fn see(&mut self, id: &str) {
+        if self.broken {
+            return;
+        }
+        match (super::integer_id(id.as_bytes()), self.span) {
+            (Some(v), None) => self.span = Some((v, v)),
+            (Some(v), Some((first, last))) if v > last => self.span = Some((first, v)),
+            _ => self.broken = true,
+        }
+    }
+
+    /// Whether the runs, one after another, rise throughout.
+    fn chain<'a>(runs: impl Iterator<Item = &'a RisingIds>) -> bool {
+        let mut last = None;
+        for r in runs {
+            if r.broken {
+                return false;
+            }
+            if let Some((first, end)) = r.span {
+                if last.is_some_and(|l| first <= l) {
+                    return false;
+                }
+                last = Some(end);
+            }
+        }
+        true
+    }
 }
 
 /// Parses a run of whole lines, the first of which is line `first`.
@@ -298,6 +345,7 @@ fn parse_lines(piece: &[u8], first: usize, layout: Option<&Layout>, path: &Path)
             CollisionMode::Share,
         )),
         item_lines: Vec::new(),
+        rising: RisingIds::default(),
         error: None,
     };
     out.error = parse_into(piece, first, layout, path, &mut out).err();
@@ -313,41 +361,66 @@ fn parse_into(
 ) -> Result<(), SidError> {
     let piece = piece.strip_suffix(b"\n").unwrap_or(piece);
     let mut sid = Vec::new();
-    for (k, bytes) in piece.split(|&b| b == b'\n').enumerate() {
-        let lineno = first + k;
-        let line = line_text(bytes, lineno, path)?;
-        let err = |msg: String| parse_error(path, lineno, msg);
-        if line.starts_with(HEADER_PREFIX) {
-            return Err(err("the #sidx header must be the first line".into()));
-        }
-        if line.starts_with('#') {
-            continue;
-        }
-        if line.trim().is_empty() {
-            return Err(err("empty line (expected item_id<TAB>tokens)".into()));
-        }
-        let (id, tokens) = line
-            .split_once('\t')
-            .ok_or_else(|| err("missing TAB between item id and tokens".into()))?;
-        if id.is_empty() || id.trim() != id {
-            return Err(err(format!(
-                "item id {id:?} is empty or has surrounding spaces"
-            )));
-        }
-        if !fast_tokens(tokens.as_bytes(), &mut sid) {
-            sid = parse_tokens(tokens).map_err(err)?;
-        }
-        match layout {
-            Some(layout) => {
-                for &t in &sid {
-                    layout.check(t).map_err(err)?;
-                }
+    // A piece that is UTF-8 as a whole (the common case) is checked once and
+    // split as text; otherwise line by line, so that the bad line is named.
+    match std::str::from_utf8(piece) {
+        Ok(text) => {
+            for (k, line) in text.split('\n').enumerate() {
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                parse_line(line, first + k, layout, path, &mut sid, out)?;
             }
-            None => check_headerless(&sid).map_err(err)?,
         }
-        out.table.push(id, &sid);
-        out.item_lines.push(lineno);
+        Err(_) => {
+            for (k, bytes) in piece.split(|&b| b == b'\n').enumerate() {
+                let line = line_text(bytes, first + k, path)?;
+                parse_line(line, first + k, layout, path, &mut sid, out)?;
+            }
+        }
     }
+    Ok(())
+}
+
+/// Parses line `lineno` (without its line break) into `out`; `sid` is scratch.
+fn parse_line(
+    line: &str,
+    lineno: usize,
+    layout: Option<&Layout>,
+    path: &Path,
+    sid: &mut Vec<Token>,
+    out: &mut Lines,
+) -> Result<(), SidError> {
+    let err = |msg: String| parse_error(path, lineno, msg);
+    if line.starts_with(HEADER_PREFIX) {
+        return Err(err("the #sidx header must be the first line".into()));
+    }
+    if line.starts_with('#') {
+        return Ok(());
+    }
+    if line.trim().is_empty() {
+        return Err(err("empty line (expected item_id<TAB>tokens)".into()));
+    }
+    let (id, tokens) = line
+        .split_once('\t')
+        .ok_or_else(|| err("missing TAB between item id and tokens".into()))?;
+    if id.is_empty() || id.trim() != id {
+        return Err(err(format!(
+            "item id {id:?} is empty or has surrounding spaces"
+        )));
+    }
+    if !fast_tokens(tokens.as_bytes(), sid) {
+        *sid = parse_tokens(tokens).map_err(err)?;
+    }
+    match layout {
+        Some(layout) => {
+            for &t in sid.iter() {
+                layout.check(t).map_err(err)?;
+            }
+        }
+        None => check_headerless(sid).map_err(err)?,
+    }
+    out.table.push(id, sid);
+    out.item_lines.push(lineno);
+    out.rising.see(id);
     Ok(())
 }
 
@@ -488,6 +561,49 @@ mod tests {
             text.push_str(&format!("item-{i}\t1:{} 2:{}\n", i % 4096, (i * 7) % 4096));
         }
         text
+    }
+
+    #[test]
+    fn integer_ids_that_stop_rising_are_checked_for_duplicates() {
+        // 0..n/2 twice: each piece but one rises on its own; the repeat is
+        // found whether it falls inside a piece or at a boundary.
+        let n = 40_000;
+        let ids = (0..n / 2).chain(0..n / 2);
+        let body: String = ids.map(|i| format!("{i}\t1:{} 2:1\n", i % 4096)).collect();
+        let text = many(0) + &body;
+        let e = parse(&text).unwrap_err().to_string();
+        let second = n / 2 + 2;
+        assert!(
+            e.starts_with(&format!("s.tsv:{second}:"))
+                && e.contains("duplicate item id \"0\" (first seen on line 2)"),
+            "{e}"
+        );
+        // Rising throughout: no duplicate, every item kept.
+        let body: String = (0..n)
+            .map(|i| format!("{i}\t1:{} 2:1\n", i % 4096))
+            .collect();
+        assert_eq!(parse(&(many(0) + &body)).unwrap().len(), n);
+    }
+
+    #[test]
+    fn rising_runs_chain_only_when_each_starts_above_the_last() {
+        let run = |span: Option<(u64, u64)>, broken| RisingIds { broken, span };
+        let chain = |runs: &[RisingIds]| RisingIds::chain(runs.iter());
+        assert!(chain(&[
+            run(Some((0, 5)), false),
+            run(None, false),
+            run(Some((6, 9)), false)
+        ]));
+        assert!(!chain(&[
+            run(Some((0, 5)), false),
+            run(Some((5, 9)), false)
+        ]));
+        assert!(!chain(&[
+            run(Some((3, 5)), false),
+            run(Some((0, 1)), false)
+        ]));
+        assert!(!chain(&[run(Some((0, 5)), false), run(Some((6, 9)), true)]));
+        assert!(chain(&[]));
     }
 
     #[test]

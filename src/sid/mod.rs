@@ -186,6 +186,20 @@ pub(crate) fn hash_groups<'a, K: std::hash::Hash + ?Sized + 'a>(
         .collect()
 }
 
+/// The item id as a canonical decimal `u64` (no sign, no leading zeros), if it is one.
+pub fn integer_id(id: &[u8]) -> Option<u64> {
+    if id.is_empty() || id.len() > 20 || (id[0] == b'0' && id.len() > 1) {
+        return None;
+    }
+    id.iter().try_fold(0u64, |v, &b| {
+        if b.is_ascii_digit() {
+            v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
 /// Items and their SIDs, stored flat (CSR): the tokens of item `i` are
 /// `tokens[offsets[i]..offsets[i + 1]]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -282,6 +296,53 @@ impl SidTable {
             .extend(other.offsets[1..].iter().map(|&o| o + tokens));
     }
 
+    /// The items of `parts`, one after another (their headers are not
+    /// looked at), copied in parallel.
+    pub fn concat(header: SidHeader, parts: &[&SidTable]) -> Self {
+        use rayon::prelude::*;
+        let mut table = Self::new(header);
+        let total = |f: fn(&SidTable) -> usize| parts.iter().map(|p| f(p)).sum::<usize>();
+        let mut text = vec![0u8; total(|p| p.id_text.len())];
+        table.id_offsets.resize(total(SidTable::len) + 1, 0);
+        table
+            .tokens
+            .resize(total(|p| p.tokens.len()), Token::new(0, 0));
+        table.offsets.resize(table.id_offsets.len(), 0);
+        // Each part's share of every column, and where it starts.
+        let mut jobs = Vec::with_capacity(parts.len());
+        let (mut t, mut o, mut k, mut s) = (
+            &mut text[..],
+            &mut table.id_offsets[1..],
+            &mut table.tokens[..],
+            &mut table.offsets[1..],
+        );
+        let (mut text_at, mut tokens_at) = (0, 0);
+        for p in parts {
+            let (t1, t2) = std::mem::take(&mut t).split_at_mut(p.id_text.len());
+            let (o1, o2) = std::mem::take(&mut o).split_at_mut(p.len());
+            let (k1, k2) = std::mem::take(&mut k).split_at_mut(p.tokens.len());
+            let (s1, s2) = std::mem::take(&mut s).split_at_mut(p.len());
+            jobs.push((*p, t1, o1, k1, s1, text_at, tokens_at));
+            (t, o, k, s) = (t2, o2, k2, s2);
+            text_at += p.id_text.len();
+            tokens_at += p.tokens.len() as u32;
+        }
+        jobs.into_par_iter().for_each(
+            |(p, text, id_offsets, tokens, offsets, text_at, tokens_at)| {
+                text.copy_from_slice(p.id_text.as_bytes());
+                for (out, &end) in id_offsets.iter_mut().zip(&p.id_offsets[1..]) {
+                    *out = end + text_at;
+                }
+                tokens.copy_from_slice(&p.tokens);
+                for (out, &end) in offsets.iter_mut().zip(&p.offsets[1..]) {
+                    *out = end + tokens_at;
+                }
+            },
+        );
+        table.id_text = String::from_utf8(text).expect("concatenated UTF-8 is UTF-8");
+        table
+    }
+
     pub fn header(&self) -> &SidHeader {
         &self.header
     }
@@ -319,6 +380,23 @@ impl SidTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_integer_ids() {
+        assert_eq!(integer_id(b"0"), Some(0));
+        assert_eq!(integer_id(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"007",
+            b"+1",
+            b"-1",
+            b"1e3",
+            b"18446744073709551616",
+            b" 1",
+        ] {
+            assert_eq!(integer_id(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn token_ids_are_layer_tagged_and_invertible() {

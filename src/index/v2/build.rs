@@ -131,6 +131,29 @@ impl Builder {
     /// Adds an item to the last SID ended at `depth`; `again` when that SID
     /// already has one.
     pub fn add_item(&mut self, depth: usize, id: &str, again: bool) {
+        match integer_id(id.as_bytes()) {
+            Some(v) if !self.strings => self.add_integer_item(depth, v, again),
+            _ => {
+                self.count_item(depth, again);
+                if !self.strings {
+                    self.keep_ids_as_strings();
+                }
+                self.depths[depth].push_id(id.as_bytes());
+            }
+        }
+    }
+
+    /// [`add_item`](Self::add_item) of an item whose id is the canonical decimal `id`.
+    pub fn add_integer_item(&mut self, depth: usize, id: u64, again: bool) {
+        self.count_item(depth, again);
+        if self.strings {
+            self.depths[depth].push_id(id.to_string().as_bytes());
+        } else {
+            self.depths[depth].ints.push(id);
+        }
+    }
+
+    fn count_item(&mut self, depth: usize, again: bool) {
         if again && !self.shared {
             // Until now every SID held one item; this one gets its second below.
             self.shared = true;
@@ -144,14 +167,6 @@ impl Builder {
                 .last_mut()
                 .expect("the SID was ended") += 1;
         }
-        if !self.strings {
-            if let Some(v) = integer_id(id.as_bytes()) {
-                self.depths[depth].ints.push(v);
-                return;
-            }
-            self.keep_ids_as_strings();
-        }
-        self.depths[depth].push_id(id.as_bytes());
     }
 
     /// Turns the integer ids kept so far into strings.

@@ -206,19 +206,7 @@ pub fn sections(c: &Counts, p: &Params) -> Option<Sections> {
     })
 }
 
-/// The item id as a canonical decimal `u64` (no sign, no leading zeros), if it is one.
-pub fn integer_id(id: &[u8]) -> Option<u64> {
-    if id.is_empty() || id.len() > 20 || (id[0] == b'0' && id.len() > 1) {
-        return None;
-    }
-    id.iter().try_fold(0u64, |v, &b| {
-        if b.is_ascii_digit() {
-            v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
-        }
-    })
-}
+pub use crate::sid::integer_id;
 
 #[cfg(test)]
 mod tests {
@@ -242,22 +230,5 @@ mod tests {
             ..Params::default()
         };
         assert_eq!(sections(&counts, &params), None);
-    }
-
-    #[test]
-    fn canonical_integer_ids() {
-        assert_eq!(integer_id(b"0"), Some(0));
-        assert_eq!(integer_id(b"18446744073709551615"), Some(u64::MAX));
-        for bad in [
-            &b""[..],
-            b"007",
-            b"+1",
-            b"-1",
-            b"1e3",
-            b"18446744073709551616",
-            b" 1",
-        ] {
-            assert_eq!(integer_id(bad), None, "{:?}", String::from_utf8_lossy(bad));
-        }
     }
 }
