@@ -26,7 +26,17 @@ pub struct Compact {
     marks: RsVec,
     /// The Elias–Fano high part of integer ids.
     id_high: Option<RsVec>,
+    /// The first child of each of the top nodes (`0..len - 1` in breadth-
+    /// first order, which every beam step passes through), then the end of
+    /// the last one's children: a step among them reads one array, as in
+    /// format 1, instead of a sample and the LOUDS bits.
+    top: Vec<u32>,
 }
+
+/// The top nodes are at most this share of the nodes (4 heap bytes each)…
+const TOP_SHARE: u64 = 4;
+/// … and at most this many (64 MiB).
+const TOP_MAX: u64 = 1 << 24;
 
 /// A rank/select vector over the first `len` bits of `words`, which must
 /// all be zero past `len`.
@@ -78,7 +88,8 @@ impl Compact {
             None
         };
         let starts = DegreeStarts::build(words(s.louds), louds_len, counts.nodes)?;
-        let c = Self {
+        let mut c = Self {
+            top: Vec::new(),
             starts,
             widths: Widths::of(&counts),
             counts,
@@ -92,7 +103,29 @@ impl Compact {
         };
         c.check_trie(&layer)?;
         c.check_items()?;
+        c.top = c.top_children();
         Ok(c)
+    }
+
+    /// [`Self::top`], from a scan of the (verified) LOUDS bits: node
+    /// `n + 1`'s degree bits start one past the `n`-th 0, and a node whose
+    /// bits start at `p` has its first child at `p + 1 - n`.
+    fn top_children(&self) -> Vec<u32> {
+        let k = (self.counts.nodes / TOP_SHARE).min(TOP_MAX) as usize;
+        if k == 0 {
+            return Vec::new();
+        }
+        let louds = self.words(self.s.louds);
+        let len = super::louds_bits(self.counts.nodes).expect("checked at open");
+        let mut top = Vec::with_capacity(k + 1);
+        top.push(1);
+        top.extend(
+            positions(louds, len, false)
+                .take(k)
+                .enumerate()
+                .map(|(n, zero)| (zero + 1 - n) as u32),
+        );
+        top
     }
 
     /// Bytes of each part of the file (section padding included).
@@ -120,7 +153,7 @@ impl Compact {
     pub fn heap_bytes(&self) -> u64 {
         let high = self.id_high.as_ref().map_or(0, RsVec::heap_size);
         let vecs = self.louds.heap_size() + self.terminal.heap_size() + self.marks.heap_size();
-        (vecs + high) as u64 + self.starts.heap_bytes()
+        (vecs + high) as u64 + self.starts.heap_bytes() + 4 * self.top.capacity() as u64
     }
 
     fn words(&self, r: (usize, usize)) -> &[u64] {
@@ -149,6 +182,16 @@ impl Compact {
 
     #[inline]
     fn child_range_in(&self, louds: &[u64], node: NodeId) -> (u32, u32) {
+        let n = node as usize;
+        if n + 1 < self.top.len() {
+            return (self.top[n], self.top[n + 1]);
+        }
+        self.louds_child_range(louds, node)
+    }
+
+    /// [`Self::child_range`] from the LOUDS bits alone.
+    #[inline]
+    fn louds_child_range(&self, louds: &[u64], node: NodeId) -> (u32, u32) {
         if node as u64 >= self.counts.nodes {
             return (0, 0);
         }
@@ -176,10 +219,14 @@ impl Compact {
         let louds = self.words(self.s.louds);
         let valid = |&&v: &&NodeId| u64::from(v) < count;
         let mut touched = 0u64;
+        let top = |v: NodeId| self.top.get(v as usize + 1).map(|_| self.top[v as usize]);
         for &v in nodes.iter().filter(valid) {
-            touched ^= self.starts.sample(v as usize);
+            touched ^= match top(v) {
+                Some(first) => u64::from(first),
+                None => self.starts.sample(v as usize),
+            };
         }
-        for &v in nodes.iter().filter(valid) {
+        for &v in nodes.iter().filter(valid).filter(|&&v| top(v).is_none()) {
             touched ^= self.starts.touch(louds, v as usize);
         }
         std::hint::black_box(touched);
