@@ -79,6 +79,11 @@ pub struct GenerateBench {
     workdir: Option<PathBuf>,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Index formats the search alone is timed on, comma-separated (the
+    /// end-to-end table uses the first).
+    #[arg(long, value_delimiter = ',', default_value = "1,2",
+          value_parser = clap::value_parser!(u32).range(1..=2))]
+    formats: Vec<u32>,
 }
 
 fn parse_pair(s: &str) -> Result<(usize, usize), String> {
@@ -175,9 +180,13 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
         b.codebook_size, b.sids
     ));
     let keys = long_tailed_sids(b.sids, b.codebook_size, None, b.seed);
-    let store = IndexStore::new(&root.join("index"));
-    build_index(&store, &keys, b.codebook_size, "bench generate", 1, "")?;
-    let index = store.open_current()?;
+    let mut indexes = Vec::new();
+    for &format in &b.formats {
+        let store = IndexStore::new(&root.join(format!("index-v{format}")));
+        build_index(&store, &keys, b.codebook_size, "bench generate", format, "")?;
+        indexes.push(store.open_current()?);
+    }
+    let index = indexes.first().context("--formats lists no format")?;
     // Every SID token, then end-of-SID.
     let vocab = index.used_token_limit() as usize + 1;
     println!(
@@ -189,24 +198,44 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
     );
 
     println!("Search alone (fixed scores; the model's cost excluded), per beam step:");
+    let constrained_heads: Vec<String> = b
+        .formats
+        .iter()
+        .map(|f| format!("constr. v{f} µs"))
+        .collect();
     println!(
-        "{:>5} {:>5} | {:>14} {:>16} | {:>12}",
-        "batch", "beam", "constrained µs", "unconstrained µs", "constr./unc."
+        "{:>5} {:>5} | {} | {:>16} | {:>12}",
+        "batch",
+        "beam",
+        constrained_heads
+            .iter()
+            .map(|h| format!("{h:>14}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        "unconstrained µs",
+        "constr./unc."
     );
+    let per_step = |index: &Index, batch: usize, beam: usize, constrained: bool| -> Result<f64> {
+        // Fixed scores: the search's cost with a free model.
+        let mut m = SyntheticScores::new(vocab, b.seed, Scores::Fixed);
+        let cfgs = configs(batch, beam, constrained);
+        let t = time_batches(b.search_repeats, || beam_search(index, &mut m, &cfgs))?;
+        Ok(t.search_ms * 1e3 / t.steps.max(1.0))
+    };
     for (batch, beam) in b.pairs() {
-        let mut row = Vec::new();
-        for constrained in [true, false] {
-            // Fixed scores: the search's cost with a free model.
-            let mut m = SyntheticScores::new(vocab, b.seed, Scores::Fixed);
-            let cfgs = configs(batch, beam, constrained);
-            let t = time_batches(b.search_repeats, || beam_search(&index, &mut m, &cfgs))?;
-            row.push(t.search_ms * 1e3 / t.steps.max(1.0));
-        }
+        let constrained = indexes
+            .iter()
+            .map(|index| per_step(index, batch, beam, true))
+            .collect::<Result<Vec<_>>>()?;
+        let unconstrained = per_step(index, batch, beam, false)?;
         println!(
-            "{batch:>5} {beam:>5} | {:>14.2} {:>16.2} | {:>12.3}",
-            row[0],
-            row[1],
-            row[0] / row[1]
+            "{batch:>5} {beam:>5} | {} | {unconstrained:>16.2} | {:>12.3}",
+            constrained
+                .iter()
+                .map(|us| format!("{us:>14.2}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            constrained[0] / unconstrained
         );
     }
 
@@ -227,10 +256,10 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
         let mut model = OnnxModel::open(model_path, None, &opts)?;
         model
             .sidecar()
-            .check_index(&index)
+            .check_index(index)
             .map_err(anyhow::Error::msg)
             .context("the model does not fit the benchmark catalog (train it with --layout)")?;
-        let prompts = histories(&index, &keys, &model, b);
+        let prompts = histories(index, &keys, &model, b);
         println!(
             "\nEnd to end with {} on {}, {decoding} decoding ({} KV-cache layers), ms per batch:",
             model_path.display(),
@@ -259,7 +288,7 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
             for constrained in [true, false] {
                 let cfgs = configs(batch, beam, constrained);
                 runs.push(time_batches(b.repeats, || {
-                    beam_search(&index, &mut model.batch(p.clone()), &cfgs)
+                    beam_search(index, &mut model.batch(p.clone()), &cfgs)
                 })?);
             }
             let (c, u) = (&runs[0], &runs[1]);
@@ -289,7 +318,7 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
         && b.compare_cpu
         && b.device != Device::Cpu
     {
-        compare_with_cpu(&index, &mut model, model_path, &prompts, b)?;
+        compare_with_cpu(index, &mut model, model_path, &prompts, b)?;
     }
     Ok(())
 }
