@@ -198,20 +198,14 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
     );
 
     println!("Search alone (fixed scores; the model's cost excluded), per beam step:");
-    let constrained_heads: Vec<String> = b
-        .formats
-        .iter()
-        .map(|f| format!("constr. v{f} µs"))
-        .collect();
     println!(
         "{:>5} {:>5} | {} | {:>16} | {:>12}",
         "batch",
         "beam",
-        constrained_heads
-            .iter()
-            .map(|h| format!("{h:>14}"))
-            .collect::<Vec<_>>()
-            .join(" "),
+        cells(&b.formats, |f| format!(
+            "{:>14}",
+            format!("constr. v{f} µs")
+        )),
         "unconstrained µs",
         "constr./unc."
     );
@@ -230,11 +224,7 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
         let unconstrained = per_step(index, batch, beam, false)?;
         println!(
             "{batch:>5} {beam:>5} | {} | {unconstrained:>16.2} | {:>12.3}",
-            constrained
-                .iter()
-                .map(|us| format!("{us:>14.2}"))
-                .collect::<Vec<_>>()
-                .join(" "),
+            cells(&constrained, |us| format!("{us:>14.2}")),
             constrained[0] / unconstrained
         );
     }
@@ -321,6 +311,11 @@ fn run_in(b: &GenerateBench, progress: &Progress, root: &std::path::Path) -> Res
         compare_with_cpu(index, &mut model, model_path, &prompts, b)?;
     }
     Ok(())
+}
+
+/// One table cell per value, space-separated.
+fn cells<T>(values: &[T], cell: impl Fn(&T) -> String) -> String {
+    values.iter().map(cell).collect::<Vec<_>>().join(" ")
 }
 
 /// One prompt per request: the SIDs of `history` random catalog items.
