@@ -390,9 +390,10 @@ impl LastId {
 
     /// How `next` orders against this id, byte-wise as text.
     fn cmp_next(&self, next: ItemId<'_>) -> std::cmp::Ordering {
-        let last = match self.integer {
-            Some(v) => ItemId::Integer(v),
-            None => ItemId::Text(&self.text),
+        let last = match (next, self.integer) {
+            (ItemId::Integer(b), Some(a)) => return super::sorted::decimal_order(b, a),
+            (_, Some(v)) => ItemId::Integer(v),
+            (_, None) => ItemId::Text(&self.text),
         };
         next.with_text(|b| last.with_text(|a| b.as_bytes().cmp(a.as_bytes())))
     }

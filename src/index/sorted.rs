@@ -148,7 +148,7 @@ fn twice(id: &str) -> IndexError {
 
 /// Orders integers as their decimal spellings do (`"10" < "9"`), the
 /// order of item ids as text.
-fn decimal_order(a: u64, b: u64) -> Ordering {
+pub(super) fn decimal_order(a: u64, b: u64) -> Ordering {
     let digits = |v: u64| v.checked_ilog10().unwrap_or(0) + 1;
     let widen = |v: u64, by: u32| u128::from(v) * 10u128.pow(by);
     let (da, db) = (digits(a), digits(b));

@@ -182,11 +182,15 @@ impl Compact {
 
     #[inline]
     fn child_range_in(&self, louds: &[u64], node: NodeId) -> (u32, u32) {
+        self.top_range(node)
+            .unwrap_or_else(|| self.louds_child_range(louds, node))
+    }
+
+    /// The child range of a top node; `None` below the top.
+    #[inline]
+    fn top_range(&self, node: NodeId) -> Option<(u32, u32)> {
         let n = node as usize;
-        if n + 1 < self.top.len() {
-            return (self.top[n], self.top[n + 1]);
-        }
-        self.louds_child_range(louds, node)
+        Some((*self.top.get(n)?, *self.top.get(n + 1)?))
     }
 
     /// [`Self::child_range`] from the LOUDS bits alone.
@@ -219,14 +223,17 @@ impl Compact {
         let louds = self.words(self.s.louds);
         let valid = |&&v: &&NodeId| u64::from(v) < count;
         let mut touched = 0u64;
-        let top = |v: NodeId| self.top.get(v as usize + 1).map(|_| self.top[v as usize]);
         for &v in nodes.iter().filter(valid) {
-            touched ^= match top(v) {
-                Some(first) => u64::from(first),
+            touched ^= match self.top_range(v) {
+                Some((first, _)) => u64::from(first),
                 None => self.starts.sample(v as usize),
             };
         }
-        for &v in nodes.iter().filter(valid).filter(|&&v| top(v).is_none()) {
+        for &v in nodes
+            .iter()
+            .filter(valid)
+            .filter(|&&v| self.top_range(v).is_none())
+        {
             touched ^= self.starts.touch(louds, v as usize);
         }
         std::hint::black_box(touched);
