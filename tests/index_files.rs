@@ -522,3 +522,100 @@ fn v2_child_lookups_agree_with_v1_on_every_node() {
         }
     }
 }
+
+/// Builds the SID file `text` through `build_from_sid_file` (integer ids
+/// go straight into sort records) and through a table; both must give the
+/// same index — entries, counts and layer counts — or the same error.
+fn sid_file_build_matches_table(text: &str, format_version: u32) -> Result<(), String> {
+    use sidx::index::{IndexError, build_from_sid_file};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.tsv");
+    std::fs::write(&path, text).unwrap();
+    let store =
+        |name: &str| IndexStore::new(&dir.path().join(name)).with_format_version(format_version);
+    let (direct, table) = (store("direct"), store("table"));
+    let a = build_from_sid_file(&direct, &path, "test", None);
+    let b = SidTable::read(&path)
+        .map_err(IndexError::from)
+        .and_then(|t| build_from_table(&table, &t, "test", None));
+    match (a, b) {
+        (Ok(_), Ok(_)) => {
+            let (a, b) = (
+                direct.open_current().unwrap(),
+                table.open_current().unwrap(),
+            );
+            let (ma, mb) = (a.manifest(), b.manifest());
+            assert_eq!((ma.sids, ma.items, ma.nodes), (mb.sids, mb.items, mb.nodes));
+            assert_eq!(ma.layer_counts, mb.layer_counts);
+            assert_eq!(ma.collisions, mb.collisions);
+            assert!(a.entries().eq(b.entries()), "entries differ");
+            Ok(())
+        }
+        (Err(a), Err(b)) => {
+            assert_eq!(a.to_string(), b.to_string());
+            Err(a.to_string())
+        }
+        (a, b) => panic!("direct {:?} vs table {:?}", a.map(|_| ()), b.map(|_| ())),
+    }
+}
+
+#[test]
+fn sid_files_build_the_same_index_with_or_without_a_table() {
+    let header = |sizes: &str, collisions: &str| {
+        format!(
+            "#sidx {{\"format\":\"sidx-sids\",\"version\":1,\"codebook_sizes\":[{sizes}],\"collisions\":\"{collisions}\"}}\n"
+        )
+    };
+    // Enough lines for several parallel pieces.
+    let n = 40_000u64;
+    let line = |id: &str, i: u64| {
+        format!(
+            "{id}\t1:{} 2:{} 3:{}\n",
+            i % 64,
+            (i / 64) % 64,
+            (i * 7) % 64
+        )
+    };
+    let rising: String = (0..n).map(|i| line(&(3 * i).to_string(), i)).collect();
+    let mut shuffled: Vec<u64> = (0..n).map(|i| (i * 7919) % n).collect();
+    let shuffled_text: String = shuffled.iter().map(|&i| line(&i.to_string(), i)).collect();
+    let strings: String = (0..n).map(|i| line(&format!("item-{i}"), i)).collect();
+    // Shared SIDs: ids of one SID in text order ("10" before "9"), with
+    // disambiguation tokens (layer 4) on some.
+    let shared: String = (0..n)
+        .map(|i| match i % 3 {
+            0 => format!("{i}\t1:{} 2:1\n", i % 8),
+            1 => format!("{i}\t1:{} 2:1 3:2 4:{}\n", i % 8, i % 5),
+            _ => format!("{i}\t1:{}\n", i % 8),
+        })
+        .collect();
+    for v in [1, 2] {
+        let h = header("64,64,64", "disambiguate");
+        let hs = header("64,64,64", "share");
+        sid_file_build_matches_table(&(h.clone() + &rising), v).unwrap();
+        sid_file_build_matches_table(&(h.clone() + &shuffled_text), v).unwrap();
+        sid_file_build_matches_table(&(h.clone() + &strings), v).unwrap();
+        sid_file_build_matches_table(&(hs.clone() + &shared), v).unwrap();
+        // No header: the layout is inferred.
+        sid_file_build_matches_table(&rising, v).unwrap();
+        // Leading zeros are other ids than the integers they spell.
+        sid_file_build_matches_table(&format!("{h}7\t1:1\n007\t1:1\n"), v).unwrap();
+        // An id listed twice, near the end (the ids do not rise: 0 is last).
+        shuffled.push(shuffled[5]);
+        let twice: String = shuffled.iter().map(|&i| line(&i.to_string(), i)).collect();
+        shuffled.pop();
+        let e = sid_file_build_matches_table(&(h.clone() + &twice), v).unwrap_err();
+        assert!(e.contains("duplicate item id"), "{e}");
+        // The same id and SID twice in a row.
+        let e = sid_file_build_matches_table(&format!("{h}1\t1:1\n1\t1:1\n"), v).unwrap_err();
+        assert!(e.contains("s.tsv:3:"), "{e}");
+        // A bad line late in the file, and a code beyond its codebook.
+        let e = sid_file_build_matches_table(&format!("{h}{rising}x\t1:1 2\n"), v).unwrap_err();
+        assert!(e.contains(&format!("s.tsv:{}:", n + 2)), "{e}");
+        let e = sid_file_build_matches_table(&format!("{h}{rising}9\t1:64\n"), v).unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
+        // Nothing but the header.
+        let e = sid_file_build_matches_table(&h, v).unwrap_err();
+        assert!(e.contains("no items"), "{e}");
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::json;
 use sidx::client::mirror::Mirror;
 
 use sidx::catalog::{CatalogUpdate, Embeddings};
-use sidx::index::{IndexStore, build_from_table};
+use sidx::index::{IndexStore, build_from_sid_file, build_from_table};
 use sidx::pipeline;
 use sidx::quantize::{CODEBOOKS_FILE, QuantizerMeta, ResidualQuantizer};
 use sidx::shards;
@@ -359,24 +359,27 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             } else {
                 None
             };
-            let mut table = read_sids(
-                &a.sids,
-                a.ids.as_deref(),
-                layout,
-                a.headerless.collisions.into(),
-            )?;
-            if let Some(run) = quantized {
-                table.header_mut().method = Some(run.meta.method.name().to_owned());
-            }
             let store = IndexStore::new(&a.out)
                 .with_keep(a.keep)
                 .with_format_version(a.format_version);
-            let s = build_from_table(
-                &store,
-                &table,
-                &a.sids.display().to_string(),
-                a.codebooks.as_deref(),
-            )?;
+            let source = a.sids.display().to_string();
+            let sid_file = a.ids.is_none()
+                && a.sids.extension().is_none_or(|e| e != "npy")
+                && !shards::is_parquet(&a.sids);
+            let s = if sid_file && quantized.is_none() {
+                build_from_sid_file(&store, &a.sids, &source, a.codebooks.as_deref())?
+            } else {
+                let mut table = read_sids(
+                    &a.sids,
+                    a.ids.as_deref(),
+                    layout,
+                    a.headerless.collisions.into(),
+                )?;
+                if let Some(run) = quantized {
+                    table.header_mut().method = Some(run.meta.method.name().to_owned());
+                }
+                build_from_table(&store, &table, &source, a.codebooks.as_deref())?
+            };
             println!("{}", serde_json::to_string(&s)?);
         }
         IndexCommand::Verify(a) => {

@@ -198,9 +198,13 @@ impl IndexBuilder {
         if matches!(id, ItemId::Text("")) {
             return Err(IndexError::Input("empty item id".into()));
         }
-        let same_sid = self.started && sid == self.prev.as_slice();
+        let sid_order = match self.started {
+            true => sid.cmp(&self.prev),
+            false => std::cmp::Ordering::Greater,
+        };
+        let same_sid = sid_order.is_eq();
         if self.started {
-            let order = sid.cmp(&self.prev).then_with(|| self.prev_id.cmp_next(id));
+            let order = sid_order.then_with(|| self.prev_id.cmp_next(id));
             if order != std::cmp::Ordering::Greater {
                 return Err(IndexError::Input(format!(
                     "input not sorted by (SID, item id) or duplicated at item {id}"

@@ -15,6 +15,7 @@ compile_error!("the index files are little-endian and read in place");
 
 mod builder;
 pub mod format;
+mod integer_file;
 mod manifest;
 mod packed;
 mod reader;
@@ -30,7 +31,7 @@ pub use manifest::{FileEntry, Manifest};
 pub use reader::{Children, Index, NextTokens, NodeId};
 pub use store::{
     BuildSummary, CURRENT_FILE, CancelToken, IndexStore, MIRROR_PREFIX, VERSIONS_DIR,
-    build_from_table, build_sorted, migrate,
+    build_from_sid_file, build_from_table, build_sorted, migrate,
 };
 pub use update::{SidUpdate, UpdateSummary};
 

@@ -1,7 +1,7 @@
-//! The inverse of a stored permutation without storing it: every `step`-th
-//! element along each cycle of π is marked and keeps a back pointer
-//! π^-step; π⁻¹(k) walks forward from k to the next mark (< step moves),
-//! jumps back, and walks on to k's predecessor — at most 2·step reads of π
+//! The inverse of a stored permutation without storing it: elements at
+//! most `step` apart along each cycle of π are marked and keep a back
+//! pointer to the mark before; π⁻¹(k) walks forward from k to the next mark
+//! (< step moves), jumps back, and walks on to k's predecessor — at most 2·step reads of π
 //! for `(1 + 1/step)·log2 n` bits instead of the `2·log2 n` of both maps
 //! (Munro, Raman, Raman and Rao's shortcut representation).
 
@@ -15,41 +15,89 @@ pub struct Shortcuts {
     pub back: Vec<u64>,
 }
 
-/// Marks every `step`-th element of each cycle of `pi` longer than `step`
-/// (`pi` must be a permutation of `0..n`); memory beyond the result is one
-/// bit per element and `step` entries.
+/// Cycle walks interleaved in [`build`], so that their reads of π (each a
+/// cache miss on a large permutation) overlap.
+const WALKS: usize = 16;
+
+/// One walk along a cycle of π, from a start no other walk had reached.
+struct Walk {
+    start: u64,
+    /// The next position, not yet claimed by this walk.
+    at: u64,
+    /// Positions claimed so far (the start included).
+    len: u64,
+    /// The walk's last mark (its start until it places one).
+    last_mark: u64,
+}
+
+/// Marks the cycles of `pi` (a permutation of `0..n`) so that every
+/// cycle longer than `step` has a mark at most `step` positions after
+/// each of its elements, each pointing back to the mark before it.
+///
+/// [`WALKS`] walks go at a time, each starting at the lowest unclaimed
+/// position of its stretch of `0..n`, and each ends where it reaches another's start (a claimed position is
+/// always a start: its one predecessor is the position just left). A walk
+/// marks every `step`-th position after its start, and its start is marked
+/// — pointing back to the last mark of the walk that ended there — when the
+/// cycle took more than one walk or is longer than `step`. Memory beyond the
+/// result is one bit per element.
 pub fn build(n: u64, step: u64, pi: impl Fn(u64) -> u64) -> Shortcuts {
     let words = n.div_ceil(64) as usize;
     let mut seen = vec![0u64; words];
-    let mut marks = vec![0u64; words];
     let mut pairs: Vec<(u64, u64)> = Vec::new();
-    let mut ring = vec![0u64; step as usize];
     let set = |bits: &mut [u64], p: u64| bits[(p / 64) as usize] |= 1 << (p % 64);
     let is_set = |bits: &[u64], p: u64| bits[(p / 64) as usize] >> (p % 64) & 1 == 1;
-    for start in 0..n {
-        if is_set(&seen, start) {
-            continue;
-        }
-        // Walk the cycle c_0 = start, c_1 = π(c_0), …; c_kstep (k ≥ 1) points
-        // back to c_(k-1)step, and c_0 to c_(len - step) once the length is known.
-        let (mut c, mut i) = (start, 0u64);
-        loop {
+    // Walk `w` starts in its own stretch of positions, so that the short
+    // cycles of a nearly sorted π are rarely split between walks.
+    let stretch = n.div_ceil(WALKS as u64).max(1);
+    let mut scans: Vec<(u64, u64)> = (0..WALKS as u64)
+        .map(|w| ((w * stretch).min(n), ((w + 1) * stretch).min(n)))
+        .collect();
+    let mut walks: Vec<Option<Walk>> = (0..WALKS).map(|_| None).collect();
+    loop {
+        let mut active = false;
+        for (walk, scan) in walks.iter_mut().zip(&mut scans) {
+            let Some(wk) = walk else {
+                while scan.0 < scan.1 && is_set(&seen, scan.0) {
+                    scan.0 += 1;
+                }
+                if scan.0 < scan.1 {
+                    let start = scan.0;
+                    set(&mut seen, start);
+                    *walk = Some(Walk {
+                        start,
+                        at: pi(start),
+                        len: 1,
+                        last_mark: start,
+                    });
+                    active = true;
+                }
+                continue;
+            };
+            active = true;
+            let c = wk.at;
+            if is_set(&seen, c) {
+                // `c` is a start: this walk's own (the cycle is done) or another's.
+                if c != wk.start || wk.len > step {
+                    pairs.push((c, wk.last_mark));
+                }
+                *walk = None;
+                continue;
+            }
             set(&mut seen, c);
-            if i >= step && i % step == 0 {
-                pairs.push((c, ring[(i % step) as usize]));
+            if wk.len % step == 0 {
+                pairs.push((c, wk.last_mark));
+                wk.last_mark = c;
             }
-            ring[(i % step) as usize] = c;
-            i += 1;
-            c = pi(c);
-            if c == start {
-                break;
-            }
+            wk.len += 1;
+            wk.at = pi(c);
         }
-        if i > step {
-            pairs.push((start, ring[(i % step) as usize]));
+        if !active {
+            break;
         }
     }
     pairs.sort_unstable();
+    let mut marks = vec![0u64; words];
     for &(p, _) in &pairs {
         set(&mut marks, p);
     }
@@ -143,6 +191,23 @@ mod tests {
         let n = 1000u64;
         check(&(0..n).map(|p| (p + 1) % n).collect::<Vec<_>>(), 16);
         check(&(0..n).collect::<Vec<_>>(), 16);
+    }
+
+    #[test]
+    fn interleaved_walks_mark_about_one_in_step() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let n = 100_000u64;
+        let mut pi: Vec<u64> = (0..n).collect();
+        pi.shuffle(&mut rng);
+        check(&pi, 16);
+        let marks = build(n, 16, |p| pi[p as usize]).back.len() as u64;
+        // Every walk adds at most one mark beyond one per `step` positions.
+        assert!(marks <= n / 16 + 64 * WALKS as u64, "{marks} marks");
+        // Many short cycles (pairs swapped) need none.
+        let swaps: Vec<u64> = (0..n).map(|p| p ^ 1).collect();
+        check(&swaps, 16);
+        assert!(build(n, 16, |p| swaps[p as usize]).back.is_empty());
+        assert!(build(n, 16, |p| p).back.is_empty());
     }
 
     #[test]

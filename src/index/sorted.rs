@@ -7,17 +7,20 @@ use std::cmp::Ordering;
 use rayon::prelude::*;
 
 use super::{IndexBuilder, IndexError, TokenId};
-use crate::sid::SidTable;
+use crate::sid::{Layout, SidTable, Token};
 
 /// Tokens a packed key holds.
 const PACKED_TOKENS: usize = 8;
+
+/// A SID's sort key (as in [`SortedTable::Packed`]) and its integer item id.
+pub(super) type Record = (u128, u64);
 
 /// The items of a table in build order.
 pub(crate) enum SortedTable<'t> {
     /// `(key, id)` when every item id is a canonical decimal integer (the
     /// common case): the ids ride in the sort records, never gathered or
-    /// spelled out. Keys as in `Packed`.
-    Integer(Vec<(u128, u64)>),
+    /// spelled out. Keys as in `Packed`; in runs, one after another.
+    Integer(Vec<Vec<Record>>),
     /// `(key, item)`: the SID's token ids from the high bits down, zero
     /// after its end. Only a SID's first token can be token id 0 (layer
     /// 1's code 0; later layers' ids come after layer 1's), so a zero
@@ -60,11 +63,9 @@ impl<'t> SortedTable<'t> {
                 .collect::<Result<Option<Vec<_>>, IndexError>>()
         };
         let sorted = if packable && let Some(mut keyed) = integer()? {
-            keyed.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| decimal_order(a.1, b.1)));
-            if let Some(w) = keyed.windows(2).find(|w| w[0] == w[1]) {
-                return Err(twice(&w[0].1.to_string()));
-            }
-            Self::Integer(keyed)
+            keyed.par_sort_unstable_by(record_order);
+            check_records(&keyed)?;
+            Self::Integer(vec![keyed])
         } else if packable {
             let mut keyed = (0..n)
                 .into_par_iter()
@@ -109,9 +110,9 @@ impl<'t> SortedTable<'t> {
     /// Pushes every item, in order.
     pub(crate) fn push_into(&self, b: &mut IndexBuilder) -> Result<(), IndexError> {
         match self {
-            Self::Integer(keyed) => {
+            Self::Integer(runs) => {
                 let mut sid = [0; PACKED_TOKENS];
-                keyed.iter().try_for_each(|&(key, id)| {
+                runs.iter().flatten().try_for_each(|&(key, id)| {
                     let len = unpack(key, &mut sid);
                     b.push_integer(&sid[..len], id)
                 })
@@ -140,6 +141,65 @@ const RUN: usize = 1 << 16;
 pub(crate) struct Run {
     text: String,
     ends: Vec<usize>,
+}
+
+/// Build order of records: by SID, then id as text.
+fn record_order(a: &Record, b: &Record) -> Ordering {
+    a.0.cmp(&b.0).then_with(|| decimal_order(a.1, b.1))
+}
+
+/// Refuses an item listed twice with the same SID in sorted records.
+fn check_records(sorted: &[Record]) -> Result<(), IndexError> {
+    match sorted.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(twice(&w[0].1.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Sorts a run of records into build order; refuses an item listed twice
+/// with the same SID.
+pub(super) fn sort_records(run: &mut [Record]) -> Result<(), IndexError> {
+    run.sort_unstable_by(record_order);
+    check_records(run)
+}
+
+/// The first token id of each layer of a layout (and of its
+/// disambiguation layer), for keys of SIDs already checked against it.
+#[derive(Default)]
+pub(super) struct LayerOffsets(Vec<u32>);
+
+impl LayerOffsets {
+    pub(super) fn of(layout: &Layout) -> Self {
+        let sizes = layout.codebook_sizes().iter();
+        Self(
+            std::iter::once(&0)
+                .chain(sizes)
+                .scan(0, |at, m| {
+                    *at += m;
+                    Some(*at)
+                })
+                .collect(),
+        )
+    }
+
+    /// The sort key of a SID whose tokens fit the layout, layers rising;
+    /// `None` when it is not packable (beyond 8 tokens, or a token id
+    /// beyond 16 bits).
+    pub(super) fn key(&self, sid: &[Token]) -> Option<u128> {
+        if sid.len() > PACKED_TOKENS {
+            return None;
+        }
+        pack(sid.iter().map(|t| {
+            let id = self.0[usize::from(t.layer) - 1] + t.code;
+            TokenId::try_from(id).map_err(|_| ())
+        }))
+        .ok()
+    }
+}
+
+/// The first token id of a key.
+pub(super) fn first_token(key: u128) -> TokenId {
+    (key >> (16 * (PACKED_TOKENS - 1))) as TokenId
 }
 
 fn twice(id: &str) -> IndexError {
@@ -196,8 +256,8 @@ mod tests {
         ints.push("10", &[Token::new(1, 2)]);
         ints.push("9", &[Token::new(1, 2)]);
         match SortedTable::new(&ints).unwrap() {
-            SortedTable::Integer(keyed) => {
-                let ids: Vec<u64> = keyed.iter().map(|&(_, id)| id).collect();
+            SortedTable::Integer(runs) => {
+                let ids: Vec<u64> = runs.iter().flatten().map(|&(_, id)| id).collect();
                 assert_eq!(ids, [10, 9], "ids of one SID in text order");
             }
             _ => panic!("integer ids not kept as integers"),

@@ -740,15 +740,66 @@ pub fn build_from_table(
     let t0 = Instant::now();
     let sorted = super::sorted::SortedTable::new(table)?;
     tracing::debug!(sort_ms = t0.elapsed().as_millis() as u64, "table sorted");
-    let mut template = Manifest::new(&table.layout(), table.header().collisions);
+    let sids = SortedSids {
+        header: table.header(),
+        layer_counts: table.layer_counts(),
+        sorted: &sorted,
+    };
+    publish_sorted(store, sids, source, codebooks, t0)
+}
+
+/// Builds and publishes a version from the SID file at `path` (as
+/// [`SidTable::read`] reads it), optionally storing the codebooks that made
+/// it. A file of integer item ids goes straight into sort records.
+pub fn build_from_sid_file(
+    store: &IndexStore,
+    path: &Path,
+    source: &str,
+    codebooks: Option<&Path>,
+) -> Result<BuildSummary, IndexError> {
+    let t0 = Instant::now();
+    let bytes = std::fs::read(path).map_err(|e| crate::sid::SidError::File {
+        path: path.to_owned(),
+        msg: format!("cannot open: {e}"),
+    })?;
+    let Some(read) = super::integer_file::read(&bytes, path)? else {
+        let table = SidTable::parse_bytes(&bytes, path)?;
+        drop(bytes);
+        return build_from_table(store, &table, source, codebooks);
+    };
+    drop(bytes);
+    let sids = SortedSids {
+        header: &read.header,
+        layer_counts: read.layer_counts,
+        sorted: &read.sorted,
+    };
+    publish_sorted(store, sids, source, codebooks, t0)
+}
+
+/// Items in build order, with what the manifest records of them.
+struct SortedSids<'a> {
+    header: &'a crate::sid::SidHeader,
+    layer_counts: Vec<Vec<u64>>,
+    sorted: &'a super::sorted::SortedTable<'a>,
+}
+
+fn publish_sorted(
+    store: &IndexStore,
+    sids: SortedSids<'_>,
+    source: &str,
+    codebooks: Option<&Path>,
+    t0: Instant,
+) -> Result<BuildSummary, IndexError> {
+    let layout = sids.header.layout();
+    let mut template = Manifest::new(&layout, sids.header.collisions);
     template.source = source.to_owned();
-    template.mitigation = table.header().mitigation.clone();
-    template.method = table.header().method.clone();
-    template.layer_counts = table.layer_counts();
+    template.mitigation = sids.header.mitigation.clone();
+    template.method = sids.header.method.clone();
+    template.layer_counts = sids.layer_counts;
     let manifest = store.publish(|dir| {
-        let counts = write_version_with(dir, store.format_version, |b| sorted.push_into(b))?;
+        let counts = write_version_with(dir, store.format_version, |b| sids.sorted.push_into(b))?;
         if let Some(src) = codebooks {
-            check_codebooks(src, &table.layout())?;
+            check_codebooks(src, &layout)?;
             copy_synced(src, &dir.join(CODEBOOKS_FILE))?;
             template.has_codebooks = true;
             template.encode_beam = QuantizerMeta::beside(src)

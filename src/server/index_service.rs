@@ -20,11 +20,10 @@ use super::stream_end::StreamEnd;
 use super::validate::{self, AnswerForm, UpdateRequest};
 use crate::index::{
     CancelToken, Index, IndexError, IndexStore, Manifest, NextTokens as NextTokensAnswer,
-    build_from_table,
+    build_from_sid_file,
 };
 use crate::proto::v1::index_service_server::IndexService;
 use crate::proto::v1::*;
-use crate::sid::SidTable;
 
 /// The gRPC name of the service, for health reporting.
 pub const SERVICE_NAME: &str = "sidx.v1.IndexService";
@@ -497,10 +496,10 @@ impl IndexService for IndexServiceImpl {
             }
             let (_, index) = self
                 .admin_job(move |store| {
-                    let table = SidTable::read(std::path::Path::new(&req.sids_path))?;
                     let codebooks = (!req.codebooks_path.is_empty())
                         .then(|| std::path::PathBuf::from(&req.codebooks_path));
-                    build_from_table(&store, &table, &req.sids_path, codebooks.as_deref())
+                    let sids = std::path::Path::new(&req.sids_path);
+                    build_from_sid_file(&store, sids, &req.sids_path, codebooks.as_deref())
                 })
                 .await?;
             Ok(version_info(index.manifest(), true))

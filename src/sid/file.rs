@@ -13,6 +13,7 @@
 //! are comments. Every other line must be an item.
 
 use std::io::{Read, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -158,45 +159,14 @@ impl SidTable {
     /// `path` and the line. A UTF-8 byte order mark before the first line
     /// is skipped.
     pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Self, SidError> {
-        let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
-        let (header, body, body_line) = if bytes.starts_with(HEADER_PREFIX.as_bytes()) {
-            let end = bytes
-                .iter()
-                .position(|&b| b == b'\n')
-                .unwrap_or(bytes.len());
-            let line = line_text(&bytes[..end], 1, path)?;
-            let json = line.strip_prefix(HEADER_PREFIX).unwrap_or(line);
-            let header = SidHeader::from_json(json).map_err(|m| parse_error(path, 1, m))?;
-            (Some(header), &bytes[(end + 1).min(bytes.len())..], 2)
-        } else {
-            (None, bytes, 1)
-        };
-        let layout = header.as_ref().map(SidHeader::layout);
-        let pieces = split_lines(body, 4 * rayon::current_num_threads());
-        let mut first_lines = Vec::with_capacity(pieces.len());
-        let mut line = body_line;
-        for p in &pieces {
-            first_lines.push(line);
-            line += p.iter().filter(|&&b| b == b'\n').count();
-        }
-        let mut parsed: Vec<Lines> = pieces
-            .par_iter()
-            .zip(&first_lines)
-            .map(|(piece, &first)| parse_lines(piece, first, layout.as_ref(), path))
-            .collect();
-        // Each piece stops at its first bad line; the items up to the first
-        // piece that has one are checked for duplicates, and whichever error
-        // comes first in the file is the one reported.
-        let used = parsed
-            .iter()
-            .position(|p| p.error.is_some())
-            .map_or(parsed.len(), |k| k + 1);
-        let bad_line = parsed[..used].last_mut().and_then(|p| p.error.take());
-        let parts = &parsed[..used];
+        let mut parsed = parse_pieces(bytes, path, |_| TablePiece::default())?;
+        let parts = &parsed.pieces;
         let mut table = SidTable::concat(
             SidHeader::new(&Layout::new(vec![1]).expect("valid"), CollisionMode::Share),
             &parts.iter().map(|p| &p.table).collect::<Vec<_>>(),
         );
+        let bad_line = parsed.error.take();
+        let header = parsed.header.take();
         let line_of = |e: &SidError| match e {
             SidError::Parse { line, .. } => *line,
             _ => usize::MAX,
@@ -289,30 +259,136 @@ fn split_lines(body: &[u8], pieces: usize) -> Vec<&[u8]> {
     out
 }
 
-/// The items of a run of lines up to its first bad line, the line of
-/// each, and that line's error.
-struct Lines {
+/// Takes the items of one piece of a SID file, in file order.
+pub trait ItemSink: Send {
+    /// Item `id` of line `line`, its tokens checked against the header's
+    /// layout (without one, against the limits of every layout); `Break`
+    /// stops the piece there.
+    fn item(&mut self, line: usize, id: &str, sid: &[Token]) -> ControlFlow<()>;
+}
+
+/// A SID file parsed in parallel pieces of whole lines, up to its first
+/// bad line.
+pub struct Pieces<S> {
+    pub header: Option<SidHeader>,
+    /// A sink per piece in file order, the last the one holding `error`.
+    pub pieces: Vec<S>,
+    /// The file's first bad line, if any.
+    pub error: Option<SidError>,
+    /// Whether a sink stopped its piece (later items were not read).
+    pub stopped: bool,
+}
+
+/// Parses a SID file into a sink per piece, made by `sink` from the
+/// file's header, in parallel; a bad header is the error, a bad line ends
+/// the pieces ([`Pieces::error`]). A UTF-8 byte order mark before the first
+/// line is skipped.
+pub fn parse_pieces<S: ItemSink>(
+    bytes: &[u8],
+    path: &Path,
+    sink: impl Fn(Option<&SidHeader>) -> S + Sync,
+) -> Result<Pieces<S>, SidError> {
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+    let (header, body, body_line) = if bytes.starts_with(HEADER_PREFIX.as_bytes()) {
+        let end = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(bytes.len());
+        let line = line_text(&bytes[..end], 1, path)?;
+        let json = line.strip_prefix(HEADER_PREFIX).unwrap_or(line);
+        let header = SidHeader::from_json(json).map_err(|m| parse_error(path, 1, m))?;
+        (Some(header), &bytes[(end + 1).min(bytes.len())..], 2)
+    } else {
+        (None, bytes, 1)
+    };
+    let layout = header.as_ref().map(SidHeader::layout);
+    let pieces = split_lines(body, 4 * rayon::current_num_threads());
+    let line_counts: Vec<usize> = pieces
+        .par_iter()
+        .map(|p| memchr::memchr_iter(b'\n', p).count())
+        .collect();
+    let first_lines: Vec<usize> = line_counts
+        .iter()
+        .scan(body_line, |line, n| {
+            Some(std::mem::replace(line, *line + n))
+        })
+        .collect();
+    let read = |piece: &[u8], first: usize| {
+        let mut s = sink(header.as_ref());
+        let outcome = parse_lines(piece, first, layout.as_ref(), path, &mut s);
+        (s, outcome)
+    };
+    let mut parsed: Vec<(S, Result<ControlFlow<()>, SidError>)> = pieces
+        .par_iter()
+        .zip(&first_lines)
+        .map(|(piece, &first)| read(piece, first))
+        .collect();
+    // Each piece stops at its first bad line; the pieces after the first
+    // that has one are dropped.
+    let used = parsed
+        .iter()
+        .position(|p| p.1.is_err())
+        .map_or(parsed.len(), |k| k + 1);
+    parsed.truncate(used);
+    let mut out = Pieces {
+        header,
+        pieces: Vec::with_capacity(used),
+        error: None,
+        stopped: false,
+    };
+    for (s, outcome) in parsed {
+        match outcome {
+            Ok(flow) => out.stopped |= flow.is_break(),
+            Err(e) => out.error = Some(e),
+        }
+        out.pieces.push(s);
+    }
+    Ok(out)
+}
+
+/// A piece's items as a table, with the line of each.
+struct TablePiece {
     table: SidTable,
     item_lines: Vec<usize>,
     rising: RisingIds,
-    error: Option<SidError>,
+}
+
+impl Default for TablePiece {
+    fn default() -> Self {
+        let layout = Layout::new(vec![1]).expect("valid");
+        Self {
+            table: SidTable::new(SidHeader::new(&layout, CollisionMode::Share)),
+            item_lines: Vec::new(),
+            rising: RisingIds::default(),
+        }
+    }
+}
+
+impl ItemSink for TablePiece {
+    fn item(&mut self, line: usize, id: &str, sid: &[Token]) -> ControlFlow<()> {
+        self.table.push(id, sid);
+        self.item_lines.push(line);
+        self.rising.see(super::integer_id(id.as_bytes()));
+        ControlFlow::Continue(())
+    }
 }
 
 /// Whether a run's item ids are canonical integers in strictly rising
 /// order, and the first and last of them — the common case, in which no id
-/// repeats and the duplicate check is skipped.
-#[derive(Default)]
-struct RisingIds {
+/// repeats and no duplicate check is needed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RisingIds {
     broken: bool,
     span: Option<(u64, u64)>,
 }
 
 impl RisingIds {
-    fn see(&mut self, id: &str) {
+    /// The next id of the run, as its integer (`None`: not one).
+    pub fn see(&mut self, id: Option<u64>) {
         if self.broken {
             return;
         }
-        match (super::integer_id(id.as_bytes()), self.span) {
+        match (id, self.span) {
             (Some(v), None) => self.span = Some((v, v)),
             (Some(v), Some((first, last))) if v > last => self.span = Some((first, v)),
             _ => self.broken = true,
@@ -320,7 +396,7 @@ impl RisingIds {
     }
 
     /// Whether the runs, one after another, rise throughout.
-    fn chain<'a>(runs: impl Iterator<Item = &'a RisingIds>) -> bool {
+    pub fn chain<'a>(runs: impl Iterator<Item = &'a RisingIds>) -> bool {
         let mut last = None;
         for r in runs {
             if r.broken {
@@ -337,72 +413,68 @@ impl RisingIds {
     }
 }
 
-/// Parses a run of whole lines, the first of which is line `first`.
-fn parse_lines(piece: &[u8], first: usize, layout: Option<&Layout>, path: &Path) -> Lines {
-    let mut out = Lines {
-        table: SidTable::new(SidHeader::new(
-            &Layout::new(vec![1]).expect("valid"),
-            CollisionMode::Share,
-        )),
-        item_lines: Vec::new(),
-        rising: RisingIds::default(),
-        error: None,
-    };
-    out.error = parse_into(piece, first, layout, path, &mut out).err();
-    out
-}
-
-fn parse_into(
+/// Parses a run of whole lines, the first of which is line `first`, into
+/// `sink`, up to its first bad line or until the sink stops.
+fn parse_lines(
     piece: &[u8],
     first: usize,
     layout: Option<&Layout>,
     path: &Path,
-    out: &mut Lines,
-) -> Result<(), SidError> {
+    sink: &mut impl ItemSink,
+) -> Result<ControlFlow<()>, SidError> {
     let piece = piece.strip_suffix(b"\n").unwrap_or(piece);
     let mut sid = Vec::new();
     // A piece that is UTF-8 as a whole (the common case) is checked once and
     // split as text; otherwise line by line, so that the bad line is named.
     match std::str::from_utf8(piece) {
         Ok(text) => {
-            for (k, line) in text.split('\n').enumerate() {
+            let (mut at, mut lineno) = (0, first);
+            while at <= text.len() {
+                let end = memchr::memchr(b'\n', &piece[at..]).map_or(text.len(), |p| at + p);
+                let line = &text[at..end];
                 let line = line.strip_suffix('\r').unwrap_or(line);
-                parse_line(line, first + k, layout, path, &mut sid, out)?;
+                if parse_line(line, lineno, layout, path, &mut sid, sink)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+                (at, lineno) = (end + 1, lineno + 1);
             }
         }
         Err(_) => {
             for (k, bytes) in piece.split(|&b| b == b'\n').enumerate() {
                 let line = line_text(bytes, first + k, path)?;
-                parse_line(line, first + k, layout, path, &mut sid, out)?;
+                if parse_line(line, first + k, layout, path, &mut sid, sink)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
             }
         }
     }
-    Ok(())
+    Ok(ControlFlow::Continue(()))
 }
 
-/// Parses line `lineno` (without its line break) into `out`; `sid` is scratch.
+/// Parses line `lineno` (without its line break) into `sink`; `sid` is scratch.
 fn parse_line(
     line: &str,
     lineno: usize,
     layout: Option<&Layout>,
     path: &Path,
     sid: &mut Vec<Token>,
-    out: &mut Lines,
-) -> Result<(), SidError> {
+    sink: &mut impl ItemSink,
+) -> Result<ControlFlow<()>, SidError> {
     let err = |msg: String| parse_error(path, lineno, msg);
-    if line.starts_with(HEADER_PREFIX) {
-        return Err(err("the #sidx header must be the first line".into()));
+    if line.as_bytes().first() == Some(&b'#') {
+        if line.starts_with(HEADER_PREFIX) {
+            return Err(err("the #sidx header must be the first line".into()));
+        }
+        return Ok(ControlFlow::Continue(()));
     }
-    if line.starts_with('#') {
-        return Ok(());
-    }
-    if line.trim().is_empty() {
+    if !starts_unspaced(line) && line.trim().is_empty() {
         return Err(err("empty line (expected item_id<TAB>tokens)".into()));
     }
-    let (id, tokens) = line
-        .split_once('\t')
+    let tab = memchr::memchr(b'\t', line.as_bytes())
         .ok_or_else(|| err("missing TAB between item id and tokens".into()))?;
-    if id.is_empty() || id.trim() != id {
+    let (id, tokens) = (&line[..tab], &line[tab + 1..]);
+    let unspaced = starts_unspaced(id) && id.bytes().last().is_some_and(|b| b.is_ascii_graphic());
+    if id.is_empty() || (!unspaced && id.trim().len() != id.len()) {
         return Err(err(format!(
             "item id {id:?} is empty or has surrounding spaces"
         )));
@@ -418,28 +490,29 @@ fn parse_line(
         }
         None => check_headerless(sid).map_err(err)?,
     }
-    out.table.push(id, sid);
-    out.item_lines.push(lineno);
-    out.rising.see(id);
-    Ok(())
+    Ok(sink.item(lineno, id, sid))
+}
+
+/// Whether `text` starts with a printable ASCII character (so no
+/// whitespace, of any kind, leads it).
+fn starts_unspaced(text: &str) -> bool {
+    text.bytes().next().is_some_and(|b| b.is_ascii_graphic())
 }
 
 /// Parses the common spelling of tokens — `layer:code` separated by single
 /// spaces, layers increasing — into `out`; false for anything else, which
 /// [`parse_tokens`] then reads (or explains).
 fn fast_tokens(b: &[u8], out: &mut Vec<Token>) -> bool {
-    fn number(b: &[u8], at: usize) -> Option<(u64, usize)> {
-        let digits = b[at.min(b.len())..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if digits == 0 || digits > 10 {
-            return None;
+    fn number(b: &[u8], start: usize) -> Option<(u64, usize)> {
+        let (mut v, mut at) = (0u64, start);
+        while let Some(d) = b.get(at).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+            if at - start == 10 {
+                return None;
+            }
+            v = v * 10 + u64::from(d);
+            at += 1;
         }
-        let v = b[at..at + digits]
-            .iter()
-            .fold(0u64, |v, &c| v * 10 + u64::from(c - b'0'));
-        Some((v, at + digits))
+        (at > start).then_some((v, at))
     }
     out.clear();
     let (mut at, mut prev) = (0, 0u64);

@@ -13,7 +13,9 @@ mod file;
 mod mitigation;
 
 pub use collisions::{CollisionMode, CollisionStats, resolve_collisions, strip_disambiguation};
-pub use file::{HEADER_PREFIX, SidError, SidHeader, parse_tokens};
+pub use file::{
+    HEADER_PREFIX, ItemSink, Pieces, RisingIds, SidError, SidHeader, parse_pieces, parse_tokens,
+};
 pub use mitigation::{MitigationRule, Strategy};
 
 use std::fmt;

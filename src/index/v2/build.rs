@@ -367,6 +367,8 @@ struct IntRanks {
 }
 
 enum Ranks {
+    /// The ids are `0..items`.
+    Identity,
     /// A bit per value up to the largest id (when that is at most 64 bits an
     /// item): the words and their rank directory.
     Dense(Vec<u64>, RsVec),
@@ -392,9 +394,14 @@ impl IntRanks {
             if first != u64::MAX {
                 return Err(twice(&first.to_string()));
             }
-            let words: Vec<u64> = seen.into_iter().map(AtomicU64::into_inner).collect();
-            let ranks = RsVec::from_bit_vec(BitVec::from_limbs(&words));
-            Ranks::Dense(words, ranks)
+            if max + 1 == items {
+                // `items` distinct ids in 0..items: each is its own rank.
+                Ranks::Identity
+            } else {
+                let words: Vec<u64> = seen.into_iter().map(AtomicU64::into_inner).collect();
+                let ranks = RsVec::from_bit_vec(BitVec::from_limbs(&words));
+                Ranks::Dense(words, ranks)
+            }
         } else {
             let mut sorted: Vec<u64> = all().collect();
             sorted.par_sort_unstable();
@@ -408,6 +415,7 @@ impl IntRanks {
 
     fn rank(&self, v: u64) -> u64 {
         match &self.kind {
+            Ranks::Identity => v,
             Ranks::Dense(_, ranks) => ranks.rank1(v as usize) as u64,
             Ranks::Sparse(sorted) => sorted.partition_point(|&x| x < v) as u64,
         }
@@ -424,6 +432,7 @@ impl IntRanks {
     /// The ids in order.
     fn sorted(&self) -> Box<dyn Iterator<Item = u64> + '_> {
         match &self.kind {
+            Ranks::Identity => Box::new(0..=self.max),
             Ranks::Dense(words, _) => {
                 let len = words.len() as u64 * 64;
                 Box::new(super::starts::positions(words, len, true).map(|p| p as u64))
