@@ -313,10 +313,8 @@ fn bench_file_build(
     write_sid_file(&file, keys, m, id_prefix)?;
     let store = IndexStore::new(&root.with_extension("from-file")).with_format_version(format);
     let t0 = Instant::now();
-    let table = sidx::sid::SidTable::read(&file)?;
-    sidx::index::build_from_table(&store, &table, "bench SID file", None)?;
+    sidx::index::build_from_sid_file(&store, &file, "bench SID file", None)?;
     let seconds = t0.elapsed().as_secs_f64();
-    drop(table);
     std::fs::remove_file(&file)?;
     std::fs::remove_dir_all(store.root())?;
     Ok(seconds)

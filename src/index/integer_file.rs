@@ -7,6 +7,7 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
@@ -38,15 +39,8 @@ pub(crate) fn read(bytes: &[u8], path: &Path) -> Result<Option<IntegerSids>, Ind
         return Ok(None);
     }
     // Ids rising through the file cannot repeat; otherwise they are checked.
-    if !RisingIds::chain(pieces.iter().map(|p| &p.rising)) {
-        let mut ids: Vec<u64> = pieces
-            .par_iter()
-            .flat_map(|p| p.records.par_iter().map(|r| r.1))
-            .collect();
-        ids.par_sort_unstable();
-        if ids.windows(2).any(|w| w[0] == w[1]) {
-            return Ok(None);
-        }
+    if !RisingIds::chain(pieces.iter().map(|p| &p.rising)) && any_repeated(&pieces) {
+        return Ok(None);
     }
     let t1 = std::time::Instant::now();
     let layer_counts = sum_counts(pieces.iter().map(|p| &p.counts));
@@ -73,6 +67,25 @@ pub(crate) fn read(bytes: &[u8], path: &Path) -> Result<Option<IntegerSids>, Ind
         layer_counts,
         sorted: SortedTable::Integer(groups),
     }))
+}
+
+/// Whether an item id appears twice: a bit per value when the ids are
+/// dense (at most 64 values an item), else by sorting them.
+fn any_repeated(pieces: &[Piece]) -> bool {
+    let ids = || pieces.par_iter().flat_map(|p| p.records.par_iter().map(|r| r.1));
+    let n = pieces.iter().map(|p| p.records.len() as u64).sum::<u64>();
+    let max = ids().max().unwrap_or(0);
+    if max / 64 <= n {
+        let seen: Vec<AtomicU64> = (0..=max / 64).map(|_| AtomicU64::new(0)).collect();
+        ids().any(|v| {
+            let bit = 1 << (v % 64);
+            seen[(v / 64) as usize].fetch_or(bit, Ordering::Relaxed) & bit != 0
+        })
+    } else {
+        let mut sorted: Vec<u64> = ids().collect();
+        sorted.par_sort_unstable();
+        sorted.windows(2).any(|w| w[0] == w[1])
+    }
 }
 
 /// Adds up the pieces' counts per layer and code.
