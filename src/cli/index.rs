@@ -92,9 +92,9 @@ pub struct BuildArgs {
     /// Versions kept for rollback (at least 2).
     #[arg(long, default_value_t = 3)]
     keep: usize,
-    /// Index file format: 1 (trie + FSTs, the fastest beam steps today) or
-    /// 2 (compact: ≤ 8 bytes per SID with integer ids).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
+    /// Index file format: 2 (compact: ≤ 8 bytes per SID with integer ids)
+    /// or 1 (trie + FSTs, five times larger).
+    #[arg(long, default_value_t = sidx::index::DEFAULT_FORMAT_VERSION, value_parser = clap::value_parser!(u32).range(1..=2))]
     format_version: u32,
 }
 

@@ -72,7 +72,11 @@ pub(crate) fn read(bytes: &[u8], path: &Path) -> Result<Option<IntegerSids>, Ind
 /// Whether an item id appears twice: a bit per value when the ids are
 /// dense (at most 64 values an item), else by sorting them.
 fn any_repeated(pieces: &[Piece]) -> bool {
-    let ids = || pieces.par_iter().flat_map(|p| p.records.par_iter().map(|r| r.1));
+    let ids = || {
+        pieces
+            .par_iter()
+            .flat_map(|p| p.records.par_iter().map(|r| r.1))
+    };
     let n = pieces.iter().map(|p| p.records.len() as u64).sum::<u64>();
     let max = ids().max().unwrap_or(0);
     if max / 64 <= n {

@@ -27,7 +27,7 @@ mod v1;
 pub mod v2;
 
 pub use builder::{BuildCounts, IndexBuilder};
-pub use manifest::{FileEntry, Manifest};
+pub use manifest::{DEFAULT_FORMAT_VERSION, FileEntry, Manifest};
 pub use reader::{Children, Index, NextTokens, NodeId};
 pub use store::{
     BuildSummary, CURRENT_FILE, CancelToken, IndexStore, MIRROR_PREFIX, VERSIONS_DIR,

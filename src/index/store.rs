@@ -758,10 +758,7 @@ pub fn build_from_sid_file(
     codebooks: Option<&Path>,
 ) -> Result<BuildSummary, IndexError> {
     let t0 = Instant::now();
-    let bytes = std::fs::read(path).map_err(|e| crate::sid::SidError::File {
-        path: path.to_owned(),
-        msg: format!("cannot open: {e}"),
-    })?;
+    let bytes = crate::sid::read_bytes(path)?;
     let Some(read) = super::integer_file::read(&bytes, path)? else {
         let table = SidTable::parse_bytes(&bytes, path)?;
         drop(bytes);

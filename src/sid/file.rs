@@ -138,11 +138,7 @@ pub fn parse_tokens(text: &str) -> Result<Vec<Token>, String> {
 impl SidTable {
     /// Reads a SID file, checking every line; errors name the file and line.
     pub fn read(path: &Path) -> Result<Self, SidError> {
-        let bytes = std::fs::read(path).map_err(|e| SidError::File {
-            path: path.to_owned(),
-            msg: format!("cannot open: {e}"),
-        })?;
-        Self::parse_bytes(&bytes, path)
+        Self::parse_bytes(&read_bytes(path)?, path)
     }
 
     /// Parses SID file text from `reader`; errors name `path` and the line.
@@ -221,6 +217,14 @@ impl SidTable {
         }
         Ok(())
     }
+}
+
+/// The bytes of the SID file at `path`.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, SidError> {
+    std::fs::read(path).map_err(|e| SidError::File {
+        path: path.to_owned(),
+        msg: format!("cannot open: {e}"),
+    })
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";

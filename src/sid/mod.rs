@@ -15,6 +15,7 @@ mod mitigation;
 pub use collisions::{CollisionMode, CollisionStats, resolve_collisions, strip_disambiguation};
 pub use file::{
     HEADER_PREFIX, ItemSink, Pieces, RisingIds, SidError, SidHeader, parse_pieces, parse_tokens,
+    read_bytes,
 };
 pub use mitigation::{MitigationRule, Strategy};
 
