@@ -614,6 +614,10 @@ fn sid_files_build_the_same_index_with_or_without_a_table() {
         assert!(e.contains(&format!("s.tsv:{}:", n + 2)), "{e}");
         let e = sid_file_build_matches_table(&format!("{h}{rising}9\t1:64\n"), v).unwrap_err();
         assert!(e.contains("out of range"), "{e}");
+        // A layout beyond 16-bit token ids, even when the codes used fit.
+        let wide = header("40000,40000", "share");
+        let e = sid_file_build_matches_table(&format!("{wide}1\t1:1 2:1\n"), v).unwrap_err();
+        assert!(e.contains("16-bit token ids"), "{e}");
         // Nothing but the header.
         let e = sid_file_build_matches_table(&h, v).unwrap_err();
         assert!(e.contains("no items"), "{e}");

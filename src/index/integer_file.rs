@@ -35,7 +35,8 @@ pub(crate) fn read(bytes: &[u8], path: &Path) -> Result<Option<IntegerSids>, Ind
         return Ok(None);
     };
     let mut pieces = parsed.pieces;
-    if pieces.iter().all(|p| p.records.is_empty()) {
+    let refused = super::check_layout(&header.layout()).is_err();
+    if refused || pieces.iter().all(|p| p.records.is_empty()) {
         return Ok(None);
     }
     // Ids rising through the file cannot repeat; otherwise they are checked.
