@@ -15,7 +15,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use serde::Deserialize;
 
 use super::fixtures::{key_tokens, long_tailed_sids};
-use sidx::index::IndexStore;
+use sidx::index::{Children, IndexStore};
 use sidx::progress::Progress;
 
 #[derive(Args)]
@@ -352,11 +352,16 @@ fn write_sid_file(
 }
 
 /// Items upserted and deleted by the update measurement.
-const UPDATE_ITEMS: usize = 10_000;
+pub(super) const UPDATE_ITEMS: usize = 10_000;
+
+/// Item numbers [`bench_update`] deletes (with repeats).
+pub(super) fn update_deletes(n: usize) -> impl Iterator<Item = usize> {
+    (0..UPDATE_ITEMS.min(n)).map(move |i| (i * 7919) % n)
+}
 
 /// Seconds to apply a catalog update (new SIDs for fresh items, deletes of
 /// existing ones) to the version just built: a full streaming rewrite.
-fn bench_update(store: &IndexStore, n: usize, m: u16, id_prefix: &str) -> Result<f64> {
+pub(super) fn bench_update(store: &IndexStore, n: usize, m: u16, id_prefix: &str) -> Result<f64> {
     use sidx::catalog::CatalogUpdate;
     use sidx::sid::{CollisionMode, Layout, SidHeader, SidTable, Token};
     let layout = Layout::new(vec![m as u32; 3])?;
@@ -373,7 +378,7 @@ fn bench_update(store: &IndexStore, n: usize, m: u16, id_prefix: &str) -> Result
         ];
         upserts.push(format!("{id_prefix}{}", n + i as usize), &sid);
     }
-    let deletes = (0..UPDATE_ITEMS.min(n)).map(|i| format!("{id_prefix}{}", (i * 7919) % n));
+    let deletes = update_deletes(n).map(|i| format!("{id_prefix}{i}"));
     let mut deletes: Vec<String> = deletes.collect();
     deletes.sort();
     deletes.dedup();
@@ -434,9 +439,10 @@ fn lockstep<N: Copy, T: Copy>(
 }
 
 /// As [`lockstep`], with one `children_of_all` call per step for the
-/// allowed tokens of every live walk, and each move taken from its answer.
+/// allowed tokens of every live walk, and one `child_of_all` for the moves.
 fn lockstep_batched(walks: &[Vec<u16>], index: &sidx::index::Index) -> Result<f64> {
     let (mut nodes, mut live, mut kids) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut moves, mut next) = (Vec::new(), Vec::new());
     let mut steps = 0usize;
     let t0 = Instant::now();
     for group in walks.chunks(256) {
@@ -448,9 +454,14 @@ fn lockstep_batched(walks: &[Vec<u16>], index: &sidx::index::Index) -> Result<f6
             nodes.clear();
             nodes.extend(live.iter().map(|&i| at[i]));
             index.children_of_all(&nodes, &mut kids);
+            moves.clear();
             for (&i, c) in live.iter().zip(&kids) {
                 black_box(c.tokens().len());
-                at[i] = c.child(group[i][d]).context("a sampled SID is missing")?;
+                moves.push(group[i][d]);
+            }
+            Children::child_of_all(&kids, &moves, &mut next);
+            for (&i, n) in live.iter().zip(&next) {
+                at[i] = n.context("a sampled SID is missing")?;
                 steps += 1;
             }
         }

@@ -19,7 +19,7 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
 use super::fixtures::{CHUNK, LongTail, key_tokens};
-use super::index::{Lookups, measure_lookups};
+use super::index::{Lookups, bench_update, measure_lookups, update_deletes};
 use sidx::index::{IndexStore, Manifest, build_sorted};
 use sidx::progress::Progress;
 use sidx::sid::{CollisionMode, Layout};
@@ -47,6 +47,10 @@ pub struct ScaleBench {
     /// Keep the built index (in WORKDIR/index).
     #[arg(long)]
     keep: bool,
+    /// Then time a catalog update (10 000 upserts and deletes streamed into
+    /// a new version) and check that the kept items' SIDs did not move.
+    #[arg(long)]
+    update: bool,
 }
 
 /// Bytes of a spilled record: the packed key and the item number.
@@ -147,8 +151,49 @@ pub fn run(b: &ScaleBench, progress: &Progress) -> Result<()> {
          {} items, {} nodes, {} bytes",
         summary.items, summary.nodes, summary.bytes
     );
+    if b.update {
+        timed_update(&store, b)?;
+    }
     if !b.keep {
         let _ = std::fs::remove_dir_all(&work);
+    }
+    Ok(())
+}
+
+/// Items whose SIDs [`timed_update`] compares before and after.
+const STABLE_PROBES: usize = 1000;
+
+/// Applies [`bench_update`] to the built version, prints its time and peak
+/// RSS, and fails unless every probed item it kept has the SID it had.
+fn timed_update(store: &IndexStore, b: &ScaleBench) -> Result<()> {
+    let n = b.sids as usize;
+    let deleted: std::collections::HashSet<usize> = update_deletes(n).collect();
+    let probes: Vec<String> = (0..STABLE_PROBES)
+        .map(|j| j * n / STABLE_PROBES + 1)
+        .filter(|i| *i < n && !deleted.contains(i))
+        .map(|i| i.to_string())
+        .collect();
+    let sids_of =
+        |index: &sidx::index::Index| -> Vec<_> { probes.iter().map(|id| index.sid(id)).collect() };
+    let before = sids_of(&store.open_current()?);
+    let seconds = bench_update(store, n, b.codebook_size, "")?;
+    let after = store.open_current()?;
+    let moved = before
+        .iter()
+        .zip(sids_of(&after))
+        .filter(|(a, b)| a.is_none() || *a != b)
+        .count();
+    let (items, kept) = (after.item_count(), probes.len() - moved);
+    println!(
+        "update: {} upserts and {} deletes streamed into a new version of {items} items in \
+         {seconds:.1} s (peak RSS {:.1} GiB); {kept}/{} kept items' SIDs unchanged",
+        super::index::UPDATE_ITEMS,
+        deleted.len(),
+        peak_rss_gib(),
+        probes.len(),
+    );
+    if moved > 0 {
+        bail!("the update moved {moved} kept items' SIDs");
     }
     Ok(())
 }
