@@ -7,7 +7,9 @@ use std::ops::Range;
 use memmap2::Mmap;
 use vers_vecs::{BitVec, RsVec};
 
-use super::starts::{DegreeStarts, ones_from, ones_in_word, positions};
+use super::starts::{
+    DegreeStarts, ONE_SAMPLE_EVERY, ones_from, ones_in_word, positions, select_one,
+};
 use super::{INTEGER_IDS, ONE_ITEM_PER_SID, Params, Sections, Widths};
 use crate::index::format::{Counts, HEADER_LEN};
 use crate::index::packed::get;
@@ -26,6 +28,10 @@ pub struct Compact {
     marks: RsVec,
     /// The Elias–Fano high part of integer ids.
     id_high: Option<RsVec>,
+    /// The position of every [`ONE_SAMPLE_EVERY`]-th 1 of `id_high`: an
+    /// item's id is read with a sampled select (a general select on a
+    /// billion items' high bits was most of a streamed update's time).
+    id_samples: Vec<u64>,
     /// The first child of each of the top nodes (`0..len - 1` in breadth-
     /// first order, which every beam step passes through), then the end of
     /// the last one's children: a step among them reads one array, as in
@@ -90,6 +96,7 @@ impl Compact {
         let starts = DegreeStarts::build(words(s.louds), louds_len, counts.nodes)?;
         let mut c = Self {
             top: Vec::new(),
+            id_samples: Vec::new(),
             starts,
             widths: Widths::of(&counts),
             counts,
@@ -102,7 +109,7 @@ impl Compact {
             map,
         };
         c.check_trie(&layer)?;
-        c.check_items()?;
+        c.id_samples = c.check_items()?;
         c.top = c.top_children();
         Ok(c)
     }
@@ -153,7 +160,8 @@ impl Compact {
     pub fn heap_bytes(&self) -> u64 {
         let high = self.id_high.as_ref().map_or(0, RsVec::heap_size);
         let vecs = self.louds.heap_size() + self.terminal.heap_size() + self.marks.heap_size();
-        (vecs + high) as u64 + self.starts.heap_bytes() + 4 * self.top.capacity() as u64
+        let samples = 8 * self.id_samples.capacity() + 4 * self.top.capacity();
+        (vecs + high + samples) as u64 + self.starts.heap_bytes()
     }
 
     fn words(&self, r: (usize, usize)) -> &[u64] {
@@ -289,7 +297,9 @@ impl Compact {
     }
 
     fn integer_id(&self, high: &RsVec, k: u64) -> u64 {
-        let h = (high.select1(k as usize) as u64) - k;
+        let words = self.words(self.s.id_high);
+        let one = select_one(words, &self.id_samples, k as usize, |k| high.select1(k));
+        let h = one - k;
         let l = self.params.id_low_bits;
         h << l | get(self.words(self.s.id_low), l, k)
     }
@@ -416,8 +426,9 @@ impl Compact {
         Ok(())
     }
 
-    /// Item ranges, the item order (a permutation), back pointers and ids.
-    fn check_items(&self) -> Result<(), String> {
+    /// Item ranges, the item order (a permutation), back pointers and ids;
+    /// returns [`Self::id_samples`] (empty for string ids).
+    fn check_items(&self) -> Result<Vec<u64>, String> {
         let c = &self.counts;
         let w = self.widths;
         if c.flags & ONE_ITEM_PER_SID != 0 {
@@ -461,11 +472,12 @@ impl Compact {
         }
         match &self.id_high {
             Some(high) => self.check_integer_ids(high),
-            None => self.check_string_ids(),
+            None => self.check_string_ids().map(|()| Vec::new()),
         }
     }
 
-    fn check_integer_ids(&self, high: &RsVec) -> Result<(), String> {
+    /// Checks the ids ascend to the largest; returns [`Self::id_samples`].
+    fn check_integer_ids(&self, high: &RsVec) -> Result<Vec<u64>, String> {
         let c = &self.counts;
         if high.rank1(high.len()) as u64 != c.items {
             return Err("integer ids: high bits disagree with the item count".into());
@@ -474,7 +486,11 @@ impl Compact {
         let lows = self.words(self.s.id_low);
         let mut prev: Option<u64> = None;
         let high_words = self.words(self.s.id_high);
+        let mut samples = Vec::with_capacity(c.items.div_ceil(ONE_SAMPLE_EVERY as u64) as usize);
         for (k, one) in positions(high_words, high.len() as u64, true).enumerate() {
+            if k % ONE_SAMPLE_EVERY == 0 {
+                samples.push(one as u64);
+            }
             let id = ((one - k) as u64) << l | get(lows, l, k as u64);
             if prev.is_some_and(|p| id <= p) {
                 return Err(format!(
@@ -486,7 +502,7 @@ impl Compact {
         if prev.unwrap_or(0) != self.params.id_max {
             return Err("the largest integer id disagrees with the parameters".into());
         }
-        Ok(())
+        Ok(samples)
     }
 
     fn check_string_ids(&self) -> Result<(), String> {

@@ -131,6 +131,40 @@ impl DegreeStarts {
     }
 }
 
+/// Every [`BLOCK`]-th 1 of a bit vector: what [`select_one`] starts from.
+pub const ONE_SAMPLE_EVERY: usize = BLOCK;
+
+/// The position of the `k`-th (from 0) 1 of `words`, from `samples` (the
+/// position of every [`ONE_SAMPLE_EVERY`]-th 1): a scan of at most
+/// [`SCAN_WORDS`] words past the sample — one miss for the sample, one for
+/// the words, where a general select walks a directory — or `fallback`
+/// where the 1s lie further apart.
+#[inline]
+pub fn select_one(
+    words: &[u64],
+    samples: &[u64],
+    k: usize,
+    fallback: impl FnOnce(usize) -> usize,
+) -> u64 {
+    let pos = samples[k / BLOCK];
+    let mut need = (k % BLOCK) as u32;
+    let mut i = (pos / 64) as usize;
+    let mut ones = words[i] & (u64::MAX << (pos % 64));
+    for _ in 0..=SCAN_WORDS {
+        let c = ones.count_ones();
+        if c > need {
+            return i as u64 * 64 + u64::from(select_in_word(ones, need));
+        }
+        need -= c;
+        i += 1;
+        match words.get(i) {
+            Some(&w) => ones = w,
+            None => break,
+        }
+    }
+    fallback(k) as u64
+}
+
 /// The 1s from bit `start` of `words` to the end of its word, and whether
 /// they run on into the next word.
 #[inline]
@@ -252,6 +286,47 @@ mod tests {
                 assert_eq!(select_in_word(x, k), naive_select(x, k), "{x:#x} {k}");
             }
         }
+    }
+
+    /// `select_one` against vers-vecs' `select1` on every 1 of vectors
+    /// dense, sparse and with gaps long enough for the fallback.
+    #[test]
+    fn sampled_select_matches_select1() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let fell_back = std::cell::Cell::new(0usize);
+        for (len, density) in [
+            (70u64, 0.5),
+            (5000, 0.5),
+            (5000, 0.97),
+            (20000, 0.01),
+            (3000, 0.002),
+        ] {
+            let bits: Vec<bool> = (0..len).map(|_| rng.random_bool(density)).collect();
+            let mut words = vec![0u64; len.div_ceil(64) as usize];
+            for (i, &b) in bits.iter().enumerate() {
+                words[i / 64] |= u64::from(b) << (i % 64);
+            }
+            let mut v = vers_vecs::BitVec::from_limbs(&words);
+            v.drop_last(v.len() - len as usize);
+            let rs = vers_vecs::RsVec::from_bit_vec(v);
+            let samples: Vec<u64> = positions(&words, len, true)
+                .step_by(ONE_SAMPLE_EVERY)
+                .map(|p| p as u64)
+                .collect();
+            for k in 0..rs.rank1(len as usize) {
+                let fallback = |k| {
+                    fell_back.set(fell_back.get() + 1);
+                    rs.select1(k)
+                };
+                let got = select_one(&words, &samples, k, fallback);
+                assert_eq!(
+                    got,
+                    rs.select1(k) as u64,
+                    "{len} bits at {density}: the {k}-th 1"
+                );
+            }
+        }
+        assert!(fell_back.get() > 0, "the sparse vectors take the fallback");
     }
 
     /// LOUDS bits of a tree given each node's degree (breadth-first).
