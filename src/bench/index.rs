@@ -15,7 +15,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use serde::Deserialize;
 
 use super::fixtures::{key_tokens, long_tailed_sids};
-use sidx::index::{Children, IndexStore};
+use sidx::index::IndexStore;
 use sidx::progress::Progress;
 
 #[derive(Args)]
@@ -439,10 +439,9 @@ fn lockstep<N: Copy, T: Copy>(
 }
 
 /// As [`lockstep`], with one `children_of_all` call per step for the
-/// allowed tokens of every live walk, and one `child_of_all` for the moves.
+/// allowed tokens of every live walk, and each move taken from its answer.
 fn lockstep_batched(walks: &[Vec<u16>], index: &sidx::index::Index) -> Result<f64> {
     let (mut nodes, mut live, mut kids) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut moves, mut next) = (Vec::new(), Vec::new());
     let mut steps = 0usize;
     let t0 = Instant::now();
     for group in walks.chunks(256) {
@@ -454,14 +453,9 @@ fn lockstep_batched(walks: &[Vec<u16>], index: &sidx::index::Index) -> Result<f6
             nodes.clear();
             nodes.extend(live.iter().map(|&i| at[i]));
             index.children_of_all(&nodes, &mut kids);
-            moves.clear();
             for (&i, c) in live.iter().zip(&kids) {
                 black_box(c.tokens().len());
-                moves.push(group[i][d]);
-            }
-            Children::child_of_all(&kids, &moves, &mut next);
-            for (&i, n) in live.iter().zip(&next) {
-                at[i] = n.context("a sampled SID is missing")?;
+                at[i] = c.child(group[i][d]).context("a sampled SID is missing")?;
                 steps += 1;
             }
         }

@@ -88,94 +88,18 @@ impl<'a> Children<'a> {
     /// The child reached by `token`.
     #[inline]
     pub fn child(&self, token: TokenId) -> Option<NodeId> {
-        let t = self.tokens;
-        let i = match self.lookup(token)? {
-            Lookup::At(i) => i,
-            Lookup::Near(guess) => interpolation_search(t, token, guess)?,
-            Lookup::Search => t.binary_search(&token).ok()?,
+        let (&lo, &hi) = (self.tokens.first()?, self.tokens.last()?);
+        // Every token of lo..=hi present (a full codebook under the node):
+        // the child is found by subtraction.
+        let i = if usize::from(hi - lo) + 1 == self.tokens.len() {
+            (lo..=hi)
+                .contains(&token)
+                .then(|| usize::from(token - lo))?
+        } else {
+            self.tokens.binary_search(&token).ok()?
         };
         Some(self.first + i as NodeId)
     }
-
-    /// The child of each `kids[i]` reached by `tokens[i]`, into `out`:
-    /// every wide node's guessed lines are loaded first, all at once, so a
-    /// batch of moves waits for about one miss instead of one per move.
-    pub fn child_of_all(kids: &[Self], tokens: &[TokenId], out: &mut Vec<Option<NodeId>>) {
-        let mut touched = 0u16;
-        for (c, &token) in kids.iter().zip(tokens) {
-            if let Some(Lookup::Near(g)) = c.lookup(token) {
-                let t = c.tokens;
-                touched ^= t[g.saturating_sub(NEAR)] ^ t[g] ^ t[(g + NEAR).min(t.len() - 1)];
-            }
-        }
-        std::hint::black_box(touched);
-        out.clear();
-        out.extend(kids.iter().zip(tokens).map(|(c, &t)| c.child(t)));
-    }
-
-    /// How to find `token` among the children, from the range's ends alone.
-    #[inline]
-    fn lookup(&self, token: TokenId) -> Option<Lookup> {
-        let t = self.tokens;
-        let (&lo, &hi) = (t.first()?, t.last()?);
-        if !(lo..=hi).contains(&token) {
-            return None;
-        }
-        let span = usize::from(hi - lo);
-        Some(if span + 1 == t.len() {
-            // Every token of lo..=hi present (a full codebook under the node).
-            Lookup::At(usize::from(token - lo))
-        } else if t.len() <= NEAR {
-            Lookup::Search
-        } else {
-            Lookup::Near(usize::from(token - lo) * (t.len() - 1) / span)
-        })
-    }
-}
-
-/// Where a token lies among a node's children.
-enum Lookup {
-    /// At this position (a full codebook).
-    At(usize),
-    /// Near this guess (a wide node): its place between the range's ends.
-    Near(usize),
-    /// Anywhere (a narrow node, one or two cache lines).
-    Search,
-}
-
-/// Entries either side of an interpolated guess searched before the rest:
-/// one cache line of token ids.
-const NEAR: usize = 32;
-
-/// The position of `token` in the ascending `t`, from a `guess` in it.
-/// Codebook tokens under a node are spread near evenly, so the guess from
-/// `token`'s place between `t[0]` and `t[len - 1]` lands within a line of
-/// it: a wide node's step reads the guess's lines where a binary search
-/// reads a dependent chain of about log2(len / 32). Tokens not spread
-/// evenly cost two probes more than a binary search.
-#[inline]
-fn interpolation_search(t: &[TokenId], token: TokenId, guess: usize) -> Option<usize> {
-    let last = t.len() - 1;
-    let (from, to) = match t[guess].cmp(&token) {
-        std::cmp::Ordering::Equal => return Some(guess),
-        std::cmp::Ordering::Less => {
-            let end = (guess + NEAR).min(last);
-            if t[end] >= token {
-                (guess + 1, end + 1)
-            } else {
-                (end + 1, t.len())
-            }
-        }
-        std::cmp::Ordering::Greater => {
-            let start = guess.saturating_sub(NEAR);
-            if t[start] <= token {
-                (start, guess)
-            } else {
-                (0, start)
-            }
-        }
-    };
-    t[from..to].binary_search(&token).ok().map(|i| from + i)
 }
 
 /// Maps one index file: the crate's one `unsafe` call (`unsafe_code` is
@@ -433,12 +357,9 @@ impl Index {
             Body::V1(v) => nodes.iter().for_each(|&n| push(v.child_range(n))),
             Body::V2(v) => v.child_ranges(nodes, push),
         }
-        // Both ends of every range, which a move's guess is made from.
-        let ends = |c: &Children| {
-            let t = c.tokens;
-            t.first().copied().unwrap_or(0) ^ t.last().copied().unwrap_or(0)
-        };
-        let touched = out.iter().fold(0u16, |acc, c| acc ^ ends(c));
+        let touched = out
+            .iter()
+            .fold(0u16, |acc, c| acc ^ c.tokens.first().copied().unwrap_or(0));
         std::hint::black_box(touched);
     }
 
@@ -620,64 +541,5 @@ impl Index {
     /// Converts token ids back to tokens.
     pub fn tokens(&self, ids: &[TokenId]) -> Vec<Token> {
         ids.iter().map(|&t| self.token(t)).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::{Rng, SeedableRng};
-
-    /// `child` against a linear scan, on every token of the range and
-    /// around it, for token sets spread evenly, clustered, sparse, full,
-    /// and with gaps at either end.
-    #[test]
-    fn child_finds_exactly_the_present_tokens() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let mut sets: Vec<Vec<TokenId>> = vec![
-            vec![],
-            vec![5],
-            vec![3, 4],
-            (100..4196).collect(),
-            (0..4096).step_by(2).collect(),
-            // Clustered: a dense run then a long sparse tail, both ways.
-            (0..200).chain((1000..4000).step_by(97)).collect(),
-            (0..3000).step_by(101).chain(3500..3900).collect(),
-            (0..33).chain([60000]).collect(),
-            [0].into_iter().chain(65000..65100).collect(),
-        ];
-        for density in [0.02, 0.3, 0.45, 0.9, 0.999] {
-            for _ in 0..4 {
-                let base = rng.random_range(0..8192u16);
-                sets.push(
-                    (base..base + 4096)
-                        .filter(|_| rng.random_bool(density))
-                        .collect(),
-                );
-            }
-        }
-        for (s, set) in sets.iter().enumerate() {
-            let c = Children {
-                first: 1000,
-                tokens: set,
-            };
-            let (lo, hi) = (
-                set.first().copied().unwrap_or(0),
-                set.last().copied().unwrap_or(0),
-            );
-            for token in lo.saturating_sub(3)..=hi.saturating_add(3) {
-                let want = set
-                    .iter()
-                    .position(|&x| x == token)
-                    .map(|i| 1000 + i as NodeId);
-                assert_eq!(c.child(token), want, "set {s}, token {token}");
-            }
-            let probes: Vec<TokenId> = (lo.saturating_sub(3)..=hi.saturating_add(3)).collect();
-            let kids = vec![c; probes.len()];
-            let mut out = Vec::new();
-            Children::child_of_all(&kids, &probes, &mut out);
-            let one_by_one: Vec<_> = probes.iter().map(|&t| c.child(t)).collect();
-            assert_eq!(out, one_by_one, "set {s}: child_of_all");
-        }
     }
 }
