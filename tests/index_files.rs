@@ -523,6 +523,70 @@ fn v2_child_lookups_agree_with_v1_on_every_node() {
     }
 }
 
+/// Wide nodes (hundreds of children spread over a wider token range) find
+/// a child from a bitmap: every token of the layout, present or not, from
+/// every node on every SID's path, gets the node whose children are the
+/// table's next tokens after that prefix, or nothing — in both formats.
+#[test]
+fn wide_nodes_find_exactly_their_children() {
+    use rand::{Rng, SeedableRng};
+    use std::collections::{BTreeMap, BTreeSet};
+    let layout = Layout::new(vec![1024, 1024, 8]).unwrap();
+    let mut t = SidTable::new(SidHeader::new(&layout, CollisionMode::Share));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    for i in 0..40_000u32 {
+        // Layer 1: 680 of 1024 codes, most of the items under code 3 (a
+        // level-1 node with hundreds of children, not a full codebook).
+        let c1 = if i % 2 == 0 {
+            3
+        } else {
+            rng.random_range(0..680) * 3 / 2
+        };
+        let sid = [
+            Token::new(1, c1),
+            Token::new(2, rng.random_range(0..1024) & !1),
+            Token::new(3, rng.random_range(0..8)),
+        ];
+        t.push(format!("{i}"), &sid);
+    }
+    for format in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IndexStore::new(dir.path()).with_format_version(format);
+        build_from_table(&store, &t, "test", None).unwrap();
+        let index = store.open_current().unwrap();
+        assert!(
+            index.wide_nodes() >= 2,
+            "format {format}: {} wide",
+            index.wide_nodes()
+        );
+        let mut next: BTreeMap<Vec<u16>, BTreeSet<u16>> = BTreeMap::new();
+        for (_, sid) in t.iter() {
+            let ids: Vec<u16> = sid.iter().map(|&x| index.token_id(x).unwrap()).collect();
+            for d in 0..ids.len() {
+                next.entry(ids[..d].to_vec()).or_default().insert(ids[d]);
+            }
+            next.entry(ids.clone()).or_default();
+        }
+        let limit = index.token_id_limit() as u16;
+        for (prefix, want) in next.iter().filter(|(_, w)| w.len() >= 64) {
+            let node = index.walk(prefix).unwrap();
+            for tok in 0..limit {
+                let mut longer = prefix.clone();
+                longer.push(tok);
+                match (index.child(node, tok), next.get(&longer)) {
+                    (None, None) => {}
+                    (Some(c), Some(kids)) => {
+                        assert!(want.contains(&tok));
+                        let got: BTreeSet<u16> = index.children(c).iter().copied().collect();
+                        assert_eq!(&got, kids, "format {format}: {longer:?}");
+                    }
+                    (got, _) => panic!("format {format}: {longer:?} gave {got:?}"),
+                }
+            }
+        }
+    }
+}
+
 /// Builds the SID file `text` through `build_from_sid_file` (integer ids
 /// go straight into sort records) and through a table; both must give the
 /// same index — entries, counts and layer counts — or the same error.

@@ -25,6 +25,7 @@ mod store;
 mod update;
 mod v1;
 pub mod v2;
+mod wide;
 
 pub use builder::{BuildCounts, IndexBuilder};
 pub use manifest::{DEFAULT_FORMAT_VERSION, FileEntry, Manifest};

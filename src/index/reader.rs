@@ -13,6 +13,7 @@ use super::format;
 use super::manifest::{MANIFEST_FILE, Manifest};
 use super::v1::V1;
 use super::v2::Compact;
+use super::wide::{WideNodes, WideRow};
 use super::{IndexError, TokenId};
 use crate::sid::{Layout, Token};
 
@@ -29,6 +30,8 @@ pub struct Index {
     manifest: Manifest,
     layout: Layout,
     body: Body,
+    /// Bitmaps of the wide nodes, for moves.
+    wide: WideNodes,
     /// The mapped files and their lengths, to notice one changed under us.
     mapped: Vec<(PathBuf, File, u64)>,
 }
@@ -68,15 +71,18 @@ pub struct NextTokens<'a> {
 pub struct Children<'a> {
     first: NodeId,
     tokens: &'a [TokenId],
+    /// The node's bitmap, if it is wide.
+    wide: Option<WideRow<'a>>,
 }
 
 impl<'a> Children<'a> {
     /// The children `a..b` of a node, from the tokens of every node.
     #[inline]
-    fn of(tokens: &'a [TokenId], (a, b): (u32, u32)) -> Self {
+    fn of(tokens: &'a [TokenId], (a, b): (u32, u32), wide: Option<WideRow<'a>>) -> Self {
         Self {
             first: a,
             tokens: &tokens[a as usize..b as usize],
+            wide,
         }
     }
 
@@ -88,6 +94,9 @@ impl<'a> Children<'a> {
     /// The child reached by `token`.
     #[inline]
     pub fn child(&self, token: TokenId) -> Option<NodeId> {
+        if let Some(w) = self.wide {
+            return Some(self.first + w.position(token)? as NodeId);
+        }
         let (&lo, &hi) = (self.tokens.first()?, self.tokens.last()?);
         // Every token of lo..=hi present (a full codebook under the node):
         // the child is found by subtraction.
@@ -174,13 +183,21 @@ impl Index {
         } else {
             Body::V2(Compact::open(trie, header.counts, header.body_crc, layer).map_err(bad)?)
         };
-        let index = Self {
+        let mut index = Self {
             dir: dir.to_owned(),
             layout,
             manifest,
             body,
+            wide: WideNodes::default(),
             mapped,
         };
+        index.wide = WideNodes::build(header.counts.nodes, |n| index.children(n));
+        tracing::debug!(
+            dir = %dir.display(),
+            wide_nodes = index.wide.len().0,
+            blocks = index.wide.len().1,
+            "opened"
+        );
         index.verify_manifest()?;
         Ok(index)
     }
@@ -286,7 +303,12 @@ impl Index {
     /// Heap bytes this version holds besides its mapped files (rank/select
     /// structures of v2, the sorted item map of v1).
     pub fn heap_bytes(&self) -> u64 {
-        body!(self.heap_bytes())
+        body!(self.heap_bytes()) + self.wide.heap_bytes()
+    }
+
+    /// Nodes whose moves are answered from a bitmap ([`super::wide`]).
+    pub fn wide_nodes(&self) -> usize {
+        self.wide.len().0
     }
 
     /// Number of distinct SIDs.
@@ -341,9 +363,10 @@ impl Index {
     /// The children of `node`, with one dispatch on the format.
     #[inline]
     fn children_of(&self, node: NodeId) -> Children<'_> {
+        let wide = self.wide.row(node);
         match &self.body {
-            Body::V1(v) => Children::of(v.node_tokens(), v.child_range(node)),
-            Body::V2(v) => Children::of(v.node_tokens(), v.child_range(node)),
+            Body::V1(v) => Children::of(v.node_tokens(), v.child_range(node), wide),
+            Body::V2(v) => Children::of(v.node_tokens(), v.child_range(node), wide),
         }
     }
 
@@ -352,10 +375,13 @@ impl Index {
     pub fn children_of_all<'a>(&'a self, nodes: &[NodeId], out: &mut Vec<Children<'a>>) {
         out.clear();
         let tokens = self.node_tokens();
-        let mut push = |range| out.push(Children::of(tokens, range));
+        let mut push = |range| out.push(Children::of(tokens, range, None));
         match &self.body {
             Body::V1(v) => nodes.iter().for_each(|&n| push(v.child_range(n))),
             Body::V2(v) => v.child_ranges(nodes, push),
+        }
+        for (c, &n) in out.iter_mut().zip(nodes) {
+            c.wide = self.wide.row(n);
         }
         let touched = out
             .iter()
