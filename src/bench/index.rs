@@ -439,7 +439,8 @@ fn lockstep<N: Copy, T: Copy>(
 }
 
 /// As [`lockstep`], with one `children_of_all` call per step for the
-/// allowed tokens of every live walk, and each move taken from its answer.
+/// allowed tokens of every live walk, and each move taken from its answer
+/// (`child_in`).
 fn lockstep_batched(walks: &[Vec<u16>], index: &sidx::index::Index) -> Result<f64> {
     let (mut nodes, mut live, mut kids) = (Vec::new(), Vec::new(), Vec::new());
     let mut steps = 0usize;
@@ -455,7 +456,8 @@ fn lockstep_batched(walks: &[Vec<u16>], index: &sidx::index::Index) -> Result<f6
             index.children_of_all(&nodes, &mut kids);
             for (&i, c) in live.iter().zip(&kids) {
                 black_box(c.tokens().len());
-                at[i] = c.child(group[i][d]).context("a sampled SID is missing")?;
+                let moved = index.child_in(at[i], c, group[i][d]);
+                at[i] = moved.context("a sampled SID is missing")?;
                 steps += 1;
             }
         }

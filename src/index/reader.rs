@@ -13,7 +13,7 @@ use super::format;
 use super::manifest::{MANIFEST_FILE, Manifest};
 use super::v1::V1;
 use super::v2::Compact;
-use super::wide::{WideNodes, WideRow};
+use super::wide::WideNodes;
 use super::{IndexError, TokenId};
 use crate::sid::{Layout, Token};
 
@@ -71,18 +71,15 @@ pub struct NextTokens<'a> {
 pub struct Children<'a> {
     first: NodeId,
     tokens: &'a [TokenId],
-    /// The node's bitmap, if it is wide.
-    wide: Option<WideRow<'a>>,
 }
 
 impl<'a> Children<'a> {
     /// The children `a..b` of a node, from the tokens of every node.
     #[inline]
-    fn of(tokens: &'a [TokenId], (a, b): (u32, u32), wide: Option<WideRow<'a>>) -> Self {
+    fn of(tokens: &'a [TokenId], (a, b): (u32, u32)) -> Self {
         Self {
             first: a,
             tokens: &tokens[a as usize..b as usize],
-            wide,
         }
     }
 
@@ -91,12 +88,16 @@ impl<'a> Children<'a> {
         self.tokens
     }
 
+    /// The child reached by `tokens()[i]` (`i` below their count).
+    #[inline]
+    pub fn child_at(&self, i: usize) -> NodeId {
+        debug_assert!(i < self.tokens.len());
+        self.first + i as NodeId
+    }
+
     /// The child reached by `token`.
     #[inline]
     pub fn child(&self, token: TokenId) -> Option<NodeId> {
-        if let Some(w) = self.wide {
-            return Some(self.first + w.position(token)? as NodeId);
-        }
         let (&lo, &hi) = (self.tokens.first()?, self.tokens.last()?);
         // Every token of lo..=hi present (a full codebook under the node):
         // the child is found by subtraction.
@@ -357,16 +358,26 @@ impl Index {
     /// The node reached from `node` by `token`.
     #[inline]
     pub fn child(&self, node: NodeId, token: TokenId) -> Option<NodeId> {
-        self.children_of(node).child(token)
+        self.child_in(node, &self.children_of(node), token)
+    }
+
+    /// The node reached from `node`, whose children are `kids` (from
+    /// [`Self::children_of_all`]), by `token`: a wide node's from its
+    /// bitmap ([`super::wide`]), any other's by a search among `kids`.
+    #[inline]
+    pub fn child_in(&self, node: NodeId, kids: &Children, token: TokenId) -> Option<NodeId> {
+        match self.wide.row(node) {
+            Some(w) => Some(kids.child_at(w.position(token)?)),
+            None => kids.child(token),
+        }
     }
 
     /// The children of `node`, with one dispatch on the format.
     #[inline]
     fn children_of(&self, node: NodeId) -> Children<'_> {
-        let wide = self.wide.row(node);
         match &self.body {
-            Body::V1(v) => Children::of(v.node_tokens(), v.child_range(node), wide),
-            Body::V2(v) => Children::of(v.node_tokens(), v.child_range(node), wide),
+            Body::V1(v) => Children::of(v.node_tokens(), v.child_range(node)),
+            Body::V2(v) => Children::of(v.node_tokens(), v.child_range(node)),
         }
     }
 
@@ -375,13 +386,10 @@ impl Index {
     pub fn children_of_all<'a>(&'a self, nodes: &[NodeId], out: &mut Vec<Children<'a>>) {
         out.clear();
         let tokens = self.node_tokens();
-        let mut push = |range| out.push(Children::of(tokens, range, None));
+        let mut push = |range| out.push(Children::of(tokens, range));
         match &self.body {
             Body::V1(v) => nodes.iter().for_each(|&n| push(v.child_range(n))),
             Body::V2(v) => v.child_ranges(nodes, push),
-        }
-        for (c, &n) in out.iter_mut().zip(nodes) {
-            c.wide = self.wide.row(n);
         }
         let touched = out
             .iter()
