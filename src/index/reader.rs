@@ -88,11 +88,10 @@ impl<'a> Children<'a> {
         self.tokens
     }
 
-    /// The child reached by `tokens()[i]` (`i` below their count).
+    /// The child reached by `tokens()[i]`; `None` past them.
     #[inline]
-    pub fn child_at(&self, i: usize) -> NodeId {
-        debug_assert!(i < self.tokens.len());
-        self.first + i as NodeId
+    pub fn child_at(&self, i: usize) -> Option<NodeId> {
+        (i < self.tokens.len()).then(|| self.first + i as NodeId)
     }
 
     /// The child reached by `token`.
@@ -367,7 +366,8 @@ impl Index {
     #[inline]
     pub fn child_in(&self, node: NodeId, kids: &Children, token: TokenId) -> Option<NodeId> {
         match self.wide.row(node) {
-            Some(w) => Some(kids.child_at(w.position(token)?)),
+            // Kids of another node (a caller's slip) give `None`, not a stray node.
+            Some(w) => kids.child_at(w.position(token)?),
             None => kids.child(token),
         }
     }
