@@ -194,8 +194,8 @@ impl Index {
         index.wide = WideNodes::build(header.counts.nodes, |n| index.children(n));
         tracing::debug!(
             dir = %dir.display(),
-            wide_nodes = index.wide.len().0,
-            blocks = index.wide.len().1,
+            wide_nodes = index.wide.nodes(),
+            wide_heap_bytes = index.wide.heap_bytes(),
             "opened"
         );
         index.verify_manifest()?;
@@ -308,7 +308,7 @@ impl Index {
 
     /// Nodes whose moves are answered from a bitmap ([`super::wide`]).
     pub fn wide_nodes(&self) -> usize {
-        self.wide.len().0
+        self.wide.nodes()
     }
 
     /// Number of distinct SIDs.

@@ -107,10 +107,9 @@ impl WideNodes {
         })
     }
 
-    /// Wide nodes held, and their blocks.
-    pub fn len(&self) -> (usize, usize) {
-        let wide = self.rows.iter().filter(|r| r.start != 0).count();
-        (wide, self.blocks.len())
+    /// Wide nodes held.
+    pub fn nodes(&self) -> usize {
+        self.rows.iter().filter(|r| r.start != 0).count()
     }
 
     pub fn heap_bytes(&self) -> u64 {
