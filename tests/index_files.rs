@@ -570,6 +570,13 @@ fn wide_nodes_find_exactly_their_children() {
         let limit = index.token_id_limit() as u16;
         for (prefix, want) in next.iter().filter(|(_, w)| w.len() >= 64) {
             let node = index.walk(prefix).unwrap();
+            // Given another node's children (a leaf's: none), a wide node's
+            // move finds no child rather than a node past those children.
+            let leaf = index.walk(next.keys().last().unwrap()).unwrap();
+            let mut other = Vec::new();
+            index.children_of_all(&[leaf], &mut other);
+            let present = *want.iter().next().unwrap();
+            assert_eq!(index.child_in(node, &other[0], present), None, "{prefix:?}");
             for tok in 0..limit {
                 let mut longer = prefix.clone();
                 longer.push(tok);
